@@ -1,0 +1,67 @@
+"""Canonical JSON: the one byte form that is hashed, signed and sent.
+
+Rules: UTF-8, object keys sorted, no insignificant whitespace, no floats (decimals travel as strings),
+integers only within the IEEE-754 safe range so every JSON reader agrees on them.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from ._exceptions import CanonicalEncodingError
+
+_SAFE_INT = 2**53 - 1
+
+
+def _check(value: Any, path: str) -> Any:
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        if abs(value) > _SAFE_INT:
+            raise CanonicalEncodingError(f"{path or 'value'}: integer outside the safe range")
+        return value
+    if isinstance(value, float):
+        raise CanonicalEncodingError(f"{path or 'value'}: floats are not allowed, use a decimal string")
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise CanonicalEncodingError(f"{path or 'value'}: decimal must be finite")
+        return format(value, "f")
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise CanonicalEncodingError(f"{path or 'value'}: object keys must be strings")
+            out[key] = _check(item, f"{path}.{key}" if path else key)
+        return out
+    if isinstance(value, list | tuple):
+        return [_check(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    raise CanonicalEncodingError(f"{path or 'value'}: {type(value).__name__} has no canonical JSON form")
+
+
+def canonical_dumps(value: Any) -> str:
+    """Encode ``value`` as canonical JSON text.
+
+    Raises:
+        CanonicalEncodingError: when the value holds a float, a non-finite decimal, a non-string key,
+            an unsafe integer, or an unsupported type.
+    """
+    return json.dumps(_check(value, ""), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """Canonical JSON as UTF-8 bytes."""
+    return canonical_dumps(value).encode("utf-8")
+
+
+def is_canonical(text: str) -> bool:
+    """True when ``text`` is exactly the canonical encoding of what it decodes to."""
+    try:
+        return canonical_dumps(json.loads(text, parse_float=_refuse_float)) == text
+    except (ValueError, CanonicalEncodingError):
+        return False
+
+
+def _refuse_float(_: str) -> Any:
+    raise CanonicalEncodingError("floats are not allowed")

@@ -1,0 +1,112 @@
+"""Outbox records: the signed body, and verification of a run of records against a chain."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from . import chain as _chain
+from ._exceptions import BadSignature, ChainBroken, RecordInvalid
+from .canonical import canonical_dumps
+from .keys import Ed25519PrivateKey, Ed25519PublicKey, sign, verify
+
+BODY_VERSION = 1
+
+
+def make_body(
+    *, store_id: str, epoch: int, seq: int, kind: str, captured_at: str, txn: dict[str, Any], origin: str = "api"
+) -> str:
+    """The canonical JSON body of a record, exactly as it is hashed, signed and sent."""
+    return canonical_dumps(
+        {
+            "v": BODY_VERSION,
+            "store_id": store_id,
+            "epoch": epoch,
+            "seq": seq,
+            "kind": kind,
+            "captured_at": captured_at,
+            "origin": origin,
+            "txn": txn,
+        }
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SignedRecord:
+    """One record as stored in the outbox and carried on the wire."""
+
+    seq: int
+    body: str
+    chain: bytes
+    sig: bytes
+
+    def wire(self) -> dict[str, Any]:
+        return {"seq": self.seq, "body": self.body, "chain": self.chain.hex(), "sig": self.sig.hex()}
+
+
+def seal(key: Ed25519PrivateKey, prev_chain: bytes, seq: int, body: str) -> SignedRecord:
+    """Chain and sign a body that follows ``prev_chain``."""
+    value = _chain.link(prev_chain, body)
+    return SignedRecord(seq=seq, body=body, chain=value, sig=sign(key, value))
+
+
+def check_body(body: str, *, store_id: str, epoch: int, seq: int) -> dict[str, Any]:
+    """Parse a body and check that it names the writer and seq it is filed under.
+
+    Raises:
+        RecordInvalid: when the body is not JSON or names another store, epoch or seq.
+    """
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise RecordInvalid(seq, "body is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise RecordInvalid(seq, "body is not a JSON object")
+    for field, want in (("store_id", store_id), ("epoch", epoch), ("seq", seq)):
+        if doc.get(field) != want:
+            raise RecordInvalid(seq, f"body {field} is {doc.get(field)!r}, expected {want!r}")
+    return doc
+
+
+def verify_run(
+    records: Iterable[SignedRecord],
+    *,
+    prev_chain: bytes,
+    first_seq: int,
+    public_key: Ed25519PublicKey,
+    verify_all: bool = True,
+) -> Iterator[SignedRecord]:
+    """Yield each record after checking seq order, chain link and (all or last) signature.
+
+    Records are yielded only once checked, so a caller that stores as it iterates keeps every record
+    before the first bad one. With ``verify_all=False`` only the last signature is checked — through
+    the chain it vouches for every record before it — so records are yielded after the whole run
+    has been checked.
+
+    Raises:
+        RecordInvalid, ChainBroken, BadSignature: naming the first bad seq.
+    """
+    expected = first_seq
+    prev = prev_chain
+    held: list[SignedRecord] = []
+    for rec in records:
+        if rec.seq != expected:
+            raise RecordInvalid(rec.seq, f"out of order: expected seq {expected}")
+        value = _chain.link(prev, rec.body)
+        if value != rec.chain:
+            raise ChainBroken(rec.seq, "chain link does not match the record body and its predecessor")
+        if verify_all:
+            if not verify(public_key, rec.sig, value):
+                raise BadSignature(rec.seq, "signature does not verify with the writer's key")
+            yield rec
+        else:
+            held.append(rec)
+        prev = value
+        expected += 1
+    if held:
+        last = held[-1]
+        if not verify(public_key, last.sig, last.chain):
+            raise BadSignature(last.seq, "signature does not verify with the writer's key")
+        yield from held
