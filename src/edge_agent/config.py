@@ -1,0 +1,91 @@
+"""Agent configuration: where the data lives and how the agent talks to the hub.
+
+The data folder comes from ``--data-dir``, else the ``EDGE_AGENT_DATA`` environment variable, else
+``./edge-agent-data``. It holds ``agent.key`` (Ed25519, mode 0600) and ``outbox.db`` (SQLite, WAL).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from sync_protocol import keys
+from sync_protocol._exceptions import KeyFileError
+
+from ._exceptions import ConfigError
+
+ENV_DATA_DIR = "EDGE_AGENT_DATA"
+DEFAULT_DATA_DIR = "./edge-agent-data"
+KEY_FILE = "agent.key"
+DB_FILE = "outbox.db"
+LOCK_FILE = "sync.lock"
+
+
+def resolve_data_dir(arg: str | os.PathLike[str] | None) -> Path:
+    """The data folder: the argument, else ``$EDGE_AGENT_DATA``, else ``./edge-agent-data``."""
+    raw = arg if arg not in (None, "") else os.environ.get(ENV_DATA_DIR) or DEFAULT_DATA_DIR
+    return Path(raw).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Settings of one agent.
+
+    Attributes:
+        data_dir: Folder with the key and the outbox.
+        host: Address the capture API binds to (loopback by default).
+        port: Port of the capture API.
+        sync_interval: Seconds between scheduled sync passes.
+        burst_records: Records per burst at most (shrunk on 413 and timeouts).
+        connect_timeout: Seconds to connect to the hub.
+        read_timeout: Seconds to wait for the hub's answer.
+        backoff_base: First retry delay in seconds after a network error or 5xx.
+        backoff_cap: Longest retry delay in seconds.
+        blocked_retry: Seconds between retries while the hub refuses our records.
+        heartbeat_interval: Seconds between heartbeats written to the outbox.
+        hub_url: Overrides the hub URL stored at enrollment, when set.
+    """
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8787
+    sync_interval: float = 5.0
+    burst_records: int = 2000
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    blocked_retry: float = 300.0
+    heartbeat_interval: float = 5.0
+    hub_url: str | None = None
+
+    @classmethod
+    def load(cls, data_dir: str | os.PathLike[str] | None = None, **overrides: object) -> AgentConfig:
+        """Build a configuration, ignoring overrides that are None."""
+        cfg = cls(data_dir=resolve_data_dir(data_dir))
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        return replace(cfg, **changes) if changes else cfg  # type: ignore[arg-type]
+
+    @property
+    def key_path(self) -> Path:
+        return self.data_dir / KEY_FILE
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / DB_FILE
+
+    @property
+    def lock_path(self) -> Path:
+        return self.data_dir / LOCK_FILE
+
+    def load_key(self) -> keys.Ed25519PrivateKey:
+        """Load the agent's signing key, refusing a key file that group or others can read.
+
+        Raises:
+            ConfigError: when the key is missing, malformed or too open.
+        """
+        try:
+            return keys.load_private_key(self.key_path)
+        except KeyFileError as exc:
+            raise ConfigError(str(exc)) from None
