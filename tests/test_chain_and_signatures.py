@@ -21,7 +21,11 @@ def build(n: int, key: keys.Ed25519PrivateKey, store: str = "S1", epoch: int = 1
     out = []
     for seq in range(1, n + 1):
         body = make_body(
-            store_id=store, epoch=epoch, seq=seq, kind="sale", captured_at="2026-11-22T10:00:00.000+01:00",
+            store_id=store,
+            epoch=epoch,
+            seq=seq,
+            kind="sale",
+            captured_at="2026-11-22T10:00:00.000+01:00",
             txn={"txn_id": f"T{seq}"},
         )
         rec = seal(key, prev, seq, body)
@@ -56,8 +60,13 @@ def test_edited_body_is_caught_with_its_seq(verify_all: bool) -> None:
     recs[2] = SignedRecord(3, recs[2].body.replace("T3", "T9"), recs[2].chain, recs[2].sig)
     kept: list[int] = []
     with pytest.raises(ChainBroken) as info:
-        for r in verify_run(recs, prev_chain=chain.genesis("S1", 1), first_seq=1, public_key=key.public_key(),
-                            verify_all=verify_all):
+        for r in verify_run(
+            recs,
+            prev_chain=chain.genesis("S1", 1),
+            first_seq=1,
+            public_key=key.public_key(),
+            verify_all=verify_all,
+        ):
             kept.append(r.seq)
     assert info.value.seq == 3
     assert kept == ([1, 2] if verify_all else [])
@@ -67,7 +76,14 @@ def test_deleted_and_reordered_records_are_caught() -> None:
     key = keys.generate()
     recs = build(4, key)
     with pytest.raises(RecordInvalid, match="expected seq 2"):
-        list(verify_run([recs[0], recs[2]], prev_chain=chain.genesis("S1", 1), first_seq=1, public_key=key.public_key()))
+        list(
+            verify_run(
+                [recs[0], recs[2]],
+                prev_chain=chain.genesis("S1", 1),
+                first_seq=1,
+                public_key=key.public_key(),
+            )
+        )
     swapped = [recs[0], SignedRecord(2, recs[2].body, recs[2].chain, recs[2].sig)]
     with pytest.raises(ChainBroken):
         list(verify_run(swapped, prev_chain=chain.genesis("S1", 1), first_seq=1, public_key=key.public_key()))
@@ -77,8 +93,15 @@ def test_recomputed_chain_with_foreign_key_fails_signature() -> None:
     key, forger = keys.generate(), keys.generate()
     recs = build(3, forger)
     with pytest.raises(BadSignature) as info:
-        list(verify_run(recs, prev_chain=chain.genesis("S1", 1), first_seq=1, public_key=key.public_key(),
-                        verify_all=False))
+        list(
+            verify_run(
+                recs,
+                prev_chain=chain.genesis("S1", 1),
+                first_seq=1,
+                public_key=key.public_key(),
+                verify_all=False,
+            )
+        )
     assert info.value.seq == 3
 
 

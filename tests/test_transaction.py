@@ -79,8 +79,14 @@ def test_discount_is_subtracted() -> None:
         ("lines", variant(lines=[], tenders=[], total="0.00")),
         ("voided_txn_id", variant(kind="void", lines=[], tenders=[], total="0.00")),
         ("lines[0].colour", variant(lines=[{"sku": "A", "qty": "1", "unit_price": "1.00", "colour": "red"}])),
-        ("tenders[0].card_last4", variant(tenders=[{"type": "cash", "amount": "46.16", "card_last4": "4242"}])),
-        ("lines[0].disposition", variant(lines=[{"sku": "A", "qty": "1", "unit_price": "1.00", "disposition": "restock"}])),
+        (
+            "tenders[0].card_last4",
+            variant(tenders=[{"type": "cash", "amount": "46.16", "card_last4": "4242"}]),
+        ),
+        (
+            "lines[0].disposition",
+            variant(lines=[{"sku": "A", "qty": "1", "unit_price": "1.00", "disposition": "restock"}]),
+        ),
         ("original", variant(original={"channel": "webshop", "order_id": "W1"})),
     ],
 )

@@ -7,7 +7,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-SKUS = [("TEE-BLK-M", "19.90"), ("JEANS-32", "59.00"), ("SOCKS-3P", "9.95"), ("CAP-RED", "14.50"), ("BAG-TOTE", "4.99")]
+SKUS = [
+    ("TEE-BLK-M", "19.90"),
+    ("JEANS-32", "59.00"),
+    ("SOCKS-3P", "9.95"),
+    ("CAP-RED", "14.50"),
+    ("BAG-TOTE", "4.99"),
+]
 TAX = Decimal("0.19")
 
 
@@ -56,7 +62,10 @@ class Pos:
             "tenders": [{"type": "cash", "amount": str(total)}], "total": str(total),
         }  # fmt: skip
         if channel:
-            txn["original"] = {"channel": channel, "order_id": f"{channel.upper()}-{self.rng.randint(1000, 9999)}"}
+            txn["original"] = {
+                "channel": channel,
+                "order_id": f"{channel.upper()}-{self.rng.randint(1000, 9999)}",
+            }
         return txn
 
     def void_of(self, sale: dict[str, Any]) -> dict[str, Any]:

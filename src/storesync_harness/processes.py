@@ -111,7 +111,12 @@ class Service:
 
 def _cli(module: str, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
     res = subprocess.run(
-        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=_env(), input=input, timeout=120
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        input=input,
+        timeout=120,
     )
     if check and res.returncode != 0:
         raise RuntimeError(f"{module} {' '.join(args)} exited {res.returncode}: {res.stderr.strip() or res.stdout}")

@@ -21,7 +21,11 @@ class ClockSample:
     sampled_at: str
 
     def as_dict(self) -> dict[str, object]:
-        return {"theta_ms": round(self.theta_ms, 3), "delta_ms": round(self.delta_ms, 3), "sampled_at": self.sampled_at}
+        return {
+            "theta_ms": round(self.theta_ms, 3),
+            "delta_ms": round(self.delta_ms, 3),
+            "sampled_at": self.sampled_at,
+        }
 
     @classmethod
     def from_dict(cls, doc: dict[str, object]) -> ClockSample:

@@ -19,7 +19,7 @@ from ._exceptions import AuthError
 from .keys import Ed25519PrivateKey, Ed25519PublicKey, sign, verify
 
 COMPONENTS = ("@method", "@path", "content-digest")
-_INPUT = re.compile(r'^sig1=\((?P<comps>[^)]*)\);(?P<params>.*)$')
+_INPUT = re.compile(r"^sig1=\((?P<comps>[^)]*)\);(?P<params>.*)$")
 _PARAM = re.compile(r'(\w+)=("([^"]*)"|\d+)')
 _SIG = re.compile(r"^sig1=:(?P<b64>[A-Za-z0-9+/=]+):$")
 _DIGEST = re.compile(r"(?:^|,\s*)sha-256=:(?P<b64>[A-Za-z0-9+/=]+):")

@@ -16,7 +16,14 @@ BODY_VERSION = 1
 
 
 def make_body(
-    *, store_id: str, epoch: int, seq: int, kind: str, captured_at: str, txn: dict[str, Any], origin: str = "api"
+    *,
+    store_id: str,
+    epoch: int,
+    seq: int,
+    kind: str,
+    captured_at: str,
+    txn: dict[str, Any],
+    origin: str = "api",
 ) -> str:
     """The canonical JSON body of a record, exactly as it is hashed, signed and sent."""
     return canonical_dumps(

@@ -53,7 +53,7 @@ class OriginalOrder(_Strict):
 class Transaction(_Strict):
     """A validated POS transaction. Build it with :func:`parse_transaction`."""
 
-    schema_: Literal["storesync.pos.v1"] = Field(default=SCHEMA_V1, alias="schema")
+    schema_: Literal["storesync.pos.v1"] = Field(default="storesync.pos.v1", alias="schema")
     txn_id: TxnId
     register_id: Ident
     kind: Literal["sale", "return", "void"]

@@ -23,7 +23,9 @@ def assert_ledger_exact(hub: Hub, store_id: str, sent: list[dict], epoch: int = 
     ledger = hub.ledger(store_id, epoch)
     seqs = [r["seq"] for r in ledger]
     assert seqs == list(range(1, len(sent) + 1)), "ledger seqs must be 1..N with no gap"
-    keys_in_ledger = [(json.loads(r["body"])["txn"]["register_id"], json.loads(r["body"])["txn"]["txn_id"]) for r in ledger]
+    keys_in_ledger = [
+        (json.loads(r["body"])["txn"]["register_id"], json.loads(r["body"])["txn"]["txn_id"]) for r in ledger
+    ]
     assert len(set(keys_in_ledger)) == len(keys_in_ledger), "a transaction is in the ledger twice"
     assert set(keys_in_ledger) == {(t["register_id"], t["txn_id"]) for t in sent}
     prev = chain.genesis(store_id, epoch)
@@ -130,7 +132,13 @@ def test_tamper_that_recomputes_the_chain_is_caught_by_signature(tmp_path: Path,
     """An attacker who edits a body and recomputes every chain value still cannot sign."""
     agent = Agent.enrolled(tmp_path / "agent", hub, "S1")
     pos = Pos("R1", seed=4)
-    agent_cli("capture", "--data-dir", str(agent.data_dir), "-", input="\n".join(json.dumps(pos.sale()) for _ in range(5)))
+    agent_cli(
+        "capture",
+        "--data-dir",
+        str(agent.data_dir),
+        "-",
+        input="\n".join(json.dumps(pos.sale()) for _ in range(5)),
+    )
     db = agent.data_dir / "outbox.db"
     recs = _outbox_records(db, 1, 5)
     forged = [recs[0], recs[1]]
