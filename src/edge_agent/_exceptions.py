@@ -86,9 +86,12 @@ class HubUnavailable(HubError):
 
     code = "offline"
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None, timeout: bool = False
+    ) -> None:
         self.status = status
         self.retry_after = retry_after
+        self.timeout = timeout
         super().__init__(message)
 
 

@@ -60,7 +60,5 @@ def find_pans(value: Any, path: str = "") -> Iterator[str]:
     elif isinstance(value, list):
         for i, item in enumerate(value):
             yield from find_pans(item, f"{path}[{i}]")
-    elif isinstance(value, str) and contains_pan(value, path):
-        yield path
-    elif isinstance(value, int) and not isinstance(value, bool) and contains_pan(str(value), path):
+    elif isinstance(value, str | int) and not isinstance(value, bool) and contains_pan(str(value), path):
         yield path
