@@ -17,6 +17,7 @@ from sync_protocol import keys
 from sync_protocol._exceptions import KeyFileError
 
 from ._exceptions import ConfigError
+from .storage import Storage
 
 DATA_ENV = "CLOUD_HUB_DATA"
 TOKEN_ENV = "CLOUD_HUB_ADMIN_TOKEN"
@@ -147,3 +148,32 @@ def load_or_create_admin_token(config: HubConfig) -> str:
     if not token:
         raise ConfigError(f"{path} is empty; delete it to have a new token made")
     return token
+
+
+@dataclass
+class Hub:
+    """An opened data folder: database, receipt key and admin token."""
+
+    config: HubConfig
+    storage: Storage
+    hub_key: keys.Ed25519PrivateKey
+    admin_token: str
+
+    def close(self) -> None:
+        self.storage.close()
+
+
+def open_hub(config: HubConfig) -> Hub:
+    """Open (creating on first use) the data folder, ``hub.db``, ``hub.key`` and ``admin.token``.
+
+    Raises:
+        ConfigError: a file cannot be created or used.
+        StorageError: the database cannot be opened or migrated.
+    """
+    from .storage.sqlite import SQLiteStorage
+
+    ensure_data_dir(config)
+    hub_key = load_or_create_hub_key(config)
+    token = load_or_create_admin_token(config)
+    storage = SQLiteStorage(config.db_path, busy_timeout_ms=config.busy_timeout_ms)
+    return Hub(config, storage, hub_key, token)

@@ -1,0 +1,255 @@
+"""The hub's HTTP API: a thin FastAPI layer over ingest, registry and admin (protocol.md §4, §5, §8).
+
+Every non-2xx answer is a JSON ``ErrorBody`` (``{"error": code, "message": text, ...}``). Database work
+runs in the threadpool; each worker thread has its own SQLite connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sync_protocol.wire import BURSTS_PATH, ENROLL_PATH, BurstRequest, EnrollRequest
+
+from . import admin, registry
+from ._exceptions import BurstRejected, HubError, InputError, StorageError, TooLarge
+from .auth import KeyCache, check_admin, verify_signed_request
+from .config import Hub, HubConfig, Limits, open_hub
+from .ingest import AfterStore, ingest_burst
+
+log = logging.getLogger("cloud_hub.bursts")
+MAX_ENROLL_BYTES = 64 * 1024
+
+
+def _field(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def parse_model(model: type[Any], raw: bytes) -> Any:
+    """Validate JSON bytes against a wire model.
+
+    Raises:
+        InputError: 400 ``bad_request`` naming the first bad field.
+        TooLarge: 413 when a list is longer than the wire model allows.
+    """
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = _field(err["loc"])
+        if err["type"] == "json_invalid":
+            raise InputError(f"body is not valid JSON: {err['msg']}", field="body") from None
+        if err["type"] == "too_long" and field == "records":
+            raise TooLarge(f"too many records in one burst: {err['msg']}", field="records") from None
+        raise InputError(f"{field}: {err['msg']}", field=field) from None
+
+
+def decode_body(raw: bytes, encoding: str | None, limits: Limits) -> bytes:
+    """The request body after ``Content-Encoding`` (identity or gzip), within the size limit.
+
+    Raises:
+        TooLarge: decompressed size above the limit.
+        InputError: unknown encoding or corrupt gzip data.
+    """
+    enc = (encoding or "identity").strip().lower()
+    if enc == "identity":
+        return raw
+    if enc != "gzip":
+        raise InputError(f"Content-Encoding {enc!r} is not supported (use gzip)", field="content-encoding")
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(raw, limits.max_decompressed_bytes + 1)
+    except zlib.error as exc:
+        raise InputError(f"gzip body is corrupt: {exc}", field="body") from None
+    if len(out) > limits.max_decompressed_bytes:
+        raise TooLarge(f"body is larger than {limits.max_decompressed_bytes} bytes when decompressed")
+    if not inflater.eof or inflater.unused_data:
+        raise InputError("gzip body is truncated or has trailing data", field="body")
+    return out
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The raw request body, refusing more than ``limit`` bytes.
+
+    Raises:
+        TooLarge: the body (or its declared Content-Length) exceeds ``limit``.
+    """
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error_response(exc: HubError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
+
+
+class BurstHandler:
+    """Everything ``POST /v1/bursts`` does after the body is read; runs in a worker thread."""
+
+    def __init__(self, hub: Hub, keys: KeyCache, after_store: list[AfterStore]) -> None:
+        self.hub = hub
+        self.keys = keys
+        self.after_store = after_store
+
+    def __call__(self, method: str, path: str, headers: Mapping[str, str], raw: bytes, received: datetime) -> Response:
+        started = time.perf_counter()
+        verified = verify_signed_request(method, path, headers, raw, self.keys)
+        limits = self.hub.config.limits
+        body = decode_body(raw, headers.get("content-encoding"), limits)
+        burst: BurstRequest = parse_model(BurstRequest, body)
+        if len(burst.records) > limits.max_records:
+            raise TooLarge(f"{len(burst.records)} records in one burst; the limit is {limits.max_records}")
+        seqs = f"{burst.first_seq}-{burst.first_seq + len(burst.records) - 1}" if burst.records else "probe"
+        try:
+            answer = ingest_burst(
+                self.hub.storage,
+                burst,
+                key_id=verified.keyid,
+                hub_key=self.hub.hub_key,
+                verify_all=self.hub.config.verify == "all",
+                now=received,
+                after_store=self.after_store,
+            )
+        except BurstRejected as exc:
+            log.info(
+                "burst store=%s epoch=%s seqs=%s status=%s error=%s stored=%s duplicates=%s ms=%.1f",
+                burst.store_id,
+                burst.epoch,
+                seqs,
+                exc.status,
+                exc.code,
+                exc.error.stored,
+                exc.error.duplicates,
+                (time.perf_counter() - started) * 1000,
+            )
+            raise
+        log.info(
+            "burst store=%s epoch=%s seqs=%s status=200 stored=%d duplicates=%d acked_through=%d ms=%.1f",
+            burst.store_id,
+            burst.epoch,
+            seqs,
+            answer.stored,
+            answer.duplicates,
+            answer.acked_through,
+            (time.perf_counter() - started) * 1000,
+        )
+        return Response(answer.model_dump_json(exclude_none=True), media_type="application/json")
+
+
+def create_app(config: HubConfig, *, hub: Hub | None = None) -> FastAPI:
+    """Build the hub application, opening (and on first use creating) the data folder.
+
+    Args:
+        config: Hub settings.
+        hub: An already opened data folder (closed with the app).
+    """
+    hub = hub or open_hub(config)
+    keys = KeyCache(hub.storage)
+    after_store: list[AfterStore] = []
+    handle_burst = BurstHandler(hub, keys, after_store)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        hub.close()
+
+    app = FastAPI(title="StoreSync cloud hub", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.hub = hub
+    app.state.after_store = after_store
+
+    @app.exception_handler(HubError)
+    async def _hub_error(_: Request, exc: HubError) -> JSONResponse:
+        return _error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = "not_found" if exc.status_code == 404 else "bad_request"
+        return JSONResponse({"error": code, "message": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        err = exc.errors()[0]
+        field = _field([p for p in err["loc"] if p not in ("query", "path", "header", "body")])
+        return JSONResponse({"error": "bad_request", "message": f"{field}: {err['msg']}"}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _internal_error(_: Request, exc: Exception) -> JSONResponse:
+        logging.getLogger("cloud_hub").exception("internal error: %s", type(exc).__name__)
+        return JSONResponse({"error": "internal", "message": "internal error; see the hub log"}, status_code=500)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        try:
+            version = hub.storage.schema_version()
+        except StorageError as exc:
+            return JSONResponse(
+                {"error": "busy", "message": exc.message}, status_code=503, headers={"Retry-After": "1"}
+            )
+        return JSONResponse({"status": "ready", "schema_version": version})
+
+    @app.post(ENROLL_PATH, status_code=201)
+    async def enroll(request: Request) -> Response:
+        raw = await read_limited(request, MAX_ENROLL_BYTES)
+        req: EnrollRequest = parse_model(EnrollRequest, raw)
+        answer = await run_in_threadpool(registry.enroll, hub.storage, req, hub_key=hub.hub_key)
+        keys.invalidate(answer.key_id)
+        logging.getLogger("cloud_hub.registry").info(
+            "enrolled store=%s epoch=%d key_id=%s", answer.store_id, answer.epoch, answer.key_id
+        )
+        return Response(answer.model_dump_json(), status_code=201, media_type="application/json")
+
+    @app.post(BURSTS_PATH)
+    async def bursts(request: Request) -> Response:
+        received = datetime.now(UTC)
+        raw = await read_limited(request, config.limits.max_wire_bytes)
+        return await run_in_threadpool(handle_burst, request.method, request.url.path, request.headers, raw, received)
+
+    @app.get("/v1/admin/stores")
+    def admin_stores(authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        check_admin(authorization, hub.admin_token)
+        return admin.stores_view(hub.storage)
+
+    @app.get("/v1/admin/stores/{store_id}")
+    def admin_store(store_id: str, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        check_admin(authorization, hub.admin_token)
+        return admin.store_view(hub.storage, store_id)
+
+    @app.get("/v1/admin/stores/{store_id}/ledger")
+    def admin_ledger(
+        store_id: str,
+        epoch: int | None = None,
+        after: int = 0,
+        limit: int = 100,
+        authorization: str | None = Header(default=None),
+    ) -> dict[str, Any]:
+        check_admin(authorization, hub.admin_token)
+        return admin.ledger_view(hub.storage, store_id, epoch=epoch, after=after, limit=limit)
+
+    return app

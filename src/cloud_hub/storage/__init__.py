@@ -1,0 +1,278 @@
+"""The storage interface of the hub, independent of the database engine.
+
+Ingest, registry and admin talk to a :class:`Storage` only through a unit of work::
+
+    with storage.transaction() as tx:      # one write transaction (SQLite: BEGIN IMMEDIATE;
+        stream = tx.get_stream(s, e)       #   PostgreSQL: SELECT ... FOR UPDATE on the stream row)
+        ...
+                                           # commit on normal exit, rollback on exception
+    with storage.snapshot() as tx:         # read-only, consistent view
+        tx.store_summaries()
+
+Adapters: :mod:`cloud_hub.storage.sqlite` (embedded default). Every adapter must pass
+``tests/hub/test_storage_contract.py``. Timestamps are ISO 8601 UTC strings made by :func:`iso_utc`;
+hashes and chain values are raw ``bytes``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO 8601 UTC with milliseconds and a ``Z`` suffix, e.g. ``2026-11-22T09:15:03.120Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    """A registered store."""
+
+    store_id: str
+    tz: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentToken:
+    """A one-time enrollment token; only its SHA-256 is kept."""
+
+    token_hash: bytes
+    store_id: str
+    created_at: str
+    expires_at: str
+    used_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Writer:
+    """The key bound to one ``(store_id, epoch)``."""
+
+    store_id: str
+    epoch: int
+    key_id: str
+    public_key: str
+    enrolled_at: str
+    hostname: str = ""
+    superseded_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """Progress of one writer: what the hub holds."""
+
+    store_id: str
+    epoch: int
+    acked_through: int
+    head_chain: bytes
+    last_seen_at: str | None = None
+    duplicates: int = 0
+    clock: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """One immutable stored record, with the exact body string the agent signed."""
+
+    store_id: str
+    epoch: int
+    seq: int
+    body: str
+    body_hash: bytes
+    chain: bytes
+    sig: bytes
+    received_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A resent record whose body differs from the stored one."""
+
+    id: int
+    store_id: str
+    epoch: int
+    seq: int
+    stored_hash: bytes
+    received_hash: bytes
+    detected_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A record the hub refused (422), with the reason."""
+
+    id: int
+    store_id: str
+    epoch: int
+    seq: int
+    reason: str
+    at: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSummary:
+    """One line of the store list: the store and its newest stream."""
+
+    store_id: str
+    tz: str
+    epoch: int | None
+    acked_through: int
+    last_seen_at: str | None
+    duplicates: int
+    conflicts: int
+
+
+class UnitOfWork(abc.ABC):
+    """Operations available inside one transaction. Writes are only valid in ``transaction()``."""
+
+    # -- stores and enrollment -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def get_store(self, store_id: str) -> Store | None: ...
+
+    @abc.abstractmethod
+    def insert_store(self, store: Store) -> None:
+        """Add a store. Raises ``InputError`` when it exists."""
+
+    @abc.abstractmethod
+    def list_stores(self) -> list[Store]: ...
+
+    @abc.abstractmethod
+    def store_summaries(self) -> list[StoreSummary]:
+        """Every store with its newest stream, ordered by ``store_id``."""
+
+    @abc.abstractmethod
+    def insert_token(self, token: EnrollmentToken) -> None: ...
+
+    @abc.abstractmethod
+    def get_token(self, token_hash: bytes) -> EnrollmentToken | None: ...
+
+    @abc.abstractmethod
+    def mark_token_used(self, token_hash: bytes, at: str) -> bool:
+        """Mark a token used; False when it was already used (or is unknown)."""
+
+    # -- writers ---------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def max_epoch(self, store_id: str) -> int:
+        """Highest enrolled epoch of a store, 0 when none."""
+
+    @abc.abstractmethod
+    def insert_writer(self, writer: Writer) -> None:
+        """Bind a key to ``(store_id, epoch)``. Raises ``InputError`` when the key id is taken."""
+
+    @abc.abstractmethod
+    def supersede_writers(self, store_id: str, below_epoch: int, at: str) -> int:
+        """Set ``superseded_at`` on the store's writers of older epochs; returns how many changed."""
+
+    @abc.abstractmethod
+    def writer_by_key(self, key_id: str) -> Writer | None: ...
+
+    @abc.abstractmethod
+    def writers(self, store_id: str) -> list[Writer]: ...
+
+    # -- streams and ledger ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_stream(self, store_id: str, epoch: int, head_chain: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def get_stream(self, store_id: str, epoch: int) -> Stream | None:
+        """The stream, locked against concurrent bursts until the transaction ends."""
+
+    @abc.abstractmethod
+    def streams(self, store_id: str) -> list[Stream]: ...
+
+    @abc.abstractmethod
+    def update_stream(
+        self,
+        store_id: str,
+        epoch: int,
+        *,
+        acked_through: int,
+        head_chain: bytes,
+        last_seen_at: str,
+        add_duplicates: int = 0,
+        clock: dict[str, Any] | None = None,
+    ) -> None:
+        """Advance a stream; a ``None`` clock keeps the stored one."""
+
+    @abc.abstractmethod
+    def ledger_hashes(self, store_id: str, epoch: int, from_seq: int, to_seq: int) -> dict[int, bytes]:
+        """Body hashes of stored records ``from_seq..to_seq`` (inclusive), in one query."""
+
+    @abc.abstractmethod
+    def insert_ledger(self, rows: Sequence[LedgerRow]) -> None:
+        """Append records; an existing ``(store_id, epoch, seq)`` is an error."""
+
+    @abc.abstractmethod
+    def ledger_page(self, store_id: str, epoch: int, after: int, limit: int) -> list[LedgerRow]:
+        """Stored records with ``seq > after``, in seq order, at most ``limit``."""
+
+    @abc.abstractmethod
+    def record_conflict(
+        self, store_id: str, epoch: int, seq: int, stored_hash: bytes, received_hash: bytes, at: str
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def record_refusal(self, store_id: str, epoch: int, seq: int, reason: str, at: str) -> None: ...
+
+    @abc.abstractmethod
+    def conflicts(self, store_id: str, epoch: int | None = None) -> list[Conflict]: ...
+
+    @abc.abstractmethod
+    def refusals(self, store_id: str, epoch: int | None = None) -> list[Refusal]: ...
+
+
+class Storage(abc.ABC):
+    """A hub database. Thread-safe: each call to ``transaction()`` may come from any thread."""
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[UnitOfWork]:
+        """One write transaction; commits on normal exit, rolls back on exception.
+
+        Raises:
+            StorageBusy: when the write lock is not obtained within the busy timeout.
+        """
+
+    @abc.abstractmethod
+    def snapshot(self) -> AbstractContextManager[UnitOfWork]:
+        """A read-only transaction with a consistent view."""
+
+    @abc.abstractmethod
+    def schema_version(self) -> int:
+        """Highest applied migration."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_storage(url_or_path: str, *, busy_timeout_ms: int = 5_000) -> Storage:
+    """Open an adapter: a file path or ``:memory:`` gives SQLite."""
+    from .sqlite import SQLiteStorage
+
+    return SQLiteStorage(url_or_path, busy_timeout_ms=busy_timeout_ms)
+
+
+__all__ = [
+    "Conflict",
+    "EnrollmentToken",
+    "LedgerRow",
+    "Refusal",
+    "Storage",
+    "Store",
+    "StoreSummary",
+    "Stream",
+    "UnitOfWork",
+    "Writer",
+    "iso_utc",
+    "open_storage",
+]
