@@ -1,0 +1,128 @@
+"""The agent's loopback HTTP API (docs/protocol.md §2): a thin Starlette app.
+
+Handlers parse JSON, validate with :func:`sync_protocol.parse_transaction`, hand valid transactions
+to the group-commit writer and answer only after the commit. Bodies and card data are never logged;
+422 answers name fields and reasons, never values.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sync_protocol._exceptions import TransactionInvalid
+from sync_protocol.transaction import Transaction, parse_transaction
+
+from ._exceptions import AgentError, CaptureConflict, NotEnrolled, StorageError
+from .capture import CaptureWriter, Result
+from .outbox import CaptureResult, Outbox
+from .scheduler import AgentScheduler
+from .status import compute_status
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_ITEMS = 5000
+
+
+def _json(status: int, body: Any) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+def answer(result: Result) -> tuple[int, dict[str, Any]]:
+    """HTTP status and body for one capture result."""
+    if isinstance(result, CaptureResult):
+        return (200 if result.duplicate else 201), {"seq": result.seq, "duplicate": result.duplicate}
+    if isinstance(result, CaptureConflict):
+        return 409, {"error": "conflict", "message": str(result), "seq": result.seq}
+    if isinstance(result, NotEnrolled):
+        return 503, {"error": "not_enrolled", "message": str(result)}
+    if isinstance(result, StorageError):
+        return result.http_status, {"error": "storage", "message": str(result)}
+    return 500, {"error": result.code, "message": str(result)}
+
+
+def invalid(exc: TransactionInvalid) -> tuple[int, dict[str, Any]]:
+    """The 422 answer naming every bad field."""
+    return 422, {"error": "invalid_transaction", "errors": [e.as_dict() for e in exc.errors]}
+
+
+class StatusReader:
+    """A connection for status reads, used from the thread pool one call at a time."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+        self._lock = threading.Lock()
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return compute_status(self._outbox.snapshot())
+
+
+def create_app(writer: CaptureWriter, reader: StatusReader, scheduler: AgentScheduler | None) -> Starlette:
+    """Build the app around a started writer, a status reader and (optionally) the scheduler."""
+
+    async def transactions(request: Request) -> Response:
+        raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            return _json(413, {"error": "too_large", "message": f"request body over {MAX_BODY_BYTES} bytes"})
+        try:
+            doc = json.loads(raw)
+        except (ValueError, RecursionError):
+            return _json(400, {"error": "bad_request", "message": "body is not valid JSON (UTF-8)"})
+        if isinstance(doc, list):
+            return await _many(doc)
+        try:
+            txn = parse_transaction(doc)
+        except TransactionInvalid as exc:
+            return _json(*invalid(exc))
+        return _json(*answer(await writer.submit(txn)))
+
+    async def _many(items: list[Any]) -> Response:
+        if len(items) > MAX_ITEMS:
+            return _json(413, {"error": "too_large", "message": f"at most {MAX_ITEMS} transactions per request"})
+        answers: list[tuple[int, dict[str, Any]] | None] = [None] * len(items)
+        valid: list[tuple[int, Transaction]] = []
+        for i, item in enumerate(items):
+            try:
+                valid.append((i, parse_transaction(item)))
+            except TransactionInvalid as exc:
+                answers[i] = invalid(exc)
+        results = await writer.submit_many([txn for _, txn in valid]) if valid else []
+        for (i, _), result in zip(valid, results, strict=True):
+            answers[i] = answer(result)
+        out = [{"status": status, **body} for status, body in (a for a in answers if a is not None)]
+        return _json(200, {"results": out})
+
+    async def status(_: Request) -> Response:
+        try:
+            return _json(200, await run_in_threadpool(reader.status))
+        except AgentError as exc:
+            return _json(503, {"error": exc.code, "message": str(exc)})
+
+    async def sync_now(_: Request) -> Response:
+        if scheduler is None:
+            return _json(503, {"error": "no_scheduler", "message": "sync is not running in this process"})
+        scheduler.nudge(force=True)
+        return _json(202, {"queued": True})
+
+    async def healthz(_: Request) -> Response:
+        return _json(200, {"ok": True})
+
+    return Starlette(
+        routes=[
+            Route("/v1/transactions", transactions, methods=["POST"]),
+            Route("/v1/status", status, methods=["GET"]),
+            Route("/v1/sync", sync_now, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ]
+    )

@@ -1,0 +1,119 @@
+"""``edge-agent run``: wire the writer, the scheduler and the API together and serve until a signal.
+
+Shutdown on SIGTERM/SIGINT is orderly: the server stops taking requests and finishes those in
+flight, the scheduler finishes a running pass, the writer commits everything queued, then the
+connections close.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Callable, Generator
+from typing import Any
+
+import uvicorn
+
+from sync_protocol import keys
+
+from ._exceptions import ConfigError
+from .api import StatusReader, create_app
+from .capture import CaptureWriter
+from .config import AgentConfig
+from .outbox import Outbox
+from .scheduler import AgentScheduler
+from .sync import Syncer
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, announcing the bound address and handling signals without re-raising them."""
+
+    def __init__(self, config: uvicorn.Config, announce: Callable[[str], None]) -> None:
+        super().__init__(config)
+        self._announce = announce
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            host, port = self.config.host, self.config.port
+            for server in self.servers:
+                for sock in server.sockets:
+                    host, port = sock.getsockname()[:2]
+                    break
+            self._announce(f"edge-agent listening on http://{host}:{port}")
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, sig: int, frame: Any) -> None:
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
+
+
+def run_agent(config: AgentConfig, announce: Callable[[str], None] | None = None) -> None:
+    """Serve the capture API and run the background sync until SIGTERM or SIGINT.
+
+    Raises:
+        ConfigError: key file missing or too open, no outbox, key not the enrolled one, port busy.
+    """
+    say = announce or (lambda text: print(text, flush=True))
+    key = config.load_key()
+    if not config.db_path.exists():
+        raise ConfigError(f"no outbox at {config.db_path}; run 'edge-agent init' first")
+    status_outbox = Outbox(config.db_path, key=None)
+    ident = status_outbox.identity()
+    if ident is not None and ident.key_id != keys.key_id(key):
+        status_outbox.close()
+        raise ConfigError(
+            f"{config.key_path} (key {keys.key_id(key)}) is not the key enrolled as {ident.key_id}; "
+            "restore the enrolled key or enroll again"
+        )
+    if config.hub_url:
+        status_outbox.set_hub_url(config.hub_url.rstrip("/"))
+    syncer = Syncer(config, Outbox(config.db_path, key=key), key)
+    heartbeat_outbox = Outbox(config.db_path)
+    scheduler = AgentScheduler(
+        syncer,
+        heartbeat_outbox,
+        sync_interval=config.sync_interval,
+        heartbeat_interval=config.heartbeat_interval,
+    )
+    writer = CaptureWriter(lambda: Outbox(config.db_path, key=key), on_commit=scheduler.nudge)
+    writer.start()
+    app = create_app(writer, StatusReader(status_outbox), scheduler)
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+        ),
+        say,
+    )
+    scheduler.start()
+    try:
+        server.run()
+    except SystemExit as exc:  # uvicorn exits when it cannot bind
+        raise ConfigError(f"cannot serve on {config.host}:{config.port} (see the error above)") from exc
+    finally:
+        scheduler.shutdown()
+        writer.stop()
+        heartbeat_outbox.close()
+        status_outbox.close()
+        log.info("edge-agent stopped")
+    sys.stdout.flush()

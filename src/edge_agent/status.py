@@ -1,0 +1,159 @@
+"""The agent's status: a pure function of outbox state, and a plain-text rendering for staff.
+
+``GET /v1/status`` and ``edge-agent status --json`` return exactly :func:`compute_status`'s dict.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from .outbox import Identity
+
+AGENT_ALIVE_S = 15.0
+STATUS_KEYS = (
+    "store_id",
+    "epoch",
+    "key_id",
+    "hub_url",
+    "tz",
+    "enrolled",
+    "last_seq",
+    "acked_through",
+    "pending",
+    "oldest_pending_captured_at",
+    "oldest_pending_age_s",
+    "last_sync_at",
+    "last_sync_result",
+    "last_success_at",
+    "last_error",
+    "blocked",
+    "next_attempt_at",
+    "heartbeat_at",
+    "agent_running",
+    "receipt",
+    "clock",
+)
+
+
+def _parse(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _age(text: Any, now: datetime) -> float | None:
+    when = _parse(text)
+    return None if when is None else round(max(0.0, (now - when).total_seconds()), 3)
+
+
+def compute_status(snapshot: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """The status dict from :meth:`edge_agent.outbox.Outbox.snapshot`.
+
+    Args:
+        snapshot: ``identity`` (Identity or None), ``last_seq``, ``oldest_pending_captured_at``, ``sync``.
+        now: The current time (aware); defaults to now.
+
+    Returns:
+        A JSON-ready dict with the keys in :data:`STATUS_KEYS`.
+    """
+    now = now or datetime.now(UTC)
+    ident: Identity | None = snapshot.get("identity")
+    sync: dict[str, Any] = snapshot.get("sync") or {}
+    last_seq = int(snapshot.get("last_seq") or 0)
+    acked = int(sync.get("acked_through") or 0)
+    oldest = snapshot.get("oldest_pending_captured_at")
+    receipt = sync.get("receipt")
+    heartbeat_age = _age(sync.get("heartbeat_at"), now)
+    result = sync.get("last_sync_result") or "never"
+    if result not in ("ok", "offline", "blocked", "never"):
+        result = "offline"
+    return {
+        "store_id": ident.store_id if ident else None,
+        "epoch": ident.epoch if ident else None,
+        "key_id": ident.key_id if ident else None,
+        "hub_url": ident.hub_url if ident else None,
+        "tz": ident.tz if ident else None,
+        "enrolled": ident is not None,
+        "last_seq": last_seq,
+        "acked_through": acked,
+        "pending": max(0, last_seq - acked),
+        "oldest_pending_captured_at": oldest,
+        "oldest_pending_age_s": _age(oldest, now),
+        "last_sync_at": sync.get("last_sync_at"),
+        "last_sync_result": result,
+        "last_success_at": sync.get("last_success_at"),
+        "last_error": sync.get("last_error"),
+        "blocked": sync.get("blocked") or None,
+        "next_attempt_at": sync.get("next_attempt_at"),
+        "heartbeat_at": sync.get("heartbeat_at"),
+        "agent_running": heartbeat_age is not None and heartbeat_age < AGENT_ALIVE_S,
+        "receipt": (
+            {
+                "acked_through": receipt.get("acked_through"),
+                "chain": receipt.get("chain"),
+                "hub_key_id": receipt.get("hub_key_id"),
+            }
+            if isinstance(receipt, dict)
+            else None
+        ),
+        "clock": sync.get("clock") or None,
+    }
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    if s < 172800:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600}h"
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """Plain text for ``edge-agent status``: what staff need to know, most important first."""
+    if not status["enrolled"]:
+        head = "NOT ENROLLED - run: edge-agent enroll --hub URL --token TOKEN"
+    elif status["blocked"]:
+        b = status["blocked"]
+        where = f" at seq {b['seq']}" if b.get("seq") is not None else ""
+        head = f"BLOCKED ({b.get('code')}){where}: {b.get('message')}"
+    elif status["pending"] == 0:
+        head = "IN SYNC"
+    elif status["last_sync_result"] == "offline":
+        head = f"OFFLINE - {status['pending']} records waiting (captures continue)"
+    else:
+        head = f"SYNCING - {status['pending']} records waiting"
+    lines = [head]
+    if status["enrolled"]:
+        lines.append(
+            f"store        {status['store_id']} (epoch {status['epoch']}, key {status['key_id']}, tz {status['tz']})"
+        )
+        lines.append(f"hub          {status['hub_url']}")
+    lines.append(
+        f"records      last seq {status['last_seq']}, acked through {status['acked_through']}, "
+        f"pending {status['pending']}"
+    )
+    if status["pending"]:
+        lines.append(
+            f"oldest       {status['oldest_pending_captured_at']} ({_duration(status['oldest_pending_age_s'])} ago)"
+        )
+    lines.append(f"last sync    {status['last_sync_at'] or 'never'} ({status['last_sync_result']})")
+    lines.append(f"last success {status['last_success_at'] or 'never'}")
+    if status["last_error"] and not status["blocked"]:
+        lines.append(f"last error   {status['last_error']}")
+    if status["next_attempt_at"]:
+        lines.append(f"next try     {status['next_attempt_at']}")
+    lines.append(f"agent        {'running' if status['agent_running'] else 'not running'}")
+    clock = status.get("clock")
+    if clock:
+        lines.append(f"clock        hub - agent = {clock['theta_ms']} ms (± {float(clock['delta_ms']) / 2:.1f} ms)")
+    return "\n".join(lines)

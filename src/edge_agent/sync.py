@@ -1,0 +1,377 @@
+"""Sync passes: send pending records to the hub in idempotent bursts (docs/protocol.md §5–§7).
+
+A pass sends bursts of consecutive records from ``acked_through + 1`` until nothing is pending or an
+error stops it, with one burst in flight. Every answer is handled as the protocol says:
+
+- 200: the receipt must verify and match our chain, then ``acked_through`` advances.
+- 409 ``gap``: rewind to ``expected_seq`` when those records are still here, else an unrecoverable gap.
+- 409 ``conflict``, 422, 401, 403 and other 4xx: nothing is deleted; the agent is *blocked* and
+  retries every ``blocked_retry`` seconds.
+- 413 or a timeout: the burst size is halved.
+- 429/503: wait ``Retry-After``; network errors and other 5xx: exponential backoff with full jitter.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sync_protocol import keys
+from sync_protocol._exceptions import KeyFileError
+from sync_protocol.clock import ClockSample, estimate
+from sync_protocol.record import SignedRecord
+from sync_protocol.wire import BurstRequest, ClockReport, WireRecord
+
+from ._exceptions import AgentError, BadReceipt, HubRejected, HubUnavailable
+from .config import AgentConfig
+from .outbox import Identity, Outbox, now_utc
+from .transport import HubClient, monotonic_ms
+
+log = logging.getLogger(__name__)
+
+CLOCK_WINDOW = timedelta(hours=1)
+IDLE_PROBE_EVERY = timedelta(seconds=60)
+MAX_REWINDS_PER_PASS = 3
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """What one sync pass did.
+
+    Attributes:
+        result: ``ok``, ``offline``, ``blocked``, ``waiting`` (backoff not over), ``busy`` (another
+            pass holds the lock) or ``not_enrolled``.
+        sent: Records the hub newly stored during this pass.
+        acked_through: Our ``acked_through`` after the pass.
+        pending: Records still waiting.
+        message: Human explanation for anything but ``ok``.
+        retry_in: Seconds until the next attempt, when one is scheduled.
+    """
+
+    result: str
+    sent: int = 0
+    acked_through: int = 0
+    pending: int = 0
+    message: str | None = None
+    retry_in: float | None = None
+
+
+class UnrecoverableGap(AgentError):
+    """The hub misses records that this outbox no longer has (or never had)."""
+
+    code = "gap_unrecoverable"
+
+    def __init__(self, expected_seq: int, message: str) -> None:
+        self.seq = expected_seq
+        super().__init__(message)
+
+
+@contextmanager
+def pass_lock(path: os.PathLike[str] | str) -> Iterator[bool]:
+    """An exclusive, non-blocking file lock so only one process syncs a store at a time."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield True
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class Syncer:
+    """Runs sync passes for one agent. Use from one thread at a time.
+
+    Args:
+        config: Agent settings (timeouts, backoff, burst size).
+        outbox: The syncer's own outbox connection.
+        key: Our signing key (signs the HTTP requests).
+        rng: Random source in [0, 1) for jitter.
+    """
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        outbox: Outbox,
+        key: keys.Ed25519PrivateKey,
+        *,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.key = key
+        self.key_id = keys.key_id(key)
+        self._rng = rng
+        self._client: HubClient | None = None
+        self._probed = False
+        self._last_contact: datetime | None = None
+        self._samples: deque[ClockSample] = deque()
+        state = outbox.sync_state()
+        size = state.get("burst_size")
+        self.burst_size = int(size) if size else config.burst_records
+        self.burst_size = max(1, min(self.burst_size, config.burst_records))
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- one pass -------------------------------------------------------------------------------
+
+    def run_pass(self, *, force: bool = False) -> PassResult:
+        """Sync now: probe at first, then send bursts until nothing is pending or an error stops us.
+
+        Args:
+            force: Ignore the backoff / blocked wait (``POST /v1/sync``, ``edge-agent sync``).
+        """
+        ident = self.outbox.identity()
+        if ident is None:
+            return PassResult("not_enrolled", message="agent is not enrolled")
+        with pass_lock(self.config.lock_path) as locked:
+            if not locked:
+                return self._result("busy", ident, message="another process is syncing this outbox")
+            return self._locked_pass(ident, force)
+
+    def _locked_pass(self, ident: Identity, force: bool) -> PassResult:
+        state = self.outbox.sync_state()
+        now = datetime.now(UTC)
+        due = _parse_time(state.get("next_attempt_at"))
+        if not force and due is not None and now < due:
+            return self._result("waiting", ident, retry_in=(due - now).total_seconds())
+        if ident.key_id != self.key_id:
+            message = f"enrolled key is {ident.key_id} but this process signs with {self.key_id}; restart edge-agent"
+            return self._block(ident, "key_changed", message, None, state)
+        hub_url = self.config.hub_url or ident.hub_url
+        if not hub_url:
+            return self._block(ident, "no_hub", "no hub URL is configured; run 'edge-agent enroll'", None, state)
+        try:
+            hub_key = keys.public_from_hex(ident.hub_public_key)
+        except KeyFileError:
+            return self._block(ident, "no_hub_key", "the hub key from enrollment is missing or malformed", None, state)
+        if self._client is None or self._client.base_url != hub_url.rstrip("/"):
+            self.close()
+            self._client = HubClient(
+                hub_url, connect_timeout=self.config.connect_timeout, read_timeout=self.config.read_timeout
+            )
+        sent = 0
+        rewinds = 0
+        contacted = False
+        try:
+            while True:
+                acked = self.outbox.acked_through()
+                records = self.outbox.pending(acked, self.burst_size)
+                idle_probe = self._last_contact is None or now - self._last_contact > IDLE_PROBE_EVERY
+                if not records and self._probed and not idle_probe:
+                    break
+                try:
+                    sent += self._burst(ident, hub_key, records, acked + 1)
+                    contacted = True
+                except HubRejected as exc:
+                    contacted = True
+                    if exc.error == "gap" and exc.body is not None and exc.body.expected_seq is not None:
+                        rewinds += 1
+                        self._rewind(exc.body.expected_seq, rewinds)
+                        continue
+                    if exc.status == 413 and len(records) > 1:
+                        self.burst_size = max(1, len(records) // 2)
+                        continue
+                    raise
+                self._probed = True
+                if not records:
+                    break
+        except HubUnavailable as exc:
+            return self._offline(ident, exc, state, sent)
+        except HubRejected as exc:
+            seq = exc.body.seq if exc.body is not None else None
+            if seq is None and exc.body is not None:
+                seq = exc.body.expected_seq
+            return self._block(ident, exc.error, str(exc), seq, state, status=exc.status, sent=sent)
+        except UnrecoverableGap as exc:
+            return self._block(ident, exc.code, str(exc), exc.seq, state, sent=sent)
+        except BadReceipt as exc:
+            return self._block(ident, exc.code, str(exc), None, state, sent=sent)
+        fields: dict[str, Any] = {
+            "last_sync_result": "ok",
+            "last_error": None,
+            "blocked": None,
+            "failures": 0,
+            "next_attempt_at": None,
+            "burst_size": self.burst_size,
+        }
+        if contacted:
+            fields["last_sync_at"] = fields["last_success_at"] = now_utc()
+        if contacted or state.get("last_sync_result") != "ok" or state.get("next_attempt_at"):
+            self.outbox.update_sync(**fields)
+        return self._result("ok", ident, sent=sent)
+
+    def _rewind(self, expected_seq: int, rewinds: int) -> None:
+        if rewinds > MAX_REWINDS_PER_PASS:
+            raise UnrecoverableGap(expected_seq, f"hub keeps asking for seq {expected_seq}; giving up this pass")
+        if not self.outbox.rewind(expected_seq):
+            head, _ = self.outbox.head()
+            raise UnrecoverableGap(
+                expected_seq,
+                f"hub expects seq {expected_seq} but this outbox cannot resend it (it holds up to seq {head}); "
+                "the missing records cannot be recovered from this agent",
+            )
+        log.warning("hub asked for seq %d again; rewound", expected_seq)
+
+    # -- one burst ------------------------------------------------------------------------------
+
+    def _burst(self, ident: Identity, hub_key: keys.Ed25519PublicKey, records: list[SignedRecord], first: int) -> int:
+        assert self._client is not None
+        t1 = datetime.now().astimezone()
+        best = self.best_clock()
+        request = BurstRequest(
+            store_id=ident.store_id,
+            epoch=ident.epoch,
+            first_seq=first,
+            records=[WireRecord.model_validate(rec.wire()) for rec in records],
+            sent_at=t1.isoformat(timespec="milliseconds"),
+            clock=None
+            if best is None
+            else ClockReport(theta_ms=best.theta_ms, delta_ms=best.delta_ms, sampled_at=best.sampled_at),
+        )
+        last = first + len(records) - 1 if records else None
+        started = time.perf_counter()
+        try:
+            exchange = self._client.post_burst(request, t1, self.key, self.key_id)
+        except HubRejected as exc:
+            self._log(first, last, len(records), exc.error, exc.status, started)
+            if exc.body is not None and exc.body.receipt is not None:
+                try:  # a 422 keeps the records before the bad one, with a receipt for them
+                    self.outbox.apply_receipt(exc.body.receipt, hub_key)
+                except BadReceipt:
+                    log.warning("receipt in the hub's %s answer does not check out", exc.error)
+            raise
+        except HubUnavailable as exc:
+            self._log(first, last, len(records), "offline", exc.status, started)
+            if exc.timeout and len(records) > 1:
+                self.burst_size = max(1, len(records) // 2)
+            raise
+        self._last_contact = datetime.now(UTC)
+        answer = exchange.response
+        before = self.outbox.acked_through()
+        if answer.receipt is not None:
+            if answer.receipt.acked_through != answer.acked_through:
+                raise BadReceipt(
+                    f"receipt covers seq {answer.receipt.acked_through}, answer says {answer.acked_through}"
+                )
+            self.outbox.apply_receipt(answer.receipt, hub_key)
+        elif answer.acked_through > 0:
+            raise BadReceipt(f"hub acknowledged seq {answer.acked_through} without a receipt")
+        after = self.outbox.acked_through()
+        self._record_clock(exchange.t1, answer.hub_received_at, answer.hub_sent_at, exchange.t4)
+        self._log(first, last, len(records), "ok", exchange.status, started)
+        if records and after < first:
+            raise HubUnavailable(f"hub answered 200 but acknowledged only up to seq {after}", status=200)
+        if records and len(records) == self.burst_size:
+            self.burst_size = min(self.config.burst_records, self.burst_size * 2)
+        return max(0, after - before)
+
+    def _log(self, first: int, last: int | None, count: int, result: str, status: int | None, t0: float) -> None:
+        try:
+            self.outbox.log_burst(
+                first_seq=first, last_seq=last, count=count, result=result, http_status=status, ms=monotonic_ms(t0)
+            )
+        except AgentError:
+            log.warning("could not log a burst", exc_info=True)
+
+    # -- clock ----------------------------------------------------------------------------------
+
+    def _record_clock(self, t1: datetime, t2_text: str, t3_text: str, t4: datetime) -> None:
+        t2, t3 = _parse_time(t2_text), _parse_time(t3_text)
+        if t2 is None or t3 is None:
+            return
+        self._samples.append(estimate(t1, t2, t3, t4))
+        best = self.best_clock()
+        if best is not None:
+            self.outbox.update_sync(clock=best.as_dict())
+
+    def best_clock(self) -> ClockSample | None:
+        """The sample with the smallest round-trip delay among those of the last hour."""
+        cutoff = datetime.now(UTC) - CLOCK_WINDOW
+        while self._samples and (_parse_time(self._samples[0].sampled_at) or cutoff) < cutoff:
+            self._samples.popleft()
+        if not self._samples:
+            return None
+        return min(self._samples, key=lambda s: s.delta_ms)
+
+    # -- outcomes -------------------------------------------------------------------------------
+
+    def _result(self, result: str, ident: Identity, **kw: Any) -> PassResult:
+        acked = self.outbox.acked_through()
+        head, _ = self.outbox.head(ident.epoch)
+        return PassResult(result, acked_through=acked, pending=max(0, head - acked), **kw)
+
+    def _offline(self, ident: Identity, exc: HubUnavailable, state: dict[str, Any], sent: int) -> PassResult:
+        failures = int(state.get("failures") or 0) + 1
+        if exc.retry_after is not None:
+            delay = min(exc.retry_after, self.config.blocked_retry)
+        else:
+            ceiling = min(self.config.backoff_cap, self.config.backoff_base * 2 ** min(failures - 1, 30))
+            delay = self._rng() * ceiling
+        now = datetime.now(UTC)
+        self.outbox.update_sync(
+            last_sync_at=now_utc(),
+            last_sync_result="offline",
+            last_error=str(exc),
+            failures=failures,
+            next_attempt_at=(now + timedelta(seconds=delay)).isoformat(timespec="milliseconds"),
+            burst_size=self.burst_size,
+        )
+        return self._result("offline", ident, sent=sent, message=str(exc), retry_in=delay)
+
+    def _block(
+        self,
+        ident: Identity,
+        code: str,
+        message: str,
+        seq: int | None,
+        state: dict[str, Any],
+        *,
+        status: int | None = None,
+        sent: int = 0,
+    ) -> PassResult:
+        delay = self.config.blocked_retry
+        now = datetime.now(UTC)
+        blocked = {"code": code, "message": message, "seq": seq, "http_status": status}
+        self.outbox.update_sync(
+            last_sync_at=now_utc(),
+            last_sync_result="blocked",
+            last_error=message,
+            blocked=blocked,
+            failures=int(state.get("failures") or 0) + 1,
+            next_attempt_at=(now + timedelta(seconds=delay)).isoformat(timespec="milliseconds"),
+            burst_size=self.burst_size,
+        )
+        log.error("sync blocked: %s", message)
+        return self._result("blocked", ident, sent=sent, message=message, retry_in=delay)
