@@ -153,4 +153,6 @@ def test_tamper_that_recomputes_the_chain_is_caught_by_signature(tmp_path: Path,
     r = _post_burst(hub, agent.data_dir, forged)
     assert r.status_code == 422
     assert r.json()["error"] == "record_refused"
-    assert hub.ledger("S1") == []
+    # Records 1 and 2 are genuine and vouched for by their own signatures; the forgery starts at 3.
+    assert r.json()["seq"] == 3 and r.json()["acked_through"] == 2
+    assert [x["seq"] for x in hub.ledger("S1")] == [1, 2]
