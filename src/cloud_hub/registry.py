@@ -83,7 +83,8 @@ def add_store(storage: Storage, store_id: str, tz: str, *, now: datetime | None 
     check_store_id(store_id)
     check_tz(tz)
     now = now or datetime.now(UTC)
-    token = secrets.token_urlsafe(32)
+    # A fixed prefix: tokens are recognisable in support tickets and never start with "-" (argparse).
+    token = "sse_" + secrets.token_urlsafe(32)
     expires = iso_utc(now + TOKEN_TTL)
     with storage.transaction() as tx:
         existing = tx.get_store(store_id)

@@ -118,3 +118,10 @@ def test_list_stores_shows_the_newest_epoch(storage, hub_key):
     registry.enroll(storage, request(registry.add_store(storage, "S1", "UTC").token), hub_key=hub_key)
     summaries = registry.list_stores(storage)
     assert [(s.store_id, s.epoch, s.acked_through) for s in summaries] == [("S1", 2, 0), ("S2", None, 0)]
+
+
+def test_tokens_never_look_like_a_command_line_option(storage):
+    """A token starting with "-" would be read by argparse as an option in `edge-agent enroll --token`."""
+    for i in range(200):
+        issued = registry.add_store(storage, f"T{i}", "Europe/Berlin", now=NOW)
+        assert issued.token.startswith("sse_")
