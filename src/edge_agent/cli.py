@@ -231,12 +231,19 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 0 if result.pending == 0 and result.result in ("ok", "waiting") else 1
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors are one line and exit code 2, like every other error."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edge-agent", description="StoreSync edge agent")
+    parser = _Parser(prog="edge-agent", description="StoreSync edge agent")
     parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--data-dir", help="data folder (default: $EDGE_AGENT_DATA or ./edge-agent-data)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("init", parents=[common], help="create the agent key and the outbox")
     p.add_argument("--json", action="store_true")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from edge_agent.outbox import Outbox
 
 from .conftest import AgentProcess, child_env, free_port, init_data_dir, make_txn, run_cli, wait_for
 
@@ -155,8 +158,11 @@ def test_offline_capture_then_cli_sync_when_hub_returns(hub: HubProcess, tmp_pat
         doc = status(data)
         assert (doc["last_sync_result"], doc["pending"], doc["acked_through"]) == ("ok", 0, 10)
         # Once synced, re-enrolling opens the next epoch; seq starts over.
+        old_key = (data / "agent.key").read_bytes()
         assert enroll(again, data).returncode == 0
         assert status(data)["epoch"] == 2
+        assert (data / "agent.key.epoch1").read_bytes() == old_key != (data / "agent.key").read_bytes()
+        assert (data / "agent.key").stat().st_mode & 0o777 == 0o600
         more = run_cli("capture", "--data-dir", str(data), "-", input=json.dumps(make_txn(11)))
         assert more.stdout.strip() == "item 1: stored as seq 1"
         assert run_cli("sync", "--data-dir", str(data)).stdout.strip() == "synced: acked_through 1, pending 0"
@@ -164,3 +170,65 @@ def test_offline_capture_then_cli_sync_when_hub_returns(hub: HubProcess, tmp_pat
         assert (verify.returncode, verify.stdout.strip()) == (0, "chain OK: 11 records, seq 1..1")
     finally:
         again.stop()
+
+
+def test_hub_restored_from_backup_is_refilled_by_rewind(hub: HubProcess, tmp_path: Path) -> None:
+    data = tmp_path / "agent"
+    init_data_dir(data)
+    assert enroll(hub, data).returncode == 0
+    hub.stop()
+    backup = tmp_path / "hub-backup"
+    shutil.copytree(hub.data_dir, backup)  # the hub as it was before any record arrived
+
+    restarted = HubProcess(hub.data_dir, port=hub.port)
+    try:
+        lines = "\n".join(json.dumps(make_txn(i)) for i in range(1, 6))
+        assert run_cli("capture", "--data-dir", str(data), "-", input=lines).returncode == 0
+        first = run_cli("sync", "--data-dir", str(data))
+        assert first.stdout.strip() == "synced: acked_through 5, pending 0"
+    finally:
+        restarted.stop()
+    shutil.rmtree(hub.data_dir)
+    shutil.copytree(backup, hub.data_dir)
+
+    restored = HubProcess(hub.data_dir, port=hub.port)
+    try:
+        lines = "\n".join(json.dumps(make_txn(i)) for i in range(6, 9))
+        assert run_cli("capture", "--data-dir", str(data), "-", input=lines).returncode == 0
+        again = run_cli("sync", "--data-dir", str(data))
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert again.stdout.strip() == "synced: acked_through 8, pending 0"
+        token = (hub.data_dir / "admin.token").read_text().strip()
+        ledger = httpx.get(
+            f"{restored.url}/v1/admin/stores/S1/ledger?epoch=1&after=0&limit=100",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        ).json()["records"]
+        assert [r["seq"] for r in ledger] == list(range(1, 9))
+    finally:
+        restored.stop()
+    with Outbox(data / "outbox.db") as outbox:
+        results = [b["result"] for b in reversed(outbox.recent_bursts(20))]
+    assert "gap" in results and results[-1] == "ok"
+
+
+def test_superseded_key_blocks_sync_and_keeps_records(hub: HubProcess, tmp_path: Path) -> None:
+    data = tmp_path / "agent"
+    init_data_dir(data)
+    assert enroll(hub, data).returncode == 0
+    assert run_cli("capture", "--data-dir", str(data), "-", input=json.dumps(make_txn(1))).returncode == 0
+    # Another machine enrolls the same store: our epoch is superseded.
+    other = tmp_path / "other"
+    init_data_dir(other)
+    assert enroll(hub, other).returncode == 0
+
+    result = run_cli("sync", "--data-dir", str(data))
+    assert result.returncode == 1
+    assert result.stdout.startswith("blocked: key_revoked")
+    doc = status(data)
+    assert doc["last_sync_result"] == "blocked"
+    assert doc["blocked"]["code"] == "key_revoked"
+    assert (doc["pending"], doc["last_seq"], doc["acked_through"]) == (1, 1, 0)
+    assert doc["next_attempt_at"] is not None
+    assert "BLOCKED (key_revoked)" in run_cli("status", "--data-dir", str(data)).stdout
+    assert run_cli("verify", "--data-dir", str(data)).returncode == 0
