@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sync_protocol._exceptions import TransactionInvalid
 from sync_protocol.transaction import Transaction, parse_transaction
@@ -30,12 +31,12 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_ITEMS = 5000
 
 
+def _dumps(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def _json(status: int, body: Any) -> Response:
-    return Response(
-        json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
-        status_code=status,
-        media_type="application/json",
-    )
+    return Response(_dumps(body), status_code=status, media_type="application/json")
 
 
 def answer(result: Result) -> tuple[int, dict[str, Any]]:
@@ -68,28 +69,31 @@ class StatusReader:
             return compute_status(self._outbox.snapshot())
 
 
-def create_app(writer: CaptureWriter, reader: StatusReader, scheduler: AgentScheduler | None) -> Starlette:
-    """Build the app around a started writer, a status reader and (optionally) the scheduler."""
+class CaptureHandler:
+    """The capture logic of ``POST /v1/transactions``, independent of the web framework."""
 
-    async def transactions(request: Request) -> Response:
-        raw = await request.body()
+    def __init__(self, writer: CaptureWriter) -> None:
+        self.writer = writer
+
+    async def handle(self, raw: bytes) -> tuple[int, Any]:
+        """Status and JSON body for a request body (one object or an array)."""
         if len(raw) > MAX_BODY_BYTES:
-            return _json(413, {"error": "too_large", "message": f"request body over {MAX_BODY_BYTES} bytes"})
+            return 413, {"error": "too_large", "message": f"request body over {MAX_BODY_BYTES} bytes"}
         try:
             doc = json.loads(raw)
         except (ValueError, RecursionError):
-            return _json(400, {"error": "bad_request", "message": "body is not valid JSON (UTF-8)"})
+            return 400, {"error": "bad_request", "message": "body is not valid JSON (UTF-8)"}
         if isinstance(doc, list):
-            return await _many(doc)
+            return await self._many(doc)
         try:
             txn = parse_transaction(doc)
         except TransactionInvalid as exc:
-            return _json(*invalid(exc))
-        return _json(*answer(await writer.submit(txn)))
+            return invalid(exc)
+        return answer(await self.writer.submit(txn))
 
-    async def _many(items: list[Any]) -> Response:
+    async def _many(self, items: list[Any]) -> tuple[int, Any]:
         if len(items) > MAX_ITEMS:
-            return _json(413, {"error": "too_large", "message": f"at most {MAX_ITEMS} transactions per request"})
+            return 413, {"error": "too_large", "message": f"at most {MAX_ITEMS} transactions per request"}
         answers: list[tuple[int, dict[str, Any]] | None] = [None] * len(items)
         valid: list[tuple[int, Transaction]] = []
         for i, item in enumerate(items):
@@ -97,11 +101,58 @@ def create_app(writer: CaptureWriter, reader: StatusReader, scheduler: AgentSche
                 valid.append((i, parse_transaction(item)))
             except TransactionInvalid as exc:
                 answers[i] = invalid(exc)
-        results = await writer.submit_many([txn for _, txn in valid]) if valid else []
+        results = await self.writer.submit_many([txn for _, txn in valid]) if valid else []
         for (i, _), result in zip(valid, results, strict=True):
             answers[i] = answer(result)
-        out = [{"status": status, **body} for status, body in (a for a in answers if a is not None)]
-        return _json(200, {"results": out})
+        return 200, {"results": [{"status": status, **body} for status, body in (a for a in answers if a)]}
+
+
+def _fast_path(capture: CaptureHandler, app: ASGIApp) -> ASGIApp:
+    """Serve ``POST /v1/transactions`` straight from ASGI messages; everything else goes to ``app``.
+
+    The capture path is the hot one (thousands per second); skipping routing and request/response
+    objects keeps its overhead low.
+    """
+
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/transactions" or scope["method"] != "POST":
+            await app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size <= MAX_BODY_BYTES:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        if size > MAX_BODY_BYTES:
+            status, body = 413, {"error": "too_large", "message": f"request body over {MAX_BODY_BYTES} bytes"}
+        else:
+            status, body = await capture.handle(b"".join(chunks))
+        payload = _dumps(body)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+    return asgi
+
+
+def create_app(writer: CaptureWriter, reader: StatusReader, scheduler: AgentScheduler | None) -> ASGIApp:
+    """Build the app around a started writer, a status reader and (optionally) the scheduler."""
+    capture = CaptureHandler(writer)
+
+    async def transactions(request: Request) -> Response:  # same answers as the fast path
+        return _json(*(await capture.handle(await request.body())))
 
     async def status(_: Request) -> Response:
         try:
@@ -118,7 +169,7 @@ def create_app(writer: CaptureWriter, reader: StatusReader, scheduler: AgentSche
     async def healthz(_: Request) -> Response:
         return _json(200, {"ok": True})
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/v1/transactions", transactions, methods=["POST"]),
             Route("/v1/status", status, methods=["GET"]),
@@ -126,3 +177,4 @@ def create_app(writer: CaptureWriter, reader: StatusReader, scheduler: AgentSche
             Route("/healthz", healthz, methods=["GET"]),
         ]
     )
+    return _fast_path(capture, app)
