@@ -12,7 +12,8 @@ The tree::
      └── HubError                    anything the hub answered or failed to answer
           ├── HubUnavailable         network error, timeout, 5xx, 429; carries ``retry_after``
           ├── HubRejected            a definite refusal (4xx); carries status and ``ErrorBody``
-          └── BadReceipt             a receipt that does not verify or names another chain
+          ├── BadReceipt             a receipt that does not verify or names another chain
+          └── UnrecoverableGap       the hub misses records this outbox cannot resend; carries seq
 
 Wire-format errors (``TransactionInvalid``, ``KeyFileError``, ``RecordInvalid``) come from
 ``sync_protocol`` unchanged. Messages never carry card numbers or full transaction bodies.
@@ -112,3 +113,13 @@ class BadReceipt(HubError):
     """A receipt that does not verify with the hub key or does not match our chain."""
 
     code = "bad_receipt"
+
+
+class UnrecoverableGap(HubError):
+    """The hub misses records that this outbox no longer has (or never had); nothing is invented."""
+
+    code = "gap_unrecoverable"
+
+    def __init__(self, expected_seq: int, message: str) -> None:
+        self.seq = expected_seq
+        super().__init__(message)

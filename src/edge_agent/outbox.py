@@ -18,14 +18,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import apsw
 
 from sync_protocol import chain as _chain
 from sync_protocol import keys
-from sync_protocol._exceptions import RecordInvalid
-from sync_protocol.record import SignedRecord, check_body, make_body, seal, verify_run
+from sync_protocol.record import SignedRecord, make_body, seal
 from sync_protocol.transaction import Transaction
 from sync_protocol.wire import Receipt
 
@@ -38,6 +37,9 @@ from ._exceptions import (
     NotEnrolled,
     StorageError,
 )
+
+if TYPE_CHECKING:
+    from .verify import VerifyReport
 
 BUSY_TIMEOUT_MS = 5000
 BURST_LOG_KEEP = 1000
@@ -189,29 +191,6 @@ class CaptureResult:
     duplicate: bool
 
 
-@dataclass(frozen=True)
-class VerifyReport:
-    """Result of walking the outbox chain.
-
-    Attributes:
-        ok: True when every record checked out.
-        count: Records checked.
-        first_seq: Lowest seq checked (current epoch), or None when empty.
-        last_seq: Highest seq checked (current epoch), or None when empty.
-        bad_seq: The first bad seq, when not ok.
-        reason: Why that seq is bad.
-        epoch: The epoch the bad seq belongs to.
-    """
-
-    ok: bool
-    count: int
-    first_seq: int | None = None
-    last_seq: int | None = None
-    bad_seq: int | None = None
-    reason: str | None = None
-    epoch: int | None = None
-
-
 def _storage_error(exc: apsw.Error) -> StorageError:
     if isinstance(exc, apsw.FullError):
         return DiskFull("disk is full: the outbox cannot take more records")
@@ -281,7 +260,8 @@ class Outbox:
         except apsw.Error as exc:
             raise _storage_error(exc) from None
 
-    def _all(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """All rows of a read query; SQLite errors become :class:`StorageError`."""
         try:
             return self.conn.execute(sql, args).fetchall()
         except apsw.Error as exc:
@@ -305,6 +285,13 @@ class Outbox:
                     (version, name, now_utc()),
                 )
 
+    def iterate(self, sql: str, args: Sequence[Any] = ()) -> Iterator[Any]:
+        """Rows of a read query one at a time (for walks over the whole outbox)."""
+        try:
+            yield from self.conn.cursor().execute(sql, args)
+        except apsw.Error as exc:
+            raise _storage_error(exc) from None
+
     def schema_version(self) -> int:
         row = self._one("SELECT max(version) FROM schema_migrations")
         return int(row[0]) if row and row[0] is not None else 0
@@ -313,7 +300,7 @@ class Outbox:
 
     def identity(self) -> Identity | None:
         """The enrolled identity, or None before enrollment."""
-        meta: dict[str, str] = dict(self._all("SELECT key, value FROM meta"))
+        meta: dict[str, str] = dict(self.query("SELECT key, value FROM meta"))
         if "store_id" not in meta or "epoch" not in meta:
             return None
         row = self._one("SELECT public_key FROM writers WHERE epoch = ?", (int(meta["epoch"]),))
@@ -406,7 +393,7 @@ class Outbox:
         try:
             with self._write() as conn:
                 meta: dict[str, Any] = dict(
-                    self._all("SELECT key, value FROM meta WHERE key IN ('store_id', 'epoch', 'key_id')")
+                    self.query("SELECT key, value FROM meta WHERE key IN ('store_id', 'epoch', 'key_id')")
                 )
                 if "store_id" not in meta or "epoch" not in meta:
                     return [NotEnrolled() for _ in items]
@@ -493,7 +480,7 @@ class Outbox:
     def pending(self, after_seq: int, limit: int) -> list[SignedRecord]:
         """Up to ``limit`` records of the current epoch after ``after_seq``, in seq order."""
         ident = self.require_identity()
-        rows = self._all(
+        rows = self.query(
             "SELECT seq, body, chain, sig FROM outbox WHERE epoch = ? AND seq > ? ORDER BY seq LIMIT ?",
             (ident.epoch, after_seq, limit),
         )
@@ -643,68 +630,7 @@ class Outbox:
     # -- verification ---------------------------------------------------------------------------
 
     def verify(self) -> VerifyReport:
-        """Walk every epoch's records from its anchor and check order, body, chain and signature.
+        """Walk every epoch's records from its anchor; see :func:`edge_agent.verify.verify_outbox`."""
+        from .verify import verify_outbox
 
-        Edits, deletions (also of the newest record, through the writer head), insertions and
-        reordering are all reported as the first bad seq with a reason.
-        """
-        writers = self._all(
-            "SELECT epoch, store_id, public_key, anchor_seq, anchor_chain, head_seq, head_chain "
-            "FROM writers ORDER BY epoch"
-        )
-        strays = self._all(
-            "SELECT epoch, min(seq) FROM outbox WHERE epoch NOT IN (SELECT epoch FROM writers) GROUP BY epoch"
-        )
-        if strays:
-            epoch, seq = strays[0]
-            return VerifyReport(False, 0, bad_seq=int(seq), reason=f"record of unknown epoch {epoch}", epoch=epoch)
-        ident = self.identity()
-        total = 0
-        first = last = None
-        for epoch, store_id, public_hex, anchor_seq, anchor_chain, head_seq, head_chain in writers:
-            checked = 0
-            prev = bytes(anchor_chain)
-            last_rec: SignedRecord | None = None
-            try:
-                public_key = keys.public_from_hex(public_hex)
-                run = verify_run(
-                    self._rows(epoch, store_id, int(anchor_seq) + 1),
-                    prev_chain=prev,
-                    first_seq=int(anchor_seq) + 1,
-                    public_key=public_key,
-                    verify_all=True,
-                )
-                for rec in run:
-                    checked += 1
-                    last_rec = rec
-                last_seq = last_rec.seq if last_rec else int(anchor_seq)
-                last_chain = last_rec.chain if last_rec else prev
-                if last_seq != int(head_seq):
-                    missing = last_seq + 1
-                    raise RecordInvalid(missing, f"missing: the outbox ends at seq {last_seq}, head is {head_seq}")
-                if last_chain != bytes(head_chain):
-                    raise RecordInvalid(last_seq, "chain does not match the recorded head of the outbox")
-            except RecordInvalid as exc:
-                return VerifyReport(False, total + checked, bad_seq=exc.seq, reason=exc.reason, epoch=int(epoch))
-            total += checked
-            if ident is not None and int(epoch) == ident.epoch and checked:
-                first, last = int(anchor_seq) + 1, last_seq
-        return VerifyReport(True, total, first, last)
-
-    def _rows(self, epoch: int, store_id: str, first_seq: int) -> Iterator[SignedRecord]:
-        cur = self.conn.cursor()
-        expected = first_seq
-        cols = "seq, body, chain, sig, register_id, txn_id, kind"
-        for seq, body, chain_value, sig, register_id, txn_id, kind in cur.execute(
-            f"SELECT {cols} FROM outbox WHERE epoch = ? ORDER BY seq", (epoch,)
-        ):
-            if seq > expected:
-                raise RecordInvalid(expected, f"missing: the next stored record is seq {seq}")
-            if seq < expected:
-                raise RecordInvalid(seq, f"out of order: expected seq {expected}")
-            doc = check_body(body, store_id=store_id, epoch=epoch, seq=seq)
-            txn: dict[str, Any] = doc["txn"] if isinstance(doc.get("txn"), dict) else {}
-            if (txn.get("register_id"), txn.get("txn_id"), doc.get("kind")) != (register_id, txn_id, kind):
-                raise RecordInvalid(seq, "row columns (register_id, txn_id, kind) differ from the signed body")
-            yield SignedRecord(int(seq), body, bytes(chain_value), bytes(sig))
-            expected += 1
+        return verify_outbox(self)

@@ -30,7 +30,7 @@ from sync_protocol.clock import ClockSample, estimate
 from sync_protocol.record import SignedRecord
 from sync_protocol.wire import BurstRequest, ClockReport, WireRecord
 
-from ._exceptions import AgentError, BadReceipt, HubRejected, HubUnavailable
+from ._exceptions import AgentError, BadReceipt, HubRejected, HubUnavailable, UnrecoverableGap
 from .config import AgentConfig
 from .outbox import Identity, Outbox, now_utc
 from .transport import HubClient, monotonic_ms
@@ -62,16 +62,6 @@ class PassResult:
     pending: int = 0
     message: str | None = None
     retry_in: float | None = None
-
-
-class UnrecoverableGap(AgentError):
-    """The hub misses records that this outbox no longer has (or never had)."""
-
-    code = "gap_unrecoverable"
-
-    def __init__(self, expected_seq: int, message: str) -> None:
-        self.seq = expected_seq
-        super().__init__(message)
 
 
 @contextmanager
