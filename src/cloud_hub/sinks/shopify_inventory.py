@@ -12,7 +12,8 @@ The idempotency key is a UUID derived from the sorted ids of the events in the m
 same batch always carries the same key. After an unknown outcome (timeout, dropped connection) the
 sink remembers that mutation and, when any of its events comes back, resends exactly it (same
 variables, same key) before anything else, so Shopify applies it once whatever the new batch holds.
-That memory is per process; the window is documented in docs/operations.md.
+That memory is per process: after a hub restart the engine's redelivery relies on batches
+being re-formed the same way, or on Shopify's own key window, to stay exactly-once.
 
 The "short window" of coalescing is the batch: the delivery engine should linger ``window_s``
 (option, default 2 s; exposed as :attr:`ShopifyInventorySink.linger_s`) to collect a lane's events
