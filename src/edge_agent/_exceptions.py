@@ -88,11 +88,18 @@ class HubUnavailable(HubError):
     code = "offline"
 
     def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None, timeout: bool = False
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        timeout: bool = False,
+        unreachable: bool = False,
     ) -> None:
         self.status = status
         self.retry_after = retry_after
         self.timeout = timeout
+        self.unreachable = unreachable  # no connection could be opened: the hub (or the path to it) is down
         super().__init__(message)
 
 

@@ -20,6 +20,18 @@ DEFAULT_DATA_DIR = "./edge-agent-data"
 KEY_FILE = "agent.key"
 DB_FILE = "outbox.db"
 LOCK_FILE = "sync.lock"
+ENV_NUMBERS = (
+    "burst_records",
+    "connect_timeout",
+    "read_timeout",
+    "backoff_base",
+    "backoff_cap",
+    "blocked_retry",
+    "probe_interval",
+    "probe_timeout",
+    "retention_days",
+    "retention_interval",
+)
 
 
 def resolve_data_dir(arg: str | os.PathLike[str] | None) -> Path:
@@ -45,6 +57,10 @@ class AgentConfig:
         blocked_retry: Seconds between retries while the hub refuses our records.
         heartbeat_interval: Seconds between heartbeats written to the outbox.
         hub_url: Overrides the hub URL stored at enrollment, when set.
+        probe_interval: Seconds between reachability probes (``GET /healthz``) while backing off.
+        probe_timeout: Seconds a reachability probe may take.
+        retention_days: Acked records older than this, covered by a hub receipt, are pruned.
+        retention_interval: Seconds between runs of the retention job.
     """
 
     data_dir: Path
@@ -59,12 +75,31 @@ class AgentConfig:
     blocked_retry: float = 300.0
     heartbeat_interval: float = 5.0
     hub_url: str | None = None
+    probe_interval: float = 1.0
+    probe_timeout: float = 1.0
+    retention_days: float = 30.0
+    retention_interval: float = 3600.0
 
     @classmethod
     def load(cls, data_dir: str | os.PathLike[str] | None = None, **overrides: object) -> AgentConfig:
-        """Build a configuration, ignoring overrides that are None."""
+        """Build a configuration: defaults, then ``EDGE_AGENT_<FIELD>`` variables, then non-None overrides.
+
+        Numeric fields can be set from the environment, e.g. ``EDGE_AGENT_RETENTION_DAYS=90`` or
+        ``EDGE_AGENT_BACKOFF_CAP=10``.
+
+        Raises:
+            ConfigError: when such a variable is not a number.
+        """
         cfg = cls(data_dir=resolve_data_dir(data_dir))
-        changes = {k: v for k, v in overrides.items() if v is not None}
+        changes: dict[str, object] = {}
+        for name in ENV_NUMBERS:
+            raw = os.environ.get(f"EDGE_AGENT_{name.upper()}")
+            if raw:
+                try:
+                    changes[name] = int(raw) if name in ("burst_records", "port") else float(raw)
+                except ValueError:
+                    raise ConfigError(f"EDGE_AGENT_{name.upper()} must be a number, not {raw!r}") from None
+        changes.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cfg, **changes) if changes else cfg  # type: ignore[arg-type]
 
     @property

@@ -24,6 +24,7 @@ from .api import StatusReader, create_app
 from .capture import CaptureWriter
 from .config import AgentConfig
 from .outbox import Outbox
+from .retention import run_retention
 from .scheduler import AgentScheduler
 from .sync import Syncer
 
@@ -89,6 +90,9 @@ def run_agent(config: AgentConfig, announce: Callable[[str], None] | None = None
         heartbeat_outbox,
         sync_interval=config.sync_interval,
         heartbeat_interval=config.heartbeat_interval,
+        probe_interval=config.probe_interval,
+        retention=lambda: run_retention(config),
+        retention_interval=config.retention_interval,
     )
     writer = CaptureWriter(lambda: Outbox(config.db_path, key=key), on_commit=scheduler.nudge)
     writer.start()

@@ -4,6 +4,8 @@ The sync job runs every ``sync_interval`` seconds with ``max_instances=1`` and `
 at most one pass (one burst in flight) runs at a time. :meth:`AgentScheduler.nudge` moves its next
 run to now; the capture writer calls it after each commit so records leave at once when the hub is
 reachable. Backoff is the sync pass's own business (``next_attempt_at``), unless a nudge is forced.
+The probe job (every ``probe_interval``) asks the syncer whether a backoff is over or the hub answers
+again, and then runs the pass at once. The retention job prunes old, receipted records.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 
 SYNC_JOB = "sync"
 HEARTBEAT_JOB = "heartbeat"
+PROBE_JOB = "probe"
+RETENTION_JOB = "retention"
 
 
 class AgentScheduler:
@@ -37,6 +41,9 @@ class AgentScheduler:
         sync_interval: Seconds between sync passes.
         heartbeat_interval: Seconds between heartbeats.
         on_pass: Called with each pass result (tests and logging).
+        probe_interval: Seconds between reachability probes while backing off (None: no probe).
+        retention: The retention job (None: no pruning).
+        retention_interval: Seconds between retention runs.
     """
 
     def __init__(
@@ -47,6 +54,9 @@ class AgentScheduler:
         sync_interval: float,
         heartbeat_interval: float = 5.0,
         on_pass: Callable[[PassResult], None] | None = None,
+        probe_interval: float | None = None,
+        retention: Callable[[], object] | None = None,
+        retention_interval: float = 3600.0,
     ) -> None:
         self.syncer = syncer
         self._heartbeat_outbox = heartbeat_outbox
@@ -58,7 +68,7 @@ class AgentScheduler:
         self._rerun = False
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
-            executors={"default": ThreadPoolExecutor(max_workers=2)},
+            executors={"default": ThreadPoolExecutor(max_workers=3)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
         self._sync_job: Job = self._scheduler.add_job(
@@ -75,6 +85,12 @@ class AgentScheduler:
             id=HEARTBEAT_JOB,
             next_run_time=datetime.now(UTC),
         )
+        if probe_interval:
+            self._scheduler.add_job(self._probe, "interval", seconds=probe_interval, id=PROBE_JOB)
+        if retention is not None:
+            self._scheduler.add_job(
+                retention, "interval", seconds=retention_interval, id=RETENTION_JOB, next_run_time=datetime.now(UTC)
+            )
 
     def start(self) -> None:
         self._scheduler.start()
@@ -128,6 +144,18 @@ class AgentScheduler:
                 self._running = False
             if not again:
                 return
+
+    def _probe(self) -> None:
+        with self._lock:
+            if self._running or self._nudged:
+                return
+        try:
+            verdict = self.syncer.probe_tick()
+        except Exception:
+            log.exception("reachability probe crashed")
+            return
+        if verdict is not None:
+            self.nudge(force=verdict == "up")
 
     def _heartbeat(self) -> None:
         try:

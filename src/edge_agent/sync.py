@@ -9,6 +9,11 @@ error stops it, with one burst in flight. Every answer is handled as the protoco
   retries every ``blocked_retry`` seconds.
 - 413 or a timeout: the burst size is halved.
 - 429/503: wait ``Retry-After``; network errors and other 5xx: exponential backoff with full jitter.
+
+While backing off, :meth:`Syncer.probe_tick` (run every ``probe_interval`` by the scheduler) asks
+``GET /healthz`` whether a hub we could not reach answers again, and if so ends the wait at once, so
+an outage costs no more than a probe interval after the hub is back. A ``Retry-After`` is never cut
+short, and a hub that answers ``/healthz`` but fails bursts keeps its exponential backoff.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from sync_protocol.wire import BurstRequest, ClockReport, WireRecord
 from ._exceptions import AgentError, BadReceipt, HubRejected, HubUnavailable, UnrecoverableGap
 from .config import AgentConfig
 from .outbox import Identity, Outbox, now_utc
-from .transport import HubClient, monotonic_ms
+from .transport import HubClient, hub_answers, monotonic_ms
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +129,12 @@ class Syncer:
         self._probed = False
         self._last_contact: datetime | None = None
         self._samples: deque[ClockSample] = deque()
+        # In-memory backoff picture for the reachability probe (monotonic seconds).
+        self._backing_off = False
+        self._hub_down = False
+        self._backoff_until = 0.0
+        self._retry_after_until = 0.0
+        self._hub_url = ""
         state = outbox.sync_state()
         size = state.get("burst_size")
         self.burst_size = int(size) if size else config.burst_records
@@ -154,8 +165,15 @@ class Syncer:
         state = self.outbox.sync_state()
         now = datetime.now(UTC)
         due = _parse_time(state.get("next_attempt_at"))
+        self._hub_url = self.config.hub_url or ident.hub_url
         if not force and due is not None and now < due:
-            return self._result("waiting", ident, retry_in=(due - now).total_seconds())
+            wait = (due - now).total_seconds()
+            if not self._backing_off and state.get("last_sync_result") == "offline":
+                # Backoff from before a restart: let the probe end it as soon as the hub answers.
+                self._backing_off, self._hub_down = True, True
+                self._backoff_until = time.monotonic() + wait
+            return self._result("waiting", ident, retry_in=wait)
+        self._backing_off = False
         if ident.key_id != self.key_id:
             message = f"enrolled key is {ident.key_id} but this process signs with {self.key_id}; restart edge-agent"
             return self._block(ident, "key_changed", message, None, state)
@@ -226,13 +244,51 @@ class Syncer:
         if rewinds > MAX_REWINDS_PER_PASS:
             raise UnrecoverableGap(expected_seq, f"hub keeps asking for seq {expected_seq}; giving up this pass")
         if not self.outbox.rewind(expected_seq):
-            head, _ = self.outbox.head()
-            raise UnrecoverableGap(
-                expected_seq,
-                f"hub expects seq {expected_seq} but this outbox cannot resend it (it holds up to seq {head}); "
-                "the missing records cannot be recovered from this agent",
-            )
+            ident = self.outbox.require_identity()
+            rows = self.outbox.query("SELECT anchor_seq, head_seq FROM writers WHERE epoch = ?", (ident.epoch,))
+            anchor, head = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
+            if expected_seq <= anchor:
+                message = (
+                    f"unrecoverable gap seq {expected_seq}..{anchor}: the hub lost these records (restored from "
+                    f"an old backup?) and this agent already pruned them after the hub's receipt; nothing was "
+                    f"invented, records from seq {anchor + 1} on are kept; see docs/operations.md"
+                )
+            else:
+                message = (
+                    f"unrecoverable gap: the hub expects seq {expected_seq} but this outbox ends at seq {head} "
+                    "(was the agent's data folder restored from an old backup?); see docs/operations.md"
+                )
+            log.error("%s", message)
+            raise UnrecoverableGap(expected_seq, message)
         log.warning("hub asked for seq %d again; rewound", expected_seq)
+
+    # -- reachability probe ---------------------------------------------------------------------
+
+    def probe_tick(self) -> str | None:
+        """Called every ``probe_interval`` seconds from the scheduler, never during a pass.
+
+        Returns:
+            ``"due"`` when the backoff is over (run a pass now), ``"up"`` when a hub we could not
+            reach answers ``/healthz`` again (run a pass now, skipping the rest of the backoff), or
+            None (keep waiting).
+        """
+        if not self._backing_off:
+            return None
+        mono = time.monotonic()
+        if mono >= self._backoff_until:
+            return "due"
+        if mono < self._retry_after_until:
+            return None  # the hub asked us to wait: honour it
+        if not self._hub_url:
+            return None
+        if hub_answers(self._hub_url, self.config.probe_timeout):
+            if self._hub_down:
+                log.info("hub answers again; ending the backoff")
+                self._backing_off = False
+                return "up"
+            return None
+        self._hub_down = True
+        return None
 
     # -- one burst ------------------------------------------------------------------------------
 
@@ -329,6 +385,11 @@ class Syncer:
         else:
             ceiling = min(self.config.backoff_cap, self.config.backoff_base * 2 ** min(failures - 1, 30))
             delay = self._rng() * ceiling
+        mono = time.monotonic()
+        self._backing_off = True
+        self._hub_down = exc.unreachable
+        self._backoff_until = mono + delay
+        self._retry_after_until = mono + delay if exc.retry_after is not None else 0.0
         now = datetime.now(UTC)
         self.outbox.update_sync(
             last_sync_at=now_utc(),

@@ -38,8 +38,12 @@ def map_httpx_exceptions() -> Iterator[None]:
     """Turn httpx errors into :class:`HubUnavailable` (the agent retries those with backoff)."""
     try:
         yield
+    except httpx.ConnectTimeout:
+        raise HubUnavailable("cannot reach the hub: connection timed out", timeout=True, unreachable=True) from None
     except httpx.TimeoutException as exc:
         raise HubUnavailable(f"hub did not answer in time ({type(exc).__name__})", timeout=True) from None
+    except httpx.ConnectError as exc:
+        raise HubUnavailable(f"cannot reach the hub: ConnectError: {exc}", unreachable=True) from None
     except httpx.TransportError as exc:
         raise HubUnavailable(f"cannot reach the hub: {type(exc).__name__}: {exc}") from None
     except httpx.HTTPError as exc:
@@ -172,6 +176,15 @@ class HubClient:
         except ValidationError as exc:
             raise HubUnavailable(f"hub sent a burst answer we cannot read: {exc.errors()[:1]}") from None
         return BurstExchange(parsed, t1, t4, response.status_code, len(raw))
+
+
+def hub_answers(hub_url: str, timeout: float = 1.0) -> bool:
+    """True when ``GET /healthz`` on the hub answers 200 within ``timeout`` seconds (the reachability probe)."""
+    try:
+        with httpx.Client(timeout=timeout, headers={"User-Agent": USER_AGENT}) as client:
+            return client.get(hub_url.rstrip("/") + "/healthz").status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def monotonic_ms(start: float) -> float:

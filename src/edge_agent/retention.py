@@ -1,0 +1,146 @@
+"""Retention: prune records the hub has taken custody of, once they are old enough.
+
+A record is pruned only when all of these hold:
+
+- it belongs to the current writer epoch;
+- its seq is covered by the stored hub **receipt** (re-verified here with the hub key from
+  enrollment, and matching our own chain value) *and* by ``acked_through`` (which a hub restored
+  from an old backup can move back: records the hub asked for again are never pruned);
+- it was captured more than ``retention_days`` ago, as was every record before it.
+
+Pruning removes a prefix of the chain and moves the writer's **anchor** (``writers.anchor_seq`` and
+``anchor_chain``, the chain value of the last pruned record) in the same SQLite transaction, so
+``edge-agent verify`` still checks every remaining record from the anchor. Work is done in chunks,
+each its own short write transaction, so capture never waits long for the writer lock.
+
+Limit: once a record is pruned, a POS retry of that same ``(register_id, txn_id)`` is no longer
+recognised as a duplicate (see docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pydantic import ValidationError
+
+from sync_protocol import keys
+from sync_protocol._exceptions import KeyFileError
+from sync_protocol.wire import Receipt
+
+from ._exceptions import AgentError
+from .config import AgentConfig
+from .outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+CHUNK = 5000
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What one retention run did.
+
+    Attributes:
+        pruned: Records deleted.
+        anchor_seq: The anchor after the run (last pruned seq of the current epoch).
+        limit_seq: Highest seq the receipt and ``acked_through`` allowed pruning.
+        reason: Why nothing (more) was pruned, for logs and tests.
+    """
+
+    pruned: int
+    anchor_seq: int
+    limit_seq: int
+    reason: str
+
+
+def _aware(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def receipt_limit(outbox: Outbox) -> tuple[int, str]:
+    """The highest seq a valid hub receipt (and ``acked_through``) lets us prune, with a reason."""
+    ident = outbox.identity()
+    if ident is None:
+        return 0, "not enrolled"
+    state = outbox.sync_state()
+    raw = state.get("receipt")
+    if not raw:
+        return 0, "no hub receipt yet"
+    try:
+        receipt = Receipt.model_validate(raw)
+        hub_key = keys.public_from_hex(ident.hub_public_key)
+    except (ValidationError, KeyFileError):
+        return 0, "stored receipt or hub key is malformed"
+    if receipt.store_id != ident.store_id or receipt.epoch != ident.epoch:
+        return 0, "receipt is for another writer"
+    if not receipt.valid(hub_key):
+        return 0, "receipt signature does not verify"
+    ours = outbox.chain_at(ident.epoch, receipt.acked_through)
+    if ours is None or ours.hex() != receipt.chain:
+        return 0, "receipt chain differs from ours"
+    return min(receipt.acked_through, int(state.get("acked_through") or 0)), "ok"
+
+
+def prune(outbox: Outbox, *, retention_days: float, now: datetime | None = None) -> PruneResult:
+    """Prune old records the hub holds (see the module docstring).
+
+    Args:
+        outbox: A connection of its own (not the capture writer's).
+        retention_days: Minimum age of a pruned record.
+        now: The current time (tests travel in time with it).
+    """
+    ident = outbox.identity()
+    if ident is None:
+        return PruneResult(0, 0, 0, "not enrolled")
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
+    limit, reason = receipt_limit(outbox)
+    pruned = 0
+    while True:
+        rows = outbox.query("SELECT anchor_seq FROM writers WHERE epoch = ?", (ident.epoch,))
+        anchor = int(rows[0][0]) if rows else 0
+        if anchor >= limit:
+            break
+        candidates = outbox.query(
+            "SELECT seq, captured_at, chain FROM outbox WHERE epoch = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+            (ident.epoch, anchor, limit, CHUNK),
+        )
+        last: tuple[int, bytes] | None = None
+        expected = anchor + 1
+        old_enough = True
+        for seq, captured_at, chain_value in candidates:
+            if int(seq) != expected or _aware(captured_at) >= cutoff:
+                old_enough = False
+                break
+            last = (int(seq), bytes(chain_value))
+            expected += 1
+        if last is None:
+            reason = "nothing old enough" if limit > anchor else reason
+            break
+        with outbox._write() as conn:
+            conn.execute("DELETE FROM outbox WHERE epoch = ? AND seq > ? AND seq <= ?", (ident.epoch, anchor, last[0]))
+            conn.execute(
+                "UPDATE writers SET anchor_seq = ?, anchor_chain = ? WHERE epoch = ? AND anchor_seq = ?",
+                (last[0], last[1], ident.epoch, anchor),
+            )
+        pruned += last[0] - anchor
+        if not old_enough:
+            reason = "nothing more old enough"
+            break
+    rows = outbox.query("SELECT anchor_seq FROM writers WHERE epoch = ?", (ident.epoch,))
+    anchor = int(rows[0][0]) if rows else 0
+    if pruned:
+        log.info("retention: pruned %d records, anchor now seq %d", pruned, anchor)
+    return PruneResult(pruned, anchor, limit, reason)
+
+
+def run_retention(config: AgentConfig) -> PruneResult | None:
+    """The scheduled job: open a connection, prune, close. Errors are logged, never raised."""
+    try:
+        with Outbox(config.db_path, create=False) as outbox:
+            return prune(outbox, retention_days=config.retention_days)
+    except AgentError as exc:
+        log.error("retention run failed: %s", exc)
+        return None
