@@ -173,3 +173,10 @@ def test_any_consistent_sale_round_trips(lines: list[tuple[int, Decimal, Decimal
     txn = parse_transaction(raw)
     again = parse_transaction(txn.canonical())
     assert again.canonical_json() == txn.canonical_json()
+
+
+def test_non_ascii_digits_are_not_luhn_checked_as_ascii() -> None:
+    # Arabic-Indic digits are not a card number format; they must not crash the Luhn check.
+    raw = variant(note="٤١١١١١١١١١١١١١١١")
+    assert "note" in errors_of(raw)  # refused as an unknown field, not as a card number
+    assert "card" not in errors_of(raw)["note"]

@@ -46,9 +46,12 @@ def places(amount: Decimal) -> int:
     return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
+_QUANTUM = {exp: Decimal(1).scaleb(-exp) for exp in range(0, 7)}
+
+
 def fits_minor_units(amount: Decimal, currency: str) -> bool:
     """True when ``amount`` is a whole number of the currency's minor units."""
-    return places(amount) <= minor_unit_exponent(currency)
+    return amount.quantize(_QUANTUM[minor_unit_exponent(currency)]) == amount
 
 
 def format_amount(amount: Decimal, currency: str) -> str:
