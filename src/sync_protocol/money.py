@@ -46,7 +46,7 @@ def places(amount: Decimal) -> int:
     return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
-_QUANTUM = {exp: Decimal(1).scaleb(-exp) for exp in range(0, 7)}
+_QUANTUM = {exp: Decimal(1).scaleb(-exp) for exp in range(7)}
 
 
 def fits_minor_units(amount: Decimal, currency: str) -> bool:
