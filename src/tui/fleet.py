@@ -1,0 +1,154 @@
+"""The fleet view for head office: every store's progress, and forwarding health when the hub has it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import DataTable, Footer, Header, Label, Static
+
+from . import format as fmt
+from .app import REFRESH_S, Clock, system_clock
+from .hub_client import FleetData, HubClient
+from .screens import sync_rows
+
+STALE_S = 15 * 60
+
+
+class FleetApp(App[None]):
+    """Stores (last seen, lag, acked, backlog, conflicts), sinks and dead letters; replay."""
+
+    CSS_PATH = "store_tui.tcss"
+    TITLE = "StoreSync fleet"
+    BINDINGS = [
+        Binding("x", "replay", "Replay dead letter"),
+        Binding("g", "refresh", "Refresh"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        hub: HubClient,
+        *,
+        hub_url: str,
+        token: str | None,
+        clock: Clock = system_clock,
+        refresh_s: float = REFRESH_S * 5,
+    ) -> None:
+        super().__init__()
+        self.hub = hub
+        self.hub_url = hub_url
+        self.token = token
+        self.clock = clock
+        self.refresh_s = refresh_s
+        self.data: FleetData | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="banner", classes="busy"):
+            yield Static("Reading the hub…", id="status-line")
+            yield Static(f"{self.hub_url} · admin token {fmt.mask_token(self.token)}", id="status-detail")
+        yield Label("Stores", classes="section")
+        yield DataTable(id="stores", cursor_type="row", zebra_stripes=True)
+        yield Label("Sinks", classes="section")
+        yield Static("", id="sinks-note")
+        yield DataTable(id="sinks", cursor_type="row", zebra_stripes=True)
+        yield Label("Dead letters", classes="section")
+        yield Static("", id="dead-note")
+        yield DataTable(id="dead", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#stores", DataTable).add_columns("Store", "Last seen", "Lag", "Acked", "Backlog", "Conflicts")
+        self.query_one("#sinks", DataTable).add_columns("Sink", "Kind", "Pending", "Dead letters")
+        self.query_one("#dead", DataTable).add_columns("Delivery", "Sink", "Event", "Tries", "Last error")
+        self.action_refresh()
+        if self.refresh_s:
+            self.set_interval(self.refresh_s, self.action_refresh)
+
+    @work(thread=True, exclusive=True, group="refresh")
+    def action_refresh(self) -> None:
+        """Read stores, sinks and dead letters from the hub."""
+        data = self.hub.fleet()
+        self.call_from_thread(self.show, data, self.clock())
+
+    def show(self, data: FleetData, now: datetime) -> None:
+        """Update the tables in place."""
+        self.data = data
+        banner = self.query_one("#banner")
+        line = self.query_one("#status-line", Static)
+        if data.error:
+            level, text = "error", f"Hub not readable: {data.error}"
+        else:
+            stale = [s for s in data.stores if _lag(s, now) is None or (_lag(s, now) or 0) > STALE_S]
+            conflicts = sum(int(s.get("conflicts") or 0) for s in data.stores)
+            dead = sum(int(s.get("dead_letters") or 0) for s in data.sinks or [])
+            parts = [fmt.plural(len(data.stores), "store")]
+            if stale:
+                parts.append(f"{len(stale)} not seen for {fmt.duration(STALE_S)}")
+            if conflicts:
+                parts.append(fmt.plural(conflicts, "conflict"))
+            if dead:
+                parts.append(fmt.plural(dead, "dead letter"))
+            level = "error" if conflicts or dead else "warn" if stale else "ok"
+            text = " · ".join(parts)
+        for lv in ("ok", "busy", "warn", "error"):
+            banner.set_class(lv == level, lv)
+        line.update(text)
+        rows = []
+        for s in sorted(data.stores, key=lambda s: str(s.get("store_id"))):
+            seen = fmt.parse_time(s.get("last_seen_at"))
+            rows.append((str(s.get("store_id")), [
+                str(s.get("store_id")), fmt.clock(seen, now, fmt.zone(s.get("tz"))), fmt.lag_text(_lag(s, now)),
+                f"#{fmt.count(s.get('acked_through'))} (epoch {s.get('epoch')})",
+                fmt.count(s["backlog"]) if s.get("backlog") is not None else "-", fmt.count(s.get("conflicts") or 0),
+            ]))  # fmt: skip
+        sync_rows(self.query_one("#stores", DataTable), rows)
+        self._optional("sinks", data.sinks, [
+            (str(k.get("name")), [str(k.get("name")), str(k.get("kind", "")), fmt.count(k.get("pending")),
+                                  fmt.count(k.get("dead_letters"))]) for k in data.sinks or []
+        ], "no sinks configured")  # fmt: skip
+        self._optional("dead", data.dead, [
+            (str(d.get("id")), [str(d.get("id")), str(d.get("sink", "")), str(d.get("event_id", "")),
+                                str(d.get("attempts", "")), str(d.get("last_error", ""))[:60]]) for d in data.dead or []
+        ], "no dead letters")  # fmt: skip
+
+    def _optional(self, name: str, items: list[Any] | None, rows: list[tuple[str, list[Any]]], empty: str) -> None:
+        note = self.query_one(f"#{name}-note", Static)
+        table = self.query_one(f"#{name}", DataTable)
+        if self.data is not None and self.data.error:
+            note.update("-")
+        elif items is None:
+            note.update("not available on this hub")
+        else:
+            note.update(empty)
+        note.display = not items
+        table.display = bool(items)
+        sync_rows(table, rows)
+
+    def action_replay(self) -> None:
+        """Replay the highlighted dead letter."""
+        if self.data is None or self.data.dead is None:
+            self.notify("Replay is not available on this hub.", title="Replay", severity="warning")
+            return
+        table = self.query_one("#dead", DataTable)
+        if not table.row_count:
+            self.notify("No dead letter to replay.", title="Replay", severity="warning")
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        self.replay(str(key))
+
+    @work(thread=True, exclusive=True, group="replay")
+    def replay(self, delivery_id: str) -> None:
+        ok, message = self.hub.replay(delivery_id)
+        self.call_from_thread(self.notify, message, title="Replay", severity="information" if ok else "error")
+        self.call_from_thread(self.action_refresh)
+
+
+def _lag(store: dict[str, Any], now: datetime) -> float | None:
+    seen = fmt.parse_time(store.get("last_seen_at"))
+    return None if seen is None else max(0.0, (now - seen).total_seconds())
