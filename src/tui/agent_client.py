@@ -63,7 +63,9 @@ class AgentClient:
             return ActionResult(False, f"The agent is not running (no answer at {self.url}); nothing was sent.", True)
         if r.status_code in (200, 202):
             return ActionResult(True, "Sync started: the agent is sending now.", status=r.status_code)
-        return ActionResult(False, f"The agent refused to sync now ({r.status_code}: {_message(r)}).", status=r.status_code)
+        return ActionResult(
+            False, f"The agent refused to sync now ({r.status_code}: {_message(r)}).", status=r.status_code
+        )
 
     def retry_drop(self, file: str) -> ActionResult | None:
         """``POST /v1/drops/retry`` when the agent offers it; None when it does not (or is down)."""

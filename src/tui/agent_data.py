@@ -50,9 +50,7 @@ class ReadOnlyOutbox(Outbox):
         self.path = path
         self._key = None
         self._key_id = None
-        self.conn = apsw.Connection(
-            f"file:{path}?mode=ro", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI
-        )
+        self.conn = apsw.Connection(f"file:{path}?mode=ro", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
         self.conn.set_busy_timeout(BUSY_TIMEOUT_MS)
 
 

@@ -122,9 +122,8 @@ class StoreTuiApp(App[None]):
             yield Sparkline([], id="backlog")
             yield Static("nothing waited", id="spark-none")
         with TabbedContent(id="tabs", initial="tab-problems"):
-            with TabPane("Needs a person", id="tab-problems"):
-                with VerticalScroll(id="problems-scroll"):
-                    yield Static("Nothing needs attention.", id="problems")
+            with TabPane("Needs a person", id="tab-problems"), VerticalScroll(id="problems-scroll"):
+                yield Static("Nothing needs attention.", id="problems")
             with TabPane("Recent syncs", id="tab-bursts"):
                 yield DataTable(id="bursts", cursor_type="row", zebra_stripes=True)
             with TabPane("Drop files", id="tab-drops"):
@@ -203,9 +202,13 @@ class StoreTuiApp(App[None]):
             self.query_one("#fact-pending", Fact).set(fmt.count(status.get("pending")))
             oldest = fmt.parse_time(status.get("oldest_pending_captured_at"))
             self.query_one("#fact-oldest", Fact).set(fmt.age(oldest, now) if status.get("pending") else "-")
-            self.query_one("#fact-last-sync", Fact).set(fmt.clock(fmt.parse_time(status.get("last_success_at")), now, tz))
+            self.query_one("#fact-last-sync", Fact).set(
+                fmt.clock(fmt.parse_time(status.get("last_success_at")), now, tz)
+            )
             running = not line.text.startswith("Agent not running")
-            self.query_one("#fact-hub", Fact).set(fmt.hub_text(status, now, tz) if running else "unknown (agent stopped)")
+            self.query_one("#fact-hub", Fact).set(
+                fmt.hub_text(status, now, tz) if running else "unknown (agent stopped)"
+            )
             self.query_one("#fact-today", Fact).set(
                 f"{fmt.count(view.captured_today)} · {fmt.count(view.captured_last_hour)}/h"
             )
@@ -225,7 +228,9 @@ class StoreTuiApp(App[None]):
                                fmt.burst_result(b["result"], b["http_status"]), f"{(b['ms'] or 0):.0f} ms"]))  # fmt: skip
         sync_rows(self.query_one("#bursts", DataTable), rows)
 
-    def problems(self, status: dict[str, Any] | None, imports: list[drops_data.DropImport] | None, now: datetime) -> list[fmt.Problem]:
+    def problems(
+        self, status: dict[str, Any] | None, imports: list[drops_data.DropImport] | None, now: datetime
+    ) -> list[fmt.Problem]:
         """Everything that needs a person, most urgent first."""
         out: list[fmt.Problem] = []
         line = fmt.status_line(status, now, fmt.zone(status.get("tz")) if status else None)
@@ -242,7 +247,9 @@ class StoreTuiApp(App[None]):
                 out.append(fmt.drop_problem(d.file, d.state, d.rejected, d.reason))
         return out
 
-    def show_problems(self, status: dict[str, Any] | None, imports: list[drops_data.DropImport] | None, now: datetime) -> None:
+    def show_problems(
+        self, status: dict[str, Any] | None, imports: list[drops_data.DropImport] | None, now: datetime
+    ) -> None:
         found = self.problems(status, imports, now)
         text = Text()
         for i, p in enumerate(found):
@@ -395,9 +402,11 @@ class StoreTuiApp(App[None]):
         except (OSError, FileExistsError) as exc:
             self.call_from_thread(self.notify, f"Cannot retry {file}: {exc}", title="Retry", severity="error")
             return
-        running = self.view is not None and self.view.status is not None and not fmt.status_line(
-            self.view.status, self.clock()
-        ).text.startswith("Agent not running")
+        running = (
+            self.view is not None
+            and self.view.status is not None
+            and not fmt.status_line(self.view.status, self.clock()).text.startswith("Agent not running")
+        )
         msg = f"{file} is back in the drop folder and will be imported again."
         if not running:
             msg += " The agent is not running: the import starts when it does."

@@ -227,7 +227,11 @@ def status_line(status: dict[str, Any] | None, now: datetime, tz: ZoneInfo | Non
     heartbeat = parse_time(status.get("heartbeat_at"))
     running = heartbeat is not None and (now - heartbeat).total_seconds() < AGENT_ALIVE_S
     if not running:
-        seen = "never seen running" if heartbeat is None else f"last seen {age(heartbeat, now)}, at {clock(heartbeat, now, tz)}"
+        seen = (
+            "never seen running"
+            if heartbeat is None
+            else f"last seen {age(heartbeat, now)}, at {clock(heartbeat, now, tz)}"
+        )
         return StatusLine(
             f"Agent not running · {waiting}" if pending else "Agent not running",
             "error",
@@ -240,7 +244,9 @@ def status_line(status: dict[str, Any] | None, now: datetime, tz: ZoneInfo | Non
             f"{waiting}; sales keep being recorded. See 'Needs a person' below.",
         )
     if pending == 0:
-        return StatusLine("All synced", "ok", f"Every sale has reached head office (last sync {clock_or_never(status, now, tz)}).")
+        return StatusLine(
+            "All synced", "ok", f"Every sale has reached head office (last sync {clock_or_never(status, now, tz)})."
+        )
     if status.get("last_sync_result") == "offline":
         since = parse_time(status.get("last_success_at")) or parse_time(status.get("oldest_pending_captured_at"))
         nxt = parse_time(status.get("next_attempt_at"))

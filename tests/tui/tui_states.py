@@ -241,4 +241,3 @@ def make_drops(store: Store, folder: Path) -> None:
             assert item.transaction is not None
             store.outbox.capture(item.transaction, origin=f"file:{running.name}")
     store.sync_ok()
-

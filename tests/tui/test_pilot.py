@@ -1,0 +1,200 @@
+"""Pilot tests driving every action of the store TUI and the fleet view."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import apsw
+import pytest
+from textual.widgets import DataTable, Static
+from tui_support import HubStandIn, settle
+
+from storesync_harness.pos import Pos
+from storesync_harness.processes import Agent, Hub
+from tui.agent_client import AgentClient
+from tui.app import StoreTuiApp
+from tui.fleet import FleetApp
+from tui.hub_client import HubClient
+from tui.screens import ErrorReportScreen, TxnScreen
+
+Notes = list[tuple[str, str]]
+
+
+def record_notes(app: Any, monkeypatch: pytest.MonkeyPatch) -> Notes:
+    """Capture ``app.notify`` calls as (severity, message)."""
+    notes: Notes = []
+
+    def notify(message: str, *, title: str = "", severity: str = "information", **_: Any) -> None:
+        notes.append((severity, message))
+
+    monkeypatch.setattr(app, "notify", notify)
+    return notes
+
+
+def text_of(app: Any, selector: str) -> str:
+    return str(app.query_one(selector, Static).render())
+
+
+async def test_sync_now_against_real_agent_then_agent_down(
+    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent = Agent.enrolled(tmp_path / "agent", hub, "S7").start()
+    try:
+        pos = Pos("R1", seed=3)
+        for _ in range(5):
+            assert agent.post(pos.sale()).status_code == 201
+        agent.wait_synced()
+        app = StoreTuiApp(agent.data_dir, agent=AgentClient(agent.url), refresh_s=0)
+        notes = record_notes(app, monkeypatch)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            assert text_of(app, "#status-line") == "All synced"
+            await pilot.press("s")
+            await settle(pilot)
+            assert notes[-1] == ("information", "Sync started: the agent is sending now.")
+            agent.kill()
+            await pilot.press("s")
+            await settle(pilot)
+            assert notes[-1][0] == "error" and "not running" in notes[-1][1]
+        # the same outbox, read after the agent died, with the clock past the heartbeat window
+        later = StoreTuiApp(agent.data_dir, clock=lambda: datetime.now(UTC) + timedelta(minutes=2), refresh_s=0)
+        async with later.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            assert text_of(later, "#status-line") == "Agent not running"
+    finally:
+        agent.stop()
+
+
+async def test_actions_say_when_agent_is_down(
+    store_app: Callable[..., StoreTuiApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = store_app("agent_down")
+    notes = record_notes(app, monkeypatch)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert text_of(app, "#status-line").startswith("Agent not running")
+        await pilot.press("s")
+        await settle(pilot)
+        assert notes[-1][0] == "error" and "The agent is not running" in notes[-1][1]
+        await pilot.press("e", "r")
+        await settle(pilot)
+        assert all(sev == "warning" for sev, _ in notes[-2:])  # no drop folder: said, not silently ignored
+
+
+async def test_verify_chain_ok_then_tampered(
+    store_app: Callable[..., StoreTuiApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = store_app("synced")
+    notes = record_notes(app, monkeypatch)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("v")
+        await settle(pilot)
+        assert notes[-1][0] == "information" and "stored sales check out" in notes[-1][1]
+        conn = apsw.Connection(str(app.db_path))  # someone edits a stored sale behind the agent's back
+        conn.execute("UPDATE outbox SET body = replace(body, '\"total\":', '\"total\" :') WHERE seq = 17")
+        conn.close()
+        await pilot.press("v")
+        await settle(pilot)
+        assert notes[-1][0] == "error" and "#17" in notes[-1][1]
+        assert "fails its check" in text_of(app, "#problems")
+
+
+async def test_tui_never_writes_the_outbox(store_app: Callable[..., StoreTuiApp]) -> None:
+    app = store_app("importing")
+    before = hashlib.sha256(app.db_path.read_bytes()).hexdigest()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("v", "slash", "R", "2")
+        await settle(pilot)
+    assert hashlib.sha256(app.db_path.read_bytes()).hexdigest() == before
+
+
+async def test_error_report_and_retry(store_app: Callable[..., StoreTuiApp], monkeypatch: pytest.MonkeyPatch) -> None:
+    app = store_app("importing")
+    notes = record_notes(app, monkeypatch)
+    folder = app.drops.folder
+    assert folder is not None
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("d", "e")
+        await settle(pilot)
+        assert isinstance(app.screen, ErrorReportScreen)
+        assert app.screen.file == "franchise-0521.jsonl"
+        report = folder / "rejected" / "franchise-0521.jsonl.errors.jsonl"
+        assert app.screen.query_one(DataTable).row_count == len(report.read_text().splitlines()) >= 3
+        await pilot.press("escape")
+        await pilot.press("r")
+        await settle(pilot)
+        assert (folder / "franchise-0521.jsonl").is_file()
+        assert not (folder / "processed" / "franchise-0521.jsonl").exists()
+        assert len(list((folder / "rejected" / "retried").iterdir())) == 2  # old result and report kept
+        assert "back in the drop folder" in notes[-1][1]
+        drops = app.query_one("#drops", DataTable)
+        assert "franchise-0521.jsonl" in [str(r.key.value) for r in drops.ordered_rows]
+        await pilot.press("e")  # the refused-whole file has no error report: said so
+        await settle(pilot)
+        assert notes[-1][0] == "warning"
+
+
+async def test_find_a_sale_and_check_it(store_app: Callable[..., StoreTuiApp]) -> None:
+    app = store_app("offline")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", *"R2-000003")
+        await settle(pilot)
+        table = app.query_one("#txns", DataTable)
+        assert table.row_count == 1
+        table.focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, TxnScreen)
+        found = app.screen.found
+        assert found.row.txn_id == "R2-000003" and found.row.reached_hub is True and found.chain_ok
+        await pilot.press("escape")
+        await pilot.press("slash", "ctrl+a", "ctrl+k", "#", "2", "0", "1")  # the newest sale is still waiting
+        await settle(pilot)
+        assert app.query_one("#txns", DataTable).get_row_at(0)[5] == "waiting"
+
+
+async def test_fleet_replays_a_dead_letter(monkeypatch: pytest.MonkeyPatch) -> None:
+    hub = HubStandIn()
+    app = hub.app()
+    notes = record_notes(app, monkeypatch)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        assert app.query_one("#stores", DataTable).row_count == 3
+        assert hub.token not in text_of(app, "#status-detail")
+        await pilot.press("x")
+        await settle(pilot)
+    assert hub.replayed == ["481"]
+    assert notes[-1] == ("information", "delivery 481 queued again")
+
+
+async def test_fleet_against_real_hub_without_forwarding_endpoints(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    hub.add_store("S1")
+    app = FleetApp(HubClient(hub.url, hub.admin_token), hub_url=hub.url, token=hub.admin_token, refresh_s=0)
+    notes = record_notes(app, monkeypatch)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        assert app.query_one("#stores", DataTable).get_row_at(0)[0] == "S1"
+        assert text_of(app, "#sinks-note") == "not available on this hub"
+        await pilot.press("x")
+        await settle(pilot)
+    assert notes[-1] == ("warning", "Replay is not available on this hub.")
+
+
+async def test_fleet_with_a_wrong_token_says_so() -> None:
+    stand_in = HubStandIn()
+    stand_in.token = "another"
+    app = FleetApp(
+        HubClient("https://hub.example.com", "wrong", transport=__import__("httpx").MockTransport(stand_in)),
+        hub_url="https://hub.example.com", token="wrong", refresh_s=0,
+    )  # fmt: skip
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        assert "refused the admin token" in text_of(app, "#status-line")
