@@ -223,9 +223,13 @@ class StoreTuiApp(App[None]):
     def show_bursts(self, view: agent_data.AgentView, now: datetime, tz: Any) -> None:
         rows = []
         for b in view.bursts:
-            key = str(b["id"])
-            rows.append((key, [fmt.clock(b["at"], now, tz), fmt.burst_records(b["count"], b["first_seq"], b["last_seq"]),
-                               fmt.burst_result(b["result"], b["http_status"]), f"{(b['ms'] or 0):.0f} ms"]))  # fmt: skip
+            cells = [
+                fmt.clock(b["at"], now, tz),
+                fmt.burst_records(b["count"], b["first_seq"], b["last_seq"]),
+                fmt.burst_result(b["result"], b["http_status"]),
+                f"{(b['ms'] or 0):.0f} ms",
+            ]
+            rows.append((str(b["id"]), cells))
         sync_rows(self.query_one("#bursts", DataTable), rows)
 
     def problems(
@@ -235,8 +239,8 @@ class StoreTuiApp(App[None]):
         out: list[fmt.Problem] = []
         line = fmt.status_line(status, now, fmt.zone(status.get("tz")) if status else None)
         if status is not None and line.text.startswith("Agent not running"):
-            out.append(fmt.Problem("agent", "The sync service is not running", line.detail,
-                                   "Start it (edge-agent run) or restart the store computer; call support if it stays down."))  # fmt: skip
+            step = "Start it (edge-agent run) or restart the store computer; call support if it stays down."
+            out.append(fmt.Problem("agent", "The sync service is not running", line.detail, step))
         block = fmt.explain_block(status.get("blocked") if status else None)
         if block:
             out.append(block)

@@ -42,7 +42,8 @@ def text_of(app: Any, selector: str) -> str:
 async def test_sync_now_against_real_agent_then_agent_down(
     hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    agent = Agent.enrolled(tmp_path / "agent", hub, "S7").start()
+    agent = Agent.enrolled(tmp_path / "agent", hub, "S7")
+    agent.start()
     try:
         pos = Pos("R1", seed=3)
         for _ in range(5):
