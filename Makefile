@@ -22,7 +22,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 faults: $(STAMP)
-	$(BIN)/python -m pytest tests/faults -m faults $(PYTEST_ARGS)
+	$(BIN)/python -m storesync_harness.faults --verbose $(FAULTS_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts

@@ -58,6 +58,7 @@ class Service:
     port: int
     log_path: Path
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    env: dict[str, str] = field(default_factory=dict)  # extra environment, e.g. EDGE_AGENT_* settings
 
     @property
     def url(self) -> str:
@@ -67,7 +68,7 @@ class Service:
         if self.running:
             return self
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed in stop()
-        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=_env())
+        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env={**_env(), **self.env})
         log.close()
         try:
             wait_http(self.url + "/healthz", timeout, self.proc)

@@ -1,0 +1,98 @@
+"""``python -m storesync_harness.faults``: run the fault harness and print its report.
+
+The full run (``make faults``): 200 crash trials, two rounds of every proxy fault, and the 72-hour
+long outage (259,200 records). ``--quick`` is the CI size. Exit code 0 only when nothing was lost,
+duplicated or broken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .crashmatrix import MatrixResult, run_matrix
+from .longoutage import HOURS_72, OutageResult, run_long_outage
+
+
+def format_report(matrix: MatrixResult | None, outage: OutageResult | None) -> str:
+    """The report as plain text."""
+    lines = ["StoreSync fault harness report", "=" * 31]
+    if matrix is not None:
+        head = f"crash matrix + proxy faults: {matrix.trials} trials in {matrix.seconds:.0f} s"
+        lines.append(f"{head} (seed {matrix.seed})")
+        lines.append(f"  {'fault kind':26s} {'trials':>6s} {'faults':>6s} {'failed':>6s}")
+        for kind, t in matrix.tallies.items():
+            lines.append(f"  {kind:26s} {t.trials:6d} {t.faults_injected:6d} {t.failed_trials:6d}")
+        v = matrix.final
+        lines += [
+            f"  acknowledged to the POS  {v.acknowledged}",
+            f"  found at the hub         {v.found}",
+            f"  lost                     {v.lost}",
+            f"  duplicated               {v.duplicated}",
+            f"  unexpected at the hub    {v.unexpected}",
+            f"  chain errors             {v.chain_errors}",
+            f"  edge-agent verify        {'OK' if v.agent_verify_ok else 'FAILED'}",
+            f"  POS requests left without an answer {matrix.in_doubt_seen}, abandoned by the POS {matrix.abandoned}",
+        ]
+        lines += [f"  ! {f}" for f in matrix.failures[:20]]
+        lines += [f"  ! {d}" for d in v.details[:10]]
+    if outage is not None:
+        v = outage.verdict
+        hours = outage.records / 3600
+        lines += [
+            f"long outage: {outage.records} records (~{hours:.0f} h at 1 tx/s) "
+            f"captured offline in {outage.capture_s:.0f} s",
+            f"  catch-up (hub back -> backlog acknowledged)  {outage.catchup_s:.1f} s",
+            f"  until nothing pending (incl. new sales)      {outage.drain_s:.1f} s",
+            f"  capture latency during catch-up ({outage.pos_posts} POS posts): "
+            f"p50 {outage.p50_ms:.1f} ms, p99 {outage.p99_ms:.1f} ms, max {outage.max_ms:.1f} ms",
+            f"  capture latency with nothing syncing: p50 {outage.baseline_p50_ms:.1f} ms, "
+            f"p99 {outage.baseline_p99_ms:.1f} ms",
+            f"  acknowledged {v.acknowledged}, found {v.found}, lost {v.lost}, duplicated {v.duplicated}, "
+            f"chain errors {v.chain_errors}, edge-agent verify {'OK' if v.agent_verify_ok else 'FAILED'}",
+        ]
+        lines += [f"  ! {d}" for d in v.details[:10]]
+    ok = (matrix is None or matrix.ok) and (outage is None or outage.ok)
+    lines.append("RESULT: " + ("PASS - nothing lost, nothing duplicated, chains intact" if ok else "FAIL"))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    parser = argparse.ArgumentParser(prog="python -m storesync_harness.faults", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="CI size: 30 crash trials, 20,000-record outage")
+    parser.add_argument("--trials", type=int, default=None, help="crash trials (default 200, quick 30)")
+    parser.add_argument("--proxy-rounds", type=int, default=None, help="rounds of every proxy fault (default 2)")
+    parser.add_argument("--records", type=int, default=None, help=f"long-outage records (default {HOURS_72})")
+    parser.add_argument("--seed", type=int, default=None, help="seed (default: from the clock, printed)")
+    parser.add_argument("--skip-matrix", action="store_true")
+    parser.add_argument("--skip-outage", action="store_true")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the data here (default: a temp folder)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="one line per trial")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    trials = args.trials if args.trials is not None else (30 if args.quick else 200)
+    rounds = args.proxy_rounds if args.proxy_rounds is not None else (1 if args.quick else 2)
+    records = args.records if args.records is not None else (20_000 if args.quick else HOURS_72)
+    seed = args.seed if args.seed is not None else int(time.time()) % 100_000
+    say = (lambda line: print(line, file=sys.stderr, flush=True)) if args.verbose else None
+    with tempfile.TemporaryDirectory(prefix="storesync-faults-") as tmp:
+        root = args.workdir or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        matrix = outage = None
+        if not args.skip_matrix:
+            matrix = run_matrix(root / "matrix", crash_trials=trials, proxy_rounds=rounds, seed=seed, progress=say)
+        if not args.skip_outage:
+            outage = run_long_outage(root / "outage", records, seed=seed, progress=say)
+    print(format_report(matrix, outage), flush=True)
+    ok = (matrix is None or matrix.ok) and (outage is None or outage.ok)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

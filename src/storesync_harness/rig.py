@@ -1,0 +1,236 @@
+"""A test rig: hub and agent processes with a fault proxy between them, and POS registers posting sales.
+
+```
+PosDriver ──HTTP──▶ edge-agent (process) ──▶ FaultProxy (thread, survives kills) ──▶ cloud-hub (process)
+```
+
+The POS keeps the only record that matters for the invariants: every transaction it was told is
+saved (201/200), and every one it sent without getting an answer. Like a real register it retries a
+transaction that got no answer, with the same ``txn_id``, until it gets one (or gives up, when told).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .faultproxy import FaultProxy
+from .invariants import Key, LedgerWatcher
+from .pos import Pos
+from .processes import Agent, Hub
+
+STORE = "S1"
+# Agent settings for the rig: short timeouts so stalls and outages cost seconds, not minutes.
+AGENT_ENV = {
+    "EDGE_AGENT_READ_TIMEOUT": "3",
+    "EDGE_AGENT_CONNECT_TIMEOUT": "2",
+    "EDGE_AGENT_BACKOFF_CAP": "5",
+    "EDGE_AGENT_PROBE_INTERVAL": "0.5",
+}
+
+
+def _key(txn: dict[str, Any]) -> Key:
+    return (str(txn["register_id"]), str(txn["txn_id"]))
+
+
+@dataclass
+class PosLedger:
+    """What the POS knows: acknowledged keys, keys in doubt, every key sent, capture latencies."""
+
+    acknowledged: set[Key] = field(default_factory=set)
+    in_doubt: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    attempted: set[Key] = field(default_factory=set)
+    abandoned: set[Key] = field(default_factory=set)
+    latencies_ms: list[float] = field(default_factory=list)
+    refused: int = 0
+
+
+class PosDriver:
+    """Registers posting transactions to the agent from a background thread.
+
+    Args:
+        agent_url: Base URL of the agent's capture API.
+        registers: How many registers (each its own txn_id series).
+        interval: Seconds between posts (the POS pace).
+        seed: Seed of the generated transactions.
+    """
+
+    def __init__(self, agent_url: str, *, registers: int = 2, interval: float = 0.02, seed: int = 0) -> None:
+        self.agent_url = agent_url
+        self.pos = [Pos(f"R{i + 1}", seed=seed) for i in range(registers)]
+        self.interval = interval
+        self.book = PosLedger()
+        self.measure = False
+        self._lock = threading.Lock()
+        self._active = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._n = 0
+        self._thread = threading.Thread(target=self._run, name="pos", daemon=True)
+        self._client = httpx.Client(timeout=httpx.Timeout(10.0, connect=1.0))
+
+    def start(self) -> PosDriver:
+        self._thread.start()
+        return self
+
+    def resume(self) -> None:
+        self._active.set()
+
+    def pause(self, timeout: float = 15.0) -> None:
+        """Stop posting and wait until the request in flight has its outcome."""
+        self._active.clear()
+        self._idle.wait(timeout)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._active.set()
+        self._thread.join(15)
+        self._client.close()
+
+    def post(self, txn: dict[str, Any]) -> bool:
+        """Post one transaction and book the outcome; True when the POS got a definite answer."""
+        key = _key(txn)
+        with self._lock:
+            self.book.attempted.add(key)
+        started = time.perf_counter()
+        try:
+            r = self._client.post(self.agent_url + "/v1/transactions", json=txn)
+        except httpx.HTTPError:
+            with self._lock:
+                self.book.in_doubt[key] = txn
+            return False
+        elapsed = (time.perf_counter() - started) * 1000
+        with self._lock:
+            if r.status_code in (200, 201):
+                self.book.acknowledged.add(key)
+                self.book.in_doubt.pop(key, None)
+                if self.measure:
+                    self.book.latencies_ms.append(elapsed)
+                return True
+            if r.status_code >= 500:  # e.g. 503 while the agent shuts down: not saved, retry
+                self.book.in_doubt[key] = txn
+                return False
+            self.book.refused += 1  # a 4xx: the POS must fix the sale; the harness never sends those
+            self.book.in_doubt.pop(key, None)
+            return True
+
+    def settle(self, rng: random.Random, *, give_up: float = 0.0, timeout: float = 30.0) -> None:
+        """Retry every transaction in doubt until answered; abandon a share ``give_up`` of them first."""
+        with self._lock:
+            pending = list(self.book.in_doubt.items())
+        deadline = time.monotonic() + timeout
+        for key, txn in pending:
+            if rng.random() < give_up:
+                with self._lock:
+                    self.book.abandoned.add(key)
+                    self.book.in_doubt.pop(key, None)
+                continue
+            while not self.post(txn):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"transaction {key} still has no answer after {timeout} s")
+                time.sleep(0.1)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self._active.is_set():
+                self._idle.set()
+                self._active.wait()
+                continue
+            self._idle.clear()
+            if not self._active.is_set():
+                continue
+            with self._lock:
+                retry = next(iter(self.book.in_doubt.values()), None)
+            txn = retry if retry is not None else self.pos[self._n % len(self.pos)].mixed()
+            self._n += 1
+            if not self.post(txn):
+                time.sleep(0.05)  # the agent is down: do not spin
+            elif self.interval:
+                time.sleep(self.interval)
+
+
+class Rig:
+    """Hub, proxy and agent for one store, started in ``workdir``.
+
+    Args:
+        workdir: Empty folder for the hub and agent data.
+        agent_env: Extra agent environment (defaults to :data:`AGENT_ENV`).
+    """
+
+    def __init__(self, workdir: Path, agent_env: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.hub = Hub.create(workdir / "hub", None, "--log-level", "warning")
+        self.hub.start()
+        self.proxy = FaultProxy(upstream_port=self.hub.port, upstream_timeout=30.0).start()
+        self.agent = Agent.enrolled(workdir / "agent", self.hub, STORE, "Europe/Berlin")
+        self.agent.argv += ["--hub", self.proxy.url, "--sync-interval", "0.5"]
+        self.agent.env.update(AGENT_ENV if agent_env is None else agent_env)
+        self.agent.start()
+        self.watcher = LedgerWatcher(STORE)
+
+    def close(self) -> None:
+        for stop in (self.agent.stop, self.proxy.stop, self.hub.stop):
+            try:
+                stop()
+            except Exception:  # noqa: BLE001 - best effort teardown
+                pass
+
+    def __enter__(self) -> Rig:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def ensure_up(self) -> None:
+        """Restart whatever a trial left down, and put the proxy back to ``pass``."""
+        self.proxy.set_mode("pass")
+        if not self.hub.running:
+            self.hub.start()
+        if not self.agent.running:
+            self.agent.start()
+
+    def agent_status(self) -> dict[str, Any]:
+        return dict(httpx.get(self.agent.url + "/v1/status", timeout=10).json())
+
+    def wait_synced(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Wait until the running agent has nothing pending; nudges a sync now and then."""
+        deadline = time.monotonic() + timeout
+        last_nudge = 0.0
+        st: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            st = self.agent_status()
+            if st["pending"] == 0 and st["acked_through"] == st["last_seq"]:
+                return st
+            if st.get("blocked"):
+                raise AssertionError(f"agent blocked: {st['blocked']}")
+            if time.monotonic() - last_nudge > 5:
+                httpx.post(self.agent.url + "/v1/sync", timeout=10)
+                last_nudge = time.monotonic()
+            time.sleep(0.05)
+        raise TimeoutError(f"agent not synced after {timeout} s: {st}")
+
+    def wait_upstream_request(self, timeout: float = 5.0) -> bool:
+        """Wait until the proxy forwards a new request to the hub (a burst or a probe is in flight)."""
+        start = self.proxy.stats()["upstream_requests"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proxy.stats()["upstream_requests"] > start:
+                return True
+            time.sleep(0.002)
+        return False
+
+    def wait_fault(self, kind: str, before: int, timeout: float = 10.0) -> bool:
+        """Wait until the proxy has injected more than ``before`` faults of ``kind``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proxy.stats()["faults"].get(kind, 0) > before:
+                return True
+            time.sleep(0.002)
+        return False

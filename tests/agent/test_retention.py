@@ -1,0 +1,88 @@
+"""Retention with a time-travelled clock: only old records covered by a valid hub receipt are pruned,
+the chain anchor moves with them, and ``edge-agent verify`` still checks what remains."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from edge_agent.config import AgentConfig
+from edge_agent.outbox import Outbox
+from edge_agent.retention import prune
+from sync_protocol import keys
+from sync_protocol.transaction import parse_transaction
+from sync_protocol.wire import Receipt
+
+from .conftest import init_data_dir, make_txn, run_cli, write_identity
+
+LATER = datetime.now(UTC) + timedelta(days=40)
+
+
+def _setup(tmp_path: Path, n: int = 100) -> tuple[Path, keys.Ed25519PrivateKey]:
+    data = tmp_path / "agent"
+    key = init_data_dir(data)
+    hub_key = write_identity(data, key)
+    with Outbox(AgentConfig.load(data).db_path, key=key) as outbox:
+        outbox.capture_batch([(parse_transaction(make_txn(i)), "api") for i in range(1, n + 1)])
+    return data, hub_key
+
+
+def _receipt(outbox: Outbox, hub_key: keys.Ed25519PrivateKey, seq: int) -> None:
+    chain_value = outbox.chain_at(1, seq)
+    assert chain_value is not None
+    outbox.apply_receipt(Receipt.issue(hub_key, "S1", 1, seq, chain_value), hub_key.public_key())
+
+
+def test_nothing_is_pruned_without_a_receipt_or_before_the_period(tmp_path: Path) -> None:
+    data, hub_key = _setup(tmp_path)
+    with Outbox(data / "outbox.db") as outbox:
+        assert prune(outbox, retention_days=30, now=LATER).pruned == 0  # no receipt yet
+        _receipt(outbox, hub_key, 60)
+        assert prune(outbox, retention_days=30).pruned == 0  # receipted but young
+        assert prune(outbox, retention_days=30, now=datetime.now(UTC) + timedelta(days=10)).pruned == 0
+        assert outbox.count() == 100
+
+
+def test_old_receipted_records_are_pruned_and_verify_still_passes(tmp_path: Path) -> None:
+    data, hub_key = _setup(tmp_path)
+    with Outbox(data / "outbox.db") as outbox:
+        _receipt(outbox, hub_key, 60)
+        result = prune(outbox, retention_days=30, now=LATER)
+        assert (result.pruned, result.anchor_seq, result.limit_seq) == (60, 60, 60)
+        assert outbox.count() == 40
+        assert outbox.query("SELECT min(seq), max(seq) FROM outbox")[0] == (61, 100)
+        assert prune(outbox, retention_days=30, now=LATER).pruned == 0  # idempotent
+        report = outbox.verify()
+        assert report.ok and (report.count, report.first_seq, report.last_seq) == (40, 61, 100)
+        assert not outbox.rewind(30)  # pruned records cannot be resent
+        assert outbox.rewind(61)
+    out = run_cli("verify", "--data-dir", str(data))
+    assert (out.returncode, out.stdout.strip()) == (0, "chain OK: 40 records, seq 61..100")
+
+
+def test_a_rewound_acked_through_and_a_forged_receipt_limit_pruning(tmp_path: Path) -> None:
+    data, hub_key = _setup(tmp_path)
+    with Outbox(data / "outbox.db") as outbox:
+        _receipt(outbox, hub_key, 80)
+        assert outbox.rewind(21)  # the hub lost 21..80: keep them to resend
+        result = prune(outbox, retention_days=30, now=LATER)
+        assert (result.pruned, result.anchor_seq) == (20, 20)
+        forged = dict(outbox.sync_state()["receipt"], acked_through=100)
+        outbox.update_sync(receipt=forged, acked_through=100)
+        result = prune(outbox, retention_days=30, now=LATER)
+        assert result.pruned == 0 and "signature" in result.reason
+        assert outbox.verify().ok
+
+
+def test_pruning_everything_keeps_the_anchor_and_an_edit_is_still_caught(tmp_path: Path) -> None:
+    data, hub_key = _setup(tmp_path, 10)
+    with Outbox(data / "outbox.db") as outbox:
+        _receipt(outbox, hub_key, 10)
+        assert prune(outbox, retention_days=30, now=LATER).pruned == 10
+        assert outbox.verify().ok and outbox.count() == 0
+    key = AgentConfig.load(data).load_key()
+    with Outbox(data / "outbox.db", key=key) as outbox:
+        assert outbox.capture(parse_transaction(make_txn(11))).seq == 11
+        outbox.conn.execute("UPDATE writers SET anchor_chain = zeroblob(32)")
+        bad = outbox.verify()
+        assert not bad.ok and bad.bad_seq == 11
