@@ -8,10 +8,10 @@ exists; without one the panel says "no drop folder configured". Inside it (docs/
   (an estimate: one transaction per line for JSON Lines, per data row for CSV).
 - ``processed/<file>.result.json`` / ``rejected/<file>.result.json`` — finished imports
   (``edge_agent.drops.report.ImportSummary``); ``rejected/<file>.errors.jsonl`` — the error report.
-- Optionally a ``drop_imports`` table in the outbox, one row per file, with any of the columns
-  ``file``, ``status``, ``rows``, ``transactions``, ``accepted``, ``duplicates``, ``rejected``,
-  ``offset``, ``size``: when the importer keeps one, its numbers win (``offset``/``size`` = exact
-  progress).
+- The importer's ``imports`` table in the outbox (``edge_agent.drops.ledger``; ``drop_imports`` is
+  also read), one row per file, with any of ``name``/``file``, ``status``, ``rows``, ``accepted``,
+  ``duplicates``, ``rejected``, ``checkpoint_offset``/``offset``, ``size``: for a file still in the
+  drop folder its numbers win (``checkpoint_offset / size`` = exact progress).
 
 "Retry" moves a rejected file back into the drop folder; the old result and error report are kept in
 ``rejected/retried/`` with a time stamp.
@@ -113,11 +113,19 @@ class DropTracker:
         return live + finished[:SHOW_FINISHED]
 
     def _table(self) -> dict[str, dict[str, Any]]:
+        """Rows of the importer's ``imports`` table (or ``drop_imports``) by file name, newest last wins."""
         try:
-            rows = agent_data.table_rows(self.db_path, "drop_imports")
+            rows = agent_data.table_rows(self.db_path, "imports")
+            if rows is None:
+                rows = agent_data.table_rows(self.db_path, "drop_imports")
         except Exception:  # no outbox yet, or unreadable: the folder alone still tells a lot
             return {}
-        return {str(r.get("file") or r.get("name")): r for r in rows or []}
+        out: dict[str, dict[str, Any]] = {}
+        for r in rows or []:
+            if r.get("offset") is None and r.get("checkpoint_offset") is not None:
+                r["offset"] = r["checkpoint_offset"]
+            out[str(r.get("file") or r.get("name"))] = r
+        return out
 
     def _live(self, path: Path, row: dict[str, Any] | None) -> DropImport:
         name = path.name

@@ -86,7 +86,7 @@ class FleetApp(App[None]):
         else:
             stale = [s for s in data.stores if _lag(s, now) is None or (_lag(s, now) or 0) > STALE_S]
             conflicts = sum(int(s.get("conflicts") or 0) for s in data.stores)
-            dead = sum(int(s.get("dead_letters") or 0) for s in data.sinks or [])
+            dead = sum(_dead(k) for k in data.sinks or [])
             parts = [fmt.plural(len(data.stores), "store")]
             if stale:
                 parts.append(f"{len(stale)} not seen for {fmt.duration(STALE_S)}")
@@ -110,7 +110,7 @@ class FleetApp(App[None]):
         sync_rows(self.query_one("#stores", DataTable), rows)
         self._optional("sinks", data.sinks, [
             (str(k.get("name")), [str(k.get("name")), str(k.get("kind", "")), fmt.count(k.get("pending")),
-                                  fmt.count(k.get("dead_letters"))]) for k in data.sinks or []
+                                  fmt.count(_dead(k))]) for k in data.sinks or []
         ], "no sinks configured")  # fmt: skip
         self._optional("dead", data.dead, [
             (str(d.get("id")), [str(d.get("id")), str(d.get("sink", "")), str(d.get("event_id", "")),
@@ -139,14 +139,21 @@ class FleetApp(App[None]):
         if not table.row_count:
             self.notify("No dead letter to replay.", title="Replay", severity="warning")
             return
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        self.replay(str(key))
+        key = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        chosen = next((d for d in self.data.dead if str(d.get("id")) == key), None)
+        if chosen is not None:
+            self.replay(str(chosen.get("event_id")), str(chosen.get("sink")))
 
     @work(thread=True, exclusive=True, group="replay")
-    def replay(self, delivery_id: str) -> None:
-        ok, message = self.hub.replay(delivery_id)
+    def replay(self, event_id: str, sink: str) -> None:
+        ok, message = self.hub.replay(event_id, sink)
         self.call_from_thread(self.notify, message, title="Replay", severity="information" if ok else "error")
         self.call_from_thread(self.action_refresh)
+
+
+def _dead(sink: dict[str, Any]) -> int:
+    value = sink.get("dead", sink.get("dead_letters"))
+    return int(value or 0)
 
 
 def _lag(store: dict[str, Any], now: datetime) -> float | None:

@@ -2,10 +2,10 @@
 
 Stores come from ``GET /v1/admin/stores``. Forwarding is read where the hub offers it:
 
-- ``GET /v1/admin/sinks`` → ``{"sinks": [{"name", "kind", "pending", "dead_letters", ...}]}``
+- ``GET /v1/admin/sinks`` → ``{"sinks": [{"name", "kind", "pending", "dead", ...}]}``
 - ``GET /v1/admin/deliveries?state=dead&limit=N`` →
   ``{"deliveries": [{"id", "sink", "event_id", "store_id", "attempts", "last_error", "updated_at"}]}``
-- ``POST /v1/admin/deliveries/{id}/replay``
+- ``POST /v1/admin/deliveries/replay`` with ``{"event_id", "sink"}`` → ``{"replayed": n}``
 
 A hub that answers 404 for these has no forwarding admin endpoints: the view says "not available on
 this hub". The admin token is sent as a Bearer header and never shown.
@@ -17,7 +17,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
@@ -105,18 +104,17 @@ class HubClient:
         dead = None if dead_doc is None else list(dead_doc.get("deliveries", []))
         return FleetData(stores, sinks, dead)
 
-    def replay(self, delivery_id: str) -> tuple[bool, str]:
-        """Replay one dead-lettered delivery; ``(ok, message for the operator)``."""
-        path = f"/v1/admin/deliveries/{quote(str(delivery_id), safe='')}/replay"
+    def replay(self, event_id: str, sink: str) -> tuple[bool, str]:
+        """Replay one dead-lettered event of one sink; ``(ok, message for the operator)``."""
         try:
             with self._client() as c:
-                r = c.post(path)
+                r = c.post("/v1/admin/deliveries/replay", json={"event_id": event_id, "sink": sink})
         except httpx.HTTPError as exc:
             return False, f"hub not reachable ({type(exc).__name__})"
         if r.status_code in (404, 405) and not _has_error_body(r):
             return False, "replay is not available on this hub"
         if r.is_success:
-            return True, f"delivery {delivery_id} queued again"
+            return True, f"{event_id} queued again for {sink}"
         return False, f"hub refused the replay ({r.status_code})"
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import apsw
+import httpx
 import pytest
 from textual.widgets import DataTable, Static
 from tui_support import HubStandIn, settle
@@ -172,28 +173,36 @@ async def test_fleet_replays_a_dead_letter(monkeypatch: pytest.MonkeyPatch) -> N
         assert hub.token not in text_of(app, "#status-detail")
         await pilot.press("x")
         await settle(pilot)
-    assert hub.replayed == ["481"]
-    assert notes[-1] == ("information", "delivery 481 queued again")
+    assert hub.replayed == ["erp/S043:2:977"]
+    assert notes[-1] == ("information", "S043:2:977 queued again for erp")
 
 
-async def test_fleet_against_real_hub_without_forwarding_endpoints(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_fleet_against_real_hub(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real hub: stores always; sinks when it has the forwarding admin endpoints, else 'not available'."""
     hub.add_store("S1")
+    has_sinks = httpx.get(hub.url + "/v1/admin/sinks", headers={"Authorization": f"Bearer {hub.admin_token}"})
     app = FleetApp(HubClient(hub.url, hub.admin_token), hub_url=hub.url, token=hub.admin_token, refresh_s=0)
     notes = record_notes(app, monkeypatch)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         assert app.query_one("#stores", DataTable).get_row_at(0)[0] == "S1"
-        assert text_of(app, "#sinks-note") == "not available on this hub"
         await pilot.press("x")
         await settle(pilot)
-    assert notes[-1] == ("warning", "Replay is not available on this hub.")
+        if has_sinks.status_code == 404:
+            assert text_of(app, "#sinks-note") == "not available on this hub"
+            assert notes[-1] == ("warning", "Replay is not available on this hub.")
+        else:
+            sinks = has_sinks.json()["sinks"]
+            assert app.query_one("#sinks", DataTable).row_count == len(sinks)
+            assert text_of(app, "#dead-note") == "no dead letters"
+            assert notes[-1] == ("warning", "No dead letter to replay.")
 
 
 async def test_fleet_with_a_wrong_token_says_so() -> None:
     stand_in = HubStandIn()
     stand_in.token = "another"
     app = FleetApp(
-        HubClient("https://hub.example.com", "wrong", transport=__import__("httpx").MockTransport(stand_in)),
+        HubClient("https://hub.example.com", "wrong", transport=httpx.MockTransport(stand_in)),
         hub_url="https://hub.example.com", token="wrong", refresh_s=0,
     )  # fmt: skip
     async with app.run_test(size=(100, 30)) as pilot:

@@ -48,8 +48,8 @@ def fleet_payloads() -> dict[str, Any]:
         "/v1/admin/stores": {"stores": [summary_dict(s) for s in stores]},
         "/v1/admin/sinks": {
             "sinks": [
-                {"name": "erp", "kind": "erpnext", "pending": 12, "dead_letters": 1},
-                {"name": "archive", "kind": "jsonl", "pending": 0, "dead_letters": 0},
+                {"name": "erp", "kind": "erpnext", "pending": 12, "dead": 1},
+                {"name": "archive", "kind": "jsonl", "pending": 0, "dead": 0},
             ]
         },
         "/v1/admin/deliveries": {
@@ -73,9 +73,10 @@ class HubStandIn:
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return httpx.Response(401, json={"error": "unauthenticated", "message": "bad token"})
         path = request.url.path
-        if request.method == "POST" and path.startswith("/v1/admin/deliveries/") and path.endswith("/replay"):
-            self.replayed.append(path.split("/")[-2])
-            return httpx.Response(202, json={"queued": True})
+        if request.method == "POST" and path == "/v1/admin/deliveries/replay":
+            body = json.loads(request.content)
+            self.replayed.append(f"{body['sink']}/{body['event_id']}")
+            return httpx.Response(200, json={"replayed": 1})
         if path in self.payloads:
             return httpx.Response(200, content=json.dumps(self.payloads[path]))
         return httpx.Response(404, json={"error": "not_found", "message": "no route"})
