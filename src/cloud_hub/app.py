@@ -23,11 +23,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync_protocol.wire import BURSTS_PATH, ENROLL_PATH, BurstRequest, EnrollRequest
 
-from . import admin, registry
+from . import admin, deliveries, registry
 from ._exceptions import BurstRejected, HubError, InputError, StorageError, TooLarge
 from .auth import KeyCache, check_admin, verify_signed_request
 from .config import Hub, HubConfig, Limits, open_hub
+from .delivery import DeliveryEngine
+from .forwarding import Forwarder, ForwardingConfig, load_config
 from .ingest import AfterStore, ingest_burst
+from .metrics import CONTENT_TYPE, HubMetrics
 
 log = logging.getLogger("cloud_hub.bursts")
 MAX_ENROLL_BYTES = 64 * 1024
@@ -109,10 +112,13 @@ def _error_response(exc: HubError) -> JSONResponse:
 class BurstHandler:
     """Everything ``POST /v1/bursts`` does after the body is read; runs in a worker thread."""
 
-    def __init__(self, hub: Hub, keys: KeyCache, after_store: list[AfterStore]) -> None:
+    def __init__(
+        self, hub: Hub, keys: KeyCache, after_store: list[AfterStore], metrics: HubMetrics | None = None
+    ) -> None:
         self.hub = hub
         self.keys = keys
         self.after_store = after_store
+        self.metrics = metrics
 
     def __call__(self, method: str, path: str, headers: Mapping[str, str], raw: bytes, received: datetime) -> Response:
         started = time.perf_counter()
@@ -134,6 +140,8 @@ class BurstHandler:
                 after_store=self.after_store,
             )
         except BurstRejected as exc:
+            if self.metrics is not None:
+                self.metrics.burst(exc.status, exc.code, exc.error.stored or 0, exc.error.duplicates or 0)
             log.info(
                 "burst store=%s epoch=%s seqs=%s status=%s error=%s stored=%s duplicates=%s ms=%.1f",
                 burst.store_id,
@@ -146,6 +154,8 @@ class BurstHandler:
                 (time.perf_counter() - started) * 1000,
             )
             raise
+        if self.metrics is not None:
+            self.metrics.burst(200, None, answer.stored, answer.duplicates)
         log.info(
             "burst store=%s epoch=%s seqs=%s status=200 stored=%d duplicates=%d acked_through=%d ms=%.1f",
             burst.store_id,
@@ -159,26 +169,49 @@ class BurstHandler:
         return Response(answer.model_dump_json(exclude_none=True), media_type="application/json")
 
 
-def create_app(config: HubConfig, *, hub: Hub | None = None) -> FastAPI:
+def create_app(
+    config: HubConfig,
+    *,
+    hub: Hub | None = None,
+    forwarding: ForwardingConfig | None = None,
+    workers: bool = True,
+) -> FastAPI:
     """Build the hub application, opening (and on first use creating) the data folder.
 
     Args:
         config: Hub settings.
         hub: An already opened data folder (closed with the app).
+        forwarding: Sinks and delivery settings (default: one jsonl sink, DATA/events.jsonl).
+        workers: Run the delivery workers in the app's lifespan.
     """
     hub = hub or open_hub(config)
+    forwarding = forwarding or load_config(None, config.data_dir)
     keys = KeyCache(hub.storage)
-    after_store: list[AfterStore] = []
-    handle_burst = BurstHandler(hub, keys, after_store)
+    metrics = HubMetrics(hub.storage, [s.name for s in forwarding.sinks])
+    forwarder = Forwarder(forwarding.sinks, inline_max=forwarding.delivery.inline_max)
+    engine = DeliveryEngine(hub.storage, forwarding, forwarder, metrics) if workers else None
+    if engine is not None:
+        forwarder.notify = engine.wake
+    after_store: list[AfterStore] = [forwarder]
+    handle_burst = BurstHandler(hub, keys, after_store, metrics)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        hub.close()
+        if engine is not None:
+            engine.start()
+        try:
+            yield
+        finally:
+            if engine is not None:
+                await run_in_threadpool(engine.stop)
+            hub.close()
 
     app = FastAPI(title="StoreSync cloud hub", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.hub = hub
     app.state.after_store = after_store
+    app.state.metrics = metrics
+    app.state.engine = engine
+    app.state.forwarding = forwarding
 
     @app.exception_handler(HubError)
     async def _hub_error(_: Request, exc: HubError) -> JSONResponse:
@@ -212,7 +245,13 @@ def create_app(config: HubConfig, *, hub: Hub | None = None) -> FastAPI:
             return JSONResponse(
                 {"error": "busy", "message": exc.message}, status_code=503, headers={"Retry-After": "1"}
             )
-        return JSONResponse({"status": "ready", "schema_version": version})
+        if engine is not None and not engine.alive():
+            return JSONResponse({"error": "busy", "message": "delivery workers are not running"}, status_code=503)
+        return JSONResponse({"status": "ready", "schema_version": version, "workers": engine is not None})
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.post(ENROLL_PATH, status_code=201)
     async def enroll(request: Request) -> Response:
@@ -252,4 +291,5 @@ def create_app(config: HubConfig, *, hub: Hub | None = None) -> FastAPI:
         check_admin(authorization, hub.admin_token)
         return admin.ledger_view(hub.storage, store_id, epoch=epoch, after=after, limit=limit)
 
+    deliveries.register_routes(app, hub.storage, hub.admin_token, forwarding)
     return app

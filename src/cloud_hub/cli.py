@@ -1,4 +1,4 @@
-"""The ``cloud-hub`` command: ``serve``, ``store add``, ``stores``.
+"""The ``cloud-hub`` command: ``serve``, ``deliver``, ``deliveries``, ``store add``, ``stores``.
 
 Bad input prints one line ``cloud-hub: error: ...`` naming the field and exits with status 2.
 """
@@ -13,11 +13,13 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from . import admin, registry
+from . import admin, deliveries, registry
 from ._exceptions import ConfigError, HubError, InputError
 from .config import DEFAULT_HOST, DEFAULT_PORT, HubConfig, open_hub, resolve_data_dir
+from .forwarding import load_config
 
 HUB_URL_ENV = "CLOUD_HUB_URL"
 
@@ -42,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
     serve.add_argument("--verify", choices=("last", "all"), default="last", help="signatures checked per burst")
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    serve.add_argument("--config", help="hub.toml with [[sinks]] and [delivery] (default: one jsonl sink)")
+    serve.add_argument("--no-workers", action="store_true", help="no delivery workers (run `cloud-hub deliver`)")
+
+    deliver = sub.add_parser("deliver", help="run only the delivery workers (no HTTP), for scale-out")
+    _data_dir_arg(deliver)
+    deliver.add_argument("--config", help="hub.toml with [[sinks]] and [delivery]")
+    deliver.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    deliveries.add_cli(sub, _data_dir_arg)
 
     store = sub.add_parser("store", help="manage stores")
     store_sub = store.add_subparsers(dest="store_command", required=True, parser_class=_Parser)
@@ -134,7 +144,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     config = _config(args, host=args.host, port=args.port, verify=args.verify)
-    app = create_app(config)
+    forwarding = load_config(Path(args.config) if args.config else None, config.data_dir)
+    app = create_app(config, forwarding=forwarding, workers=not args.no_workers)
     server = uvicorn.Server(
         uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level, access_log=False)
     )
@@ -163,12 +174,58 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deliver(args: argparse.Namespace) -> int:
+    """``cloud-hub deliver``: delivery workers only, until SIGTERM or Ctrl-C."""
+    from .delivery import DeliveryEngine
+    from .forwarding import Forwarder
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    config = _config(args)
+    forwarding = load_config(Path(args.config) if args.config else None, config.data_dir)
+    hub = open_hub(config)
+    engine = DeliveryEngine(
+        hub.storage, forwarding, Forwarder(forwarding.sinks, inline_max=forwarding.delivery.inline_max)
+    )
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.create_task(engine.run())
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, engine.stop)
+        print(f"cloud-hub delivering for sinks: {', '.join(s.name for s in forwarding.sinks)}", flush=True)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    try:
+        asyncio.run(run())
+    finally:
+        hub.close()
+    return 0
+
+
+def cmd_deliveries(args: argparse.Namespace) -> int:
+    """``cloud-hub deliveries list|replay|skip``: works on the database directly."""
+    hub = open_hub(_config(args))
+    try:
+        return deliveries.run_cli(args, hub.storage)
+    finally:
+        hub.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cloud-hub`` console script."""
     args = build_parser().parse_args(argv)
     try:
         if args.command == "serve":
             return cmd_serve(args)
+        if args.command == "deliver":
+            return cmd_deliver(args)
+        if args.command == "deliveries":
+            return cmd_deliveries(args)
         if args.command == "store":
             return cmd_store_add(args)
         return cmd_stores(args)

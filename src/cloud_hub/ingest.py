@@ -199,6 +199,7 @@ def _apply(
             out.duplicates += 1
 
     fresh = records[n_known:]
+    rows: list[LedgerRow] = []
     if fresh:
         public_key = keys.public_from_hex(writer.public_key)
         good, failure = check_new_records(
@@ -207,15 +208,17 @@ def _apply(
         if good:
             rows = [LedgerRow(sid, ep, r.seq, r.body, _chain.body_hash(r.body), r.chain, r.sig, at) for r in good]
             tx.insert_ledger(rows)
-            for hook in after_store:
-                hook(tx, writer, rows)
             out.stored = len(rows)
             out.acked_through, out.head_chain = good[-1].seq, good[-1].chain
         if failure is not None:
             tx.record_refusal(sid, ep, failure.seq, f"{failure.code}: {failure.reason}", at)
             out.status, out.code, out.seq = 422, "record_refused", failure.seq
             out.message = f"record seq {failure.seq} refused ({failure.code}): {failure.reason}"
-    return finish()
+    finish()
+    # After the stream update, so hooks see this burst's clock estimate on the stream.
+    for hook in after_store if rows else ():
+        hook(tx, writer, rows)
+    return out
 
 
 def ingest_burst(

@@ -127,6 +127,91 @@ class StoreSummary:
     conflicts: int
 
 
+DELIVERY_STATES = ("pending", "in_flight", "done", "dead", "skipped")
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """A derived CloudEvent to store: ``event_json`` is the exact text every sink receives."""
+
+    source: str
+    id: str
+    store_id: str
+    epoch: int
+    seq: int
+    type: str
+    event_json: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """One delivery of ``events[event_index]`` (of the same :meth:`UnitOfWork.insert_events` call)."""
+
+    event_index: int
+    sink: str
+    lane: str
+    next_attempt_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One (sink, event) delivery. ``next_attempt_at`` is Unix seconds: when a pending delivery is
+    due, or when the lease of an ``in_flight`` one runs out."""
+
+    id: int
+    event_id: str
+    sink: str
+    store_id: str
+    epoch: int
+    seq: int
+    lane: str
+    state: str
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    created_at: str
+    updated_at: str
+    event_json: str = ""
+    claim: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryUpdate:
+    """The result of one claimed delivery: new state, whether an attempt was made, next due time."""
+
+    id: int
+    state: str
+    attempted: bool
+    next_attempt_at: float
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySelector:
+    """Which deliveries an operator means. Every given field must match.
+
+    ``event_id`` (optionally with ``sink``), or ``sink`` with ``store_id`` and a seq range, or ``sink``
+    with ``state`` (e.g. every dead letter of a sink).
+    """
+
+    sink: str | None = None
+    event_id: str | None = None
+    store_id: str | None = None
+    from_seq: int | None = None
+    to_seq: int | None = None
+    state: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SinkCounts:
+    """Delivery counts of one sink by state, and the creation time of its oldest pending delivery."""
+
+    sink: str
+    counts: dict[str, int]
+    oldest_pending_at: str | None
+
+
 class UnitOfWork(abc.ABC):
     """Operations available inside one transaction. Writes are only valid in ``transaction()``."""
 
@@ -225,6 +310,77 @@ class UnitOfWork(abc.ABC):
     @abc.abstractmethod
     def refusals(self, store_id: str, epoch: int | None = None) -> list[Refusal]: ...
 
+    # -- forwarding: events and deliveries ------------------------------------------------------------
+    @abc.abstractmethod
+    def register_times(self, store_id: str, register_ids: Sequence[str]) -> dict[str, str]:
+        """The last normalized ``occurred_at_utc`` of each given register that has one."""
+
+    @abc.abstractmethod
+    def set_register_times(self, store_id: str, times: dict[str, str]) -> None:
+        """Upsert the last ``occurred_at_utc`` of registers."""
+
+    @abc.abstractmethod
+    def forward_cursor(self, store_id: str, epoch: int) -> int:
+        """The last seq of a stream whose events are derived (0 when none)."""
+
+    @abc.abstractmethod
+    def set_forward_cursor(self, store_id: str, epoch: int, seq: int) -> None: ...
+
+    @abc.abstractmethod
+    def forward_lag(self) -> list[tuple[str, int, int, int]]:
+        """``(store_id, epoch, derived_through, acked_through)`` of streams with records not yet
+        derived, oldest epoch of each store first."""
+
+    @abc.abstractmethod
+    def insert_events(self, events: Sequence[NewEvent], deliveries: Sequence[NewDelivery]) -> None:
+        """Store events and their pending deliveries; a repeated ``(source, id)`` is an error."""
+
+    @abc.abstractmethod
+    def record_derive_error(self, store_id: str, epoch: int, seq: int, reason: str, at: str) -> None:
+        """A stored record from which no event could be derived (kept for operators)."""
+
+    @abc.abstractmethod
+    def derive_errors(self, store_id: str | None = None) -> list[Refusal]: ...
+
+    @abc.abstractmethod
+    def claim_deliveries(
+        self, sink: str, *, strict: bool, now: float, lease_until: float, claim: str, limit: int
+    ) -> list[Delivery]:
+        """Mark due deliveries of a sink ``in_flight`` until ``lease_until`` under ``claim``; return them
+        with their event text, ordered by lane then seq.
+
+        Due: ``pending`` with ``next_attempt_at <= now``, or ``in_flight`` whose lease ran out. With
+        ``strict`` only the oldest open delivery of a lane (per store, FIFO) may start a claim, a lane
+        whose oldest open delivery is dead is parked, and a claim takes a prefix of each lane.
+        (SQLite: one short ``BEGIN IMMEDIATE``; PostgreSQL: ``FOR UPDATE SKIP LOCKED`` on the rows, and
+        on the lane head for strict sinks.)
+        """
+
+    @abc.abstractmethod
+    def finish_deliveries(self, claim: str, updates: Sequence[DeliveryUpdate], at: str) -> int:
+        """Apply results of a claim; rows no longer held by ``claim`` (lease expired and re-claimed)
+        are left alone. Returns how many rows changed."""
+
+    @abc.abstractmethod
+    def list_deliveries(self, selector: DeliverySelector, *, after_id: int = 0, limit: int = 100) -> list[Delivery]:
+        """Deliveries matching ``selector`` with ``id > after_id``, oldest first (without event text)."""
+
+    @abc.abstractmethod
+    def replay_deliveries(self, selector: DeliverySelector, now: float, at: str) -> int:
+        """Make matching deliveries (not ``in_flight``) pending again, due now, attempts reset."""
+
+    @abc.abstractmethod
+    def skip_delivery(self, sink: str, event_id: str, at: str) -> bool:
+        """Mark a dead or pending delivery ``skipped`` (it unparks a strict lane); False if none."""
+
+    @abc.abstractmethod
+    def sink_counts(self, *, include_done: bool = True) -> list[SinkCounts]:
+        """Counts by state of every sink that has deliveries (``done``/``skipped`` only when asked)."""
+
+    @abc.abstractmethod
+    def open_by_store(self) -> dict[str, int]:
+        """Pending and in-flight deliveries per store."""
+
 
 class Storage(abc.ABC):
     """A hub database. Thread-safe: each call to ``transaction()`` may come from any thread."""
@@ -263,7 +419,14 @@ def open_storage(url_or_path: str, *, busy_timeout_ms: int = 5_000) -> Storage:
 
 
 __all__ = [
+    "DELIVERY_STATES",
     "Conflict",
+    "Delivery",
+    "DeliverySelector",
+    "DeliveryUpdate",
+    "NewDelivery",
+    "NewEvent",
+    "SinkCounts",
     "EnrollmentToken",
     "LedgerRow",
     "Refusal",

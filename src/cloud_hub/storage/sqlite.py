@@ -32,6 +32,7 @@ from . import (
     Writer,
     iso_utc,
 )
+from .sqlite_forwarding import MIGRATION_2, SQLiteForwarding
 
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
@@ -107,6 +108,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX refusals_stream ON refusals(store_id, epoch);
         """,
     ),
+    (2, "events and deliveries", MIGRATION_2),
 ]
 
 _WRITER_COLS = "store_id, epoch, key_id, public_key, enrolled_at, hostname, superseded_at"
@@ -123,7 +125,7 @@ def _rollback(conn: apsw.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
-class _SQLiteWork(UnitOfWork):
+class _SQLiteWork(SQLiteForwarding, UnitOfWork):
     """A unit of work on one apsw connection, inside an open transaction."""
 
     def __init__(self, conn: apsw.Connection) -> None:

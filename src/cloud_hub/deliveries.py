@@ -1,0 +1,284 @@
+"""Delivery operations: list, replay, skip — as admin endpoints and as ``cloud-hub deliveries``.
+
+Replay selectors (the same for the CLI and ``POST /v1/admin/deliveries/replay``):
+
+- one event: ``event_id`` (every sink, or only ``sink``);
+- a range: ``sink`` + ``store_id`` (+ ``from_seq``/``to_seq``), whatever the state (done ones are
+  sent again; receivers drop them by event id);
+- dead letters: ``sink`` + ``dead``.
+
+Replay makes the rows pending and due now with attempts reset; rows in flight are left alone. Skip
+marks one dead or pending delivery ``skipped``, which unparks a strict lane without delivering it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Header, Request
+from starlette.concurrency import run_in_threadpool
+
+from ._exceptions import InputError, NotFound
+from .auth import check_admin
+from .forwarding import ForwardingConfig
+from .metrics import _age
+from .storage import DELIVERY_STATES, Delivery, DeliverySelector, Storage, iso_utc
+
+MAX_PAGE = 10_000
+
+
+def delivery_dict(d: Delivery) -> dict[str, Any]:
+    """One delivery as JSON (without the event text)."""
+    return {
+        "id": d.id,
+        "event_id": d.event_id,
+        "sink": d.sink,
+        "store_id": d.store_id,
+        "epoch": d.epoch,
+        "seq": d.seq,
+        "state": d.state,
+        "attempts": d.attempts,
+        "next_attempt_at": iso_utc(datetime.fromtimestamp(d.next_attempt_at, UTC)),
+        "last_error": d.last_error,
+        "created_at": d.created_at,
+        "updated_at": d.updated_at,
+    }
+
+
+def sinks_view(storage: Storage, config: ForwardingConfig | None) -> dict[str, Any]:
+    """Per sink: counts by state and the age of the oldest pending delivery."""
+    with storage.snapshot() as tx:
+        counts = {c.sink: c for c in tx.sink_counts()}
+    names = [s.name for s in config.sinks] if config else []
+    names += sorted(n for n in counts if n not in names)
+    now = time.time()
+    out = []
+    for name in names:
+        cfg = config.sink(name) if config else None
+        c = counts.get(name)
+        by_state = c.counts if c else {}
+        row: dict[str, Any] = {"name": name, "configured": cfg is not None}
+        if cfg is not None:
+            row.update(kind=cfg.kind, role=cfg.role, ordering=cfg.ordering, types=list(cfg.types))
+        row.update({s: by_state.get(s, 0) for s in DELIVERY_STATES})
+        row["oldest_pending_age_s"] = round(_age(c.oldest_pending_at if c else None, now), 3)
+        out.append(row)
+    return {"sinks": out}
+
+
+def selector(
+    *,
+    event_id: str | None = None,
+    sink: str | None = None,
+    store_id: str | None = None,
+    from_seq: int | None = None,
+    to_seq: int | None = None,
+    state: str | None = None,
+) -> DeliverySelector:
+    """A checked selector for listing.
+
+    Raises:
+        InputError: unknown state or a bad range.
+    """
+    if state is not None and state not in DELIVERY_STATES:
+        raise InputError(f"state must be one of {', '.join(DELIVERY_STATES)}", field="state")
+    if from_seq is not None and to_seq is not None and from_seq > to_seq:
+        raise InputError("from_seq is after to_seq", field="from_seq")
+    return DeliverySelector(sink, event_id, store_id, from_seq, to_seq, state)
+
+
+def replay_selector(
+    *,
+    event_id: str | None = None,
+    sink: str | None = None,
+    store_id: str | None = None,
+    from_seq: int | None = None,
+    to_seq: int | None = None,
+    dead: bool = False,
+) -> DeliverySelector:
+    """The selector of a replay: one event, a range of a sink and store, or a sink's dead letters.
+
+    Raises:
+        InputError: when the request matches none of the three forms.
+    """
+    if event_id:
+        if store_id or from_seq is not None or to_seq is not None or dead:
+            raise InputError("an event replay takes only event_id and optionally sink", field="event_id")
+        return selector(event_id=event_id, sink=sink)
+    if not sink:
+        raise InputError("name an event (event_id) or a sink", field="sink")
+    if dead:
+        if from_seq is not None or to_seq is not None:
+            raise InputError("dead takes no seq range", field="dead")
+        return selector(sink=sink, store_id=store_id, state="dead")
+    if not store_id:
+        raise InputError(
+            "a range replay needs store_id (and optionally from_seq/to_seq); or use dead", field="store_id"
+        )
+    return selector(sink=sink, store_id=store_id, from_seq=from_seq, to_seq=to_seq)
+
+
+def list_deliveries(storage: Storage, sel: DeliverySelector, *, after: int = 0, limit: int = 100) -> list[Delivery]:
+    """Matching deliveries, oldest first.
+
+    Raises:
+        InputError: ``limit`` out of range.
+    """
+    if not 1 <= limit <= MAX_PAGE:
+        raise InputError(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+    with storage.snapshot() as tx:
+        return tx.list_deliveries(sel, after_id=after, limit=limit)
+
+
+def replay(storage: Storage, sel: DeliverySelector) -> int:
+    """Make the matching deliveries pending and due now; how many changed."""
+    with storage.transaction() as tx:
+        return tx.replay_deliveries(sel, time.time(), iso_utc(datetime.now(UTC)))
+
+
+def skip(storage: Storage, sink: str, event_id: str) -> None:
+    """Skip one dead or pending delivery.
+
+    Raises:
+        NotFound: no dead or pending delivery of that event to that sink.
+    """
+    with storage.transaction() as tx:
+        if not tx.skip_delivery(sink, event_id, iso_utc(datetime.now(UTC))):
+            raise NotFound(f"no dead or pending delivery of {event_id} to sink {sink}")
+
+
+# ------------------------------------------------------------------------------------------- HTTP
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    try:
+        doc = await request.json()
+    except ValueError:
+        raise InputError("body must be a JSON object", field="body") from None
+    if not isinstance(doc, dict):
+        raise InputError("body must be a JSON object", field="body")
+    return doc
+
+
+def _opt_int(doc: dict[str, Any], key: str) -> int | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InputError(f"{key} must be an integer", field=key)
+    return value
+
+
+def register_routes(app: FastAPI, storage: Storage, token: str, config: ForwardingConfig | None) -> None:
+    """``/v1/admin/sinks`` and ``/v1/admin/deliveries[/replay|/skip]`` (admin bearer token)."""
+
+    @app.get("/v1/admin/sinks")
+    def admin_sinks(authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        check_admin(authorization, token)
+        return sinks_view(storage, config)
+
+    @app.get("/v1/admin/deliveries")
+    def admin_deliveries(
+        sink: str | None = None,
+        state: str | None = None,
+        store: str | None = None,
+        event_id: str | None = None,
+        after: int = 0,
+        limit: int = 100,
+        authorization: str | None = Header(default=None),
+    ) -> dict[str, Any]:
+        check_admin(authorization, token)
+        sel = selector(sink=sink, state=state, store_id=store, event_id=event_id)
+        return {"deliveries": [delivery_dict(d) for d in list_deliveries(storage, sel, after=after, limit=limit)]}
+
+    @app.post("/v1/admin/deliveries/replay")
+    async def admin_replay(request: Request, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        check_admin(authorization, token)
+        doc = await _json_body(request)
+        sel = replay_selector(
+            event_id=doc.get("event_id"),
+            sink=doc.get("sink"),
+            store_id=doc.get("store_id"),
+            from_seq=_opt_int(doc, "from_seq"),
+            to_seq=_opt_int(doc, "to_seq"),
+            dead=bool(doc.get("dead", False)),
+        )
+        return {"replayed": await run_in_threadpool(replay, storage, sel)}
+
+    @app.post("/v1/admin/deliveries/skip")
+    async def admin_skip(request: Request, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        check_admin(authorization, token)
+        doc = await _json_body(request)
+        if not doc.get("event_id") or not doc.get("sink"):
+            raise InputError("skip needs event_id and sink", field="event_id" if not doc.get("event_id") else "sink")
+        await run_in_threadpool(skip, storage, str(doc["sink"]), str(doc["event_id"]))
+        return {"skipped": 1}
+
+
+# -------------------------------------------------------------------------------------------- CLI
+
+
+def add_cli(sub: Any, data_dir_arg: Any) -> None:
+    """``cloud-hub deliveries list|replay|skip``."""
+    p = sub.add_parser("deliveries", help="list, replay or skip deliveries to sinks")
+    dsub = p.add_subparsers(dest="deliveries_command", required=True, parser_class=type(p))
+    ls = dsub.add_parser("list", help="list deliveries, oldest first")
+    ls.add_argument("--sink")
+    ls.add_argument("--store")
+    ls.add_argument("--state", choices=DELIVERY_STATES)
+    ls.add_argument("--event")
+    ls.add_argument("--limit", type=int, default=100)
+    ls.add_argument("--json", action="store_true")
+    data_dir_arg(ls)
+    rp = dsub.add_parser("replay", help="deliver again: one event, a seq range of a store, or dead letters")
+    rp.add_argument("--event")
+    rp.add_argument("--sink")
+    rp.add_argument("--store")
+    rp.add_argument("--from-seq", type=int)
+    rp.add_argument("--to-seq", type=int)
+    rp.add_argument("--dead", action="store_true", help="every dead letter of --sink")
+    data_dir_arg(rp)
+    sk = dsub.add_parser("skip", help="give up on one dead or pending delivery (unparks a strict lane)")
+    sk.add_argument("--event", required=True)
+    sk.add_argument("--sink", required=True)
+    data_dir_arg(sk)
+
+
+def run_cli(args: argparse.Namespace, storage: Storage) -> int:
+    """Run a ``cloud-hub deliveries`` subcommand on an opened database."""
+    if args.deliveries_command == "list":
+        sel = selector(sink=args.sink, store_id=args.store, state=args.state, event_id=args.event)
+        rows = list_deliveries(storage, sel, limit=args.limit)
+        if args.json:
+            print(json.dumps({"deliveries": [delivery_dict(d) for d in rows]}))
+            return 0
+        if not rows:
+            print("No deliveries match.")
+            return 0
+        head = ("EVENT", "SINK", "STORE", "SEQ", "STATE", "ATTEMPTS", "LAST_ERROR")
+        table = [
+            (d.event_id, d.sink, d.store_id, str(d.seq), d.state, str(d.attempts), d.last_error or "") for d in rows
+        ]
+        widths = [max(len(r[i]) for r in (head, *table)) for i in range(len(head) - 1)]
+        for r in (head, *table):
+            print("  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip())
+        return 0
+    if args.deliveries_command == "replay":
+        sel = replay_selector(
+            event_id=args.event,
+            sink=args.sink,
+            store_id=args.store,
+            from_seq=args.from_seq,
+            to_seq=args.to_seq,
+            dead=args.dead,
+        )
+        n = replay(storage, sel)
+        print(f"{n} deliveries pending again.")
+        return 0
+    skip(storage, args.sink, args.event)
+    print(f"Skipped {args.event} for sink {args.sink}.")
+    return 0

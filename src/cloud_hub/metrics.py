@@ -1,0 +1,134 @@
+"""Prometheus metrics of one hub (``GET /metrics``), in a registry of its own (no global state).
+
+Counters are kept in process; gauges (open deliveries per sink and state, oldest pending age,
+per-store lag) are read from the database at scrape time, so every replica reports the same truth.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .sinks import Outcome
+from .storage import SinkCounts, Storage
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _age(iso: str | None, now: float) -> float:
+    if not iso:
+        return 0.0
+    return max(0.0, now - datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
+
+
+class _StorageCollector(Collector):
+    """Gauges read from the database on each scrape."""
+
+    def __init__(self, storage: Storage, sinks: Sequence[str]) -> None:
+        self.storage = storage
+        self.sinks = list(sinks)
+
+    def collect(self) -> Iterator[Metric]:
+        now = time.time()
+        open_ = GaugeMetricFamily(
+            "storesync_deliveries",
+            "Open deliveries per sink and state (pending, in_flight, dead)",
+            labels=["sink", "state"],
+        )
+        dead = GaugeMetricFamily("storesync_dead_letters", "Dead-lettered deliveries per sink", labels=["sink"])
+        pending = GaugeMetricFamily(
+            "storesync_pending_deliveries", "Pending + in-flight deliveries per sink", labels=["sink"]
+        )
+        oldest = GaugeMetricFamily(
+            "storesync_oldest_pending_seconds", "Age of the oldest pending delivery per sink", labels=["sink"]
+        )
+        acked = GaugeMetricFamily(
+            "storesync_store_acked_through", "Highest seq stored per store (newest epoch)", labels=["store"]
+        )
+        seen = GaugeMetricFamily(
+            "storesync_store_last_seen_seconds", "Seconds since the store's last burst", labels=["store"]
+        )
+        lag = GaugeMetricFamily(
+            "storesync_store_open_deliveries", "Deliveries of the store not yet done (delivery lag)", labels=["store"]
+        )
+        underived = GaugeMetricFamily(
+            "storesync_store_underived_records", "Stored records whose events are not derived yet", labels=["store"]
+        )
+        with self.storage.snapshot() as tx:
+            counts = tx.sink_counts(include_done=False)
+            stores = tx.store_summaries()
+            by_store = tx.open_by_store()
+            behind = tx.forward_lag()
+        known = {c.sink for c in counts}
+        counts += [SinkCounts(name, {}, None) for name in self.sinks if name not in known]
+        for c in counts:
+            for state in ("pending", "in_flight", "dead"):
+                open_.add_metric([c.sink, state], c.counts.get(state, 0))
+            dead.add_metric([c.sink], c.counts.get("dead", 0))
+            pending.add_metric([c.sink], c.counts.get("pending", 0) + c.counts.get("in_flight", 0))
+            oldest.add_metric([c.sink], _age(c.oldest_pending_at, now))
+        under: dict[str, int] = {}
+        for store_id, _epoch, derived, acked_through in behind:
+            under[store_id] = under.get(store_id, 0) + acked_through - derived
+        for s in stores:
+            acked.add_metric([s.store_id], s.acked_through)
+            if s.last_seen_at:
+                seen.add_metric([s.store_id], _age(s.last_seen_at, now))
+            lag.add_metric([s.store_id], by_store.get(s.store_id, 0))
+            underived.add_metric([s.store_id], under.get(s.store_id, 0))
+        yield from (open_, dead, pending, oldest, acked, seen, lag, underived)
+
+
+class HubMetrics:
+    """The hub's counters and its registry.
+
+    Args:
+        storage: When given, database gauges are collected on each scrape.
+        sinks: Configured sink names (reported with zeros when they have nothing open).
+    """
+
+    def __init__(self, storage: Storage | None = None, sinks: Sequence[str] = ()) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.bursts = Counter("storesync_ingest_bursts", "Bursts answered, by HTTP status", ["status"], registry=r)
+        self.records = Counter("storesync_ingest_records", "Records newly stored", registry=r)
+        self.duplicates = Counter("storesync_ingest_duplicates", "Resent records already held", registry=r)
+        self.conflicts = Counter(
+            "storesync_ingest_conflicts", "Resent records that differ from the held one", registry=r
+        )
+        self.refusals = Counter("storesync_ingest_refusals", "Records refused (422)", registry=r)
+        self.attempts = Counter("storesync_delivery_attempts", "Events handed to a sink", ["sink"], registry=r)
+        self.outcomes = Counter(
+            "storesync_delivery_outcomes", "Delivery results by sink and outcome", ["sink", "outcome"], registry=r
+        )
+        if storage is not None:
+            r.register(_StorageCollector(storage, sinks))
+
+    def burst(self, status: int, code: str | None, stored: int, duplicates: int) -> None:
+        """Count one answered burst."""
+        self.bursts.labels(str(status)).inc()
+        self.records.inc(stored)
+        self.duplicates.inc(duplicates)
+        if code == "conflict":
+            self.conflicts.inc()
+        elif code == "record_refused":
+            self.refusals.inc()
+
+    def delivered(self, sink: str, outcomes: Sequence[Outcome]) -> None:
+        """Count the attempted deliveries of one sink call."""
+        if not outcomes:
+            return
+        self.attempts.labels(sink).inc(len(outcomes))
+        for status in ("ok", "transient", "permanent"):
+            n = sum(1 for o in outcomes if o.status == status)
+            if n:
+                self.outcomes.labels(sink, status).inc(n)
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)
