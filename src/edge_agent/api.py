@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -23,6 +24,9 @@ from sync_protocol.transaction import Transaction, parse_transaction
 
 from ._exceptions import AgentError, CaptureConflict, NotEnrolled, StorageError
 from .capture import CaptureWriter, Result
+from .drops import ledger
+from .drops.importer import DropFolders
+from .drops.importer import retry as retry_import
 from .outbox import CaptureResult, Outbox
 from .scheduler import AgentScheduler
 from .status import compute_status
@@ -67,6 +71,11 @@ class StatusReader:
     def status(self) -> dict[str, Any]:
         with self._lock:
             return compute_status(self._outbox.snapshot())
+
+    def run(self, fn: Callable[[Outbox], Any]) -> Any:
+        """Call ``fn`` with the connection, one caller at a time (the imports routes)."""
+        with self._lock:
+            return fn(self._outbox)
 
 
 class CaptureHandler:
@@ -147,8 +156,10 @@ def _fast_path(capture: CaptureHandler, app: ASGIApp) -> ASGIApp:
     return asgi
 
 
-def create_app(writer: CaptureWriter, reader: StatusReader, scheduler: AgentScheduler | None) -> ASGIApp:
-    """Build the app around a started writer, a status reader and (optionally) the scheduler."""
+def create_app(
+    writer: CaptureWriter, reader: StatusReader, scheduler: AgentScheduler | None, drops: DropFolders | None = None
+) -> ASGIApp:
+    """Build the app around a started writer, a status reader, (optionally) the scheduler and drop folder."""
     capture = CaptureHandler(writer)
 
     async def transactions(request: Request) -> Response:  # same answers as the fast path
@@ -166,6 +177,23 @@ def create_app(writer: CaptureWriter, reader: StatusReader, scheduler: AgentSche
         scheduler.nudge(force=True)
         return _json(202, {"queued": True})
 
+    async def imports(_: Request) -> Response:
+        def listing(ob: Outbox) -> dict[str, Any]:
+            folder = str(drops.root) if drops else None
+            return {"drop_dir": folder, **ledger.status_block(ob), "imports": ledger.recent(ob)}
+
+        return _json(200, await run_in_threadpool(reader.run, listing))
+
+    async def imports_retry(request: Request) -> Response:
+        if drops is None:
+            return _json(503, {"error": "no_drop_dir", "message": "the agent runs without --drop-dir"})
+        sha = str(request.path_params["sha"])
+        try:
+            path = await run_in_threadpool(reader.run, lambda ob: retry_import(ob, drops, sha))
+        except LookupError as exc:
+            return _json(404, {"error": "not_found", "message": str(exc)})
+        return _json(202, {"file": path.name})
+
     async def healthz(_: Request) -> Response:
         return _json(200, {"ok": True})
 
@@ -174,6 +202,8 @@ def create_app(writer: CaptureWriter, reader: StatusReader, scheduler: AgentSche
             Route("/v1/transactions", transactions, methods=["POST"]),
             Route("/v1/status", status, methods=["GET"]),
             Route("/v1/sync", sync_now, methods=["POST"]),
+            Route("/v1/imports", imports, methods=["GET"]),
+            Route("/v1/imports/{sha}/retry", imports_retry, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
         ]
     )

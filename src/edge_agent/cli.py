@@ -1,9 +1,9 @@
 """The ``edge-agent`` command.
 
-Subcommands: ``init``, ``enroll``, ``run``, ``status``, ``verify``, ``capture``, ``sync``. Each takes
-``--data-dir`` (else ``$EDGE_AGENT_DATA``, else ``./edge-agent-data``). Exit codes: 0 success, 1 the
-command ran but found a problem (verify failed, a capture refused, records still pending), 2 an
-error (printed as one line on stderr).
+Subcommands: ``init``, ``enroll``, ``run``, ``status``, ``verify``, ``capture``, ``import``, ``imports``,
+``sync``. Each takes ``--data-dir`` (else ``$EDGE_AGENT_DATA``, else ``./edge-agent-data``). Exit
+codes: 0 success, 1 the command ran but found a problem (verify failed, a capture refused, records
+still pending), 2 an error (printed as one line on stderr).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from sync_protocol.wire import EnrollRequest
 from . import __version__
 from ._exceptions import AgentError, CaptureConflict, ConfigError, EnrollRefused, HubRejected
 from .config import AgentConfig
+from .drops.cli import abs_path, add_drop_commands
 from .outbox import CaptureResult, Identity, Outbox
 from .status import compute_status, format_status
 from .sync import Syncer
@@ -119,7 +120,9 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .runtime import run_agent
 
-    cfg = _config(args, host=args.host, port=args.port, hub_url=args.hub, sync_interval=args.sync_interval)
+    cfg = _config(
+        args, host=args.host, port=args.port, hub_url=args.hub, sync_interval=args.sync_interval, drop_dir=args.drop_dir
+    )
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     run_agent(cfg)
     return 0
@@ -261,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="port (default 8787; 0 picks a free one)")
     p.add_argument("--hub", default=None, help="use this hub URL from now on")
     p.add_argument("--sync-interval", type=float, default=None, help="seconds between sync passes (default 5)")
+    p.add_argument("--drop-dir", type=abs_path, default=None, help="watch this folder for file drops")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_run)
 
@@ -274,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("capture", parents=[common], help="store transactions from a file or stdin")
     p.add_argument("file", metavar="FILE", help="JSON object, JSON array or JSON Lines; - for stdin")
     p.set_defaults(func=cmd_capture)
+
+    add_drop_commands(sub, common)
 
     p = sub.add_parser("sync", parents=[common], help="run a sync pass now")
     p.add_argument("--until-synced", action="store_true", help="keep trying until nothing is pending")

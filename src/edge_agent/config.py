@@ -31,7 +31,9 @@ ENV_NUMBERS = (
     "probe_timeout",
     "retention_days",
     "retention_interval",
+    "drop_settle",
 )
+ENV_DROP_DIR = "EDGE_AGENT_DROP_DIR"
 
 
 def resolve_data_dir(arg: str | os.PathLike[str] | None) -> Path:
@@ -61,6 +63,8 @@ class AgentConfig:
         probe_timeout: Seconds a reachability probe may take.
         retention_days: Acked records older than this, covered by a hub receipt, are pruned.
         retention_interval: Seconds between runs of the retention job.
+        drop_dir: Folder watched for franchise file drops (``$EDGE_AGENT_DROP_DIR``); None: no watcher.
+        drop_settle: Seconds a dropped file must stay unchanged before it is imported.
     """
 
     data_dir: Path
@@ -79,6 +83,8 @@ class AgentConfig:
     probe_timeout: float = 1.0
     retention_days: float = 30.0
     retention_interval: float = 3600.0
+    drop_dir: Path | None = None
+    drop_settle: float = 2.0
 
     @classmethod
     def load(cls, data_dir: str | os.PathLike[str] | None = None, **overrides: object) -> AgentConfig:
@@ -99,6 +105,8 @@ class AgentConfig:
                     changes[name] = int(raw) if name in ("burst_records", "port") else float(raw)
                 except ValueError:
                     raise ConfigError(f"EDGE_AGENT_{name.upper()} must be a number, not {raw!r}") from None
+        if os.environ.get(ENV_DROP_DIR):
+            changes["drop_dir"] = Path(os.environ[ENV_DROP_DIR]).expanduser().resolve()
         changes.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cfg, **changes) if changes else cfg  # type: ignore[arg-type]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +37,7 @@ from ._exceptions import (
     NotEnrolled,
     StorageError,
 )
+from .drops.ledger import IMPORTS_SQL, status_block
 
 if TYPE_CHECKING:
     from .verify import VerifyReport
@@ -105,6 +106,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (2, "imports", IMPORTS_SQL),  # drop-file imports, see edge_agent.drops.ledger
 ]
 
 SYNC_COLUMNS = frozenset(
@@ -253,6 +255,14 @@ class Outbox:
             if isinstance(exc, apsw.Error):
                 raise _storage_error(exc) from None
             raise
+
+    def transaction(self) -> AbstractContextManager[apsw.Connection]:
+        """A ``BEGIN IMMEDIATE`` transaction for work stored together with records (drop imports)."""
+        return self._write()
+
+    @property
+    def signing_key(self) -> keys.Ed25519PrivateKey | None:
+        return self._key
 
     def _one(self, sql: str, args: Sequence[Any] = ()) -> Any:
         try:
@@ -625,7 +635,9 @@ class Outbox:
                     (ident.epoch, int(state.get("acked_through") or 0)),
                 )
                 oldest = row[0] if row else None
-        return {"identity": ident, "last_seq": last_seq, "oldest_pending_captured_at": oldest, "sync": state}
+            imports = status_block(self)
+        return {"identity": ident, "last_seq": last_seq, "oldest_pending_captured_at": oldest, "sync": state,
+                "imports": imports}  # fmt: skip
 
     # -- verification ---------------------------------------------------------------------------
 

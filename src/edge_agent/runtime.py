@@ -96,7 +96,17 @@ def run_agent(config: AgentConfig, announce: Callable[[str], None] | None = None
     )
     writer = CaptureWriter(lambda: Outbox(config.db_path, key=key), on_commit=scheduler.nudge)
     writer.start()
-    app = create_app(writer, StatusReader(status_outbox), scheduler)
+    watcher = None
+    if config.drop_dir is not None:
+        from .drops.watcher import DropWatcher
+
+        watcher = DropWatcher(
+            lambda: Outbox(config.db_path, key=key),
+            config.drop_dir,
+            settle=config.drop_settle,
+            on_chunk=scheduler.nudge,
+        )
+    app = create_app(writer, StatusReader(status_outbox), scheduler, watcher.folders if watcher else None)
     server = _Server(
         uvicorn.Config(
             app,
@@ -110,11 +120,15 @@ def run_agent(config: AgentConfig, announce: Callable[[str], None] | None = None
         say,
     )
     scheduler.start()
+    if watcher is not None:
+        watcher.start()
     try:
         server.run()
     except SystemExit as exc:  # uvicorn exits when it cannot bind
         raise ConfigError(f"cannot serve on {config.host}:{config.port} (see the error above)") from exc
     finally:
+        if watcher is not None:
+            watcher.stop()
         scheduler.shutdown()
         writer.stop()
         heartbeat_outbox.close()

@@ -33,6 +33,7 @@ STATUS_KEYS = (
     "agent_running",
     "receipt",
     "clock",
+    "imports",
 )
 
 
@@ -102,6 +103,7 @@ def compute_status(snapshot: dict[str, Any], now: datetime | None = None) -> dic
             else None
         ),
         "clock": sync.get("clock") or None,
+        "imports": snapshot.get("imports") or {"running": None, "last": None},
     }
 
 
@@ -156,4 +158,20 @@ def format_status(status: dict[str, Any]) -> str:
     clock = status.get("clock")
     if clock:
         lines.append(f"clock        hub - agent = {clock['theta_ms']} ms (± {float(clock['delta_ms']) / 2:.1f} ms)")
+    lines.extend(_import_lines(status.get("imports") or {}))
     return "\n".join(lines)
+
+
+def _import_lines(imports: dict[str, Any]) -> list[str]:
+    out = []
+    run = imports.get("running")
+    if run:
+        pct = f"{run['progress'] * 100:.0f}%, " if run.get("progress") is not None else ""
+        out.append(f"file import  {run['name']}: {pct}{run['rows']} rows, {run['accepted']} accepted")
+    last = imports.get("last")
+    if last:
+        out.append(
+            f"last import  {last['name']}: {last['result']}, {last['accepted']} accepted, "
+            f"{last['duplicates']} duplicates, {last['rejected']} rejected"
+        )
+    return out

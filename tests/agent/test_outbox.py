@@ -122,7 +122,7 @@ def test_records_survive_reopening(setup) -> None:
         assert outbox.head()[0] == 10
         assert outbox.capture(parse_transaction(make_txn(11))).seq == 11
         assert outbox.verify().ok
-        assert outbox.schema_version() == 1
+        assert outbox.schema_version() == 2  # 2: the drop imports table
 
 
 def test_concurrent_writers_never_share_a_seq(setup) -> None:

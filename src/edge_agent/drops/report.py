@@ -115,6 +115,11 @@ class ErrorsWriter:
         self.count += len(records)
         return len(records)
 
+    def write_lines(self, data: bytes, count: int) -> None:
+        """Append error lines already encoded (JSON, newline-terminated), e.g. from a reader process."""
+        self._f.write(data)
+        self.count += count
+
     def flush(self, sync: bool = True) -> None:
         self._f.flush()
         if sync:
@@ -135,6 +140,11 @@ class ErrorsWriter:
         os.replace(self.part, self.path)
         _fsync_dir(self.path.parent)
         return self.path
+
+    def close(self) -> None:
+        """Close without committing, keeping the ``.part`` for a resumed import."""
+        if not self._f.closed:
+            self._f.close()
 
     def discard(self) -> None:
         self._f.close()

@@ -1,0 +1,445 @@
+"""Import one drop file into the outbox: chunked, parallel, crash-safe, never losing or doubling a row.
+
+Folder layout (``DropFolders``)::
+
+    <drop>/                 files dropped by staff; a file stays here while it is imported
+    <drop>/processed/       imported files (status ok or partial) and their <file>.result.json
+    <drop>/rejected/        refused files (rejected whole, every transaction bad, duplicate_file),
+                            their <file>.result.json, and <file>.errors.jsonl of every import with bad rows
+    <drop>/rejected/retried/  result and error files of rejected files sent back by a retry
+
+An import is one row of the ``imports`` table (:mod:`edge_agent.drops.ledger`). Each chunk of
+transactions (read and validated by worker processes, :mod:`edge_agent.drops.pipeline`) is stored
+with the import's counters, checkpoint and errors-file size in ONE SQLite transaction. After a crash
+:meth:`Importer.resume_all` (or importing the same file again) goes on from the checkpoint, cutting
+the errors file back to its recorded size; keys already in the outbox count as duplicates. Only when
+everything is stored are the errors file, ``<file>.result.json`` and the file itself moved to their
+folder, and the row marked finished; each of those steps can be repeated after a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..outbox import Outbox, now_local
+from . import ledger, load
+from .formats import Checkpoint, DropRejected
+from .ledger import COUNTERS, DONE, DUPLICATE, REJECTED, RUNNING, Stored
+from .pipeline import CHUNK_ITEMS, ChunkResult, make_pool, read_chunks
+from .report import (
+    STATUS_DUPLICATE,
+    STATUS_REJECTED,
+    ErrorsWriter,
+    ImportSummary,
+    errors_path,
+    result_path,
+    sha256_file,
+    write_result,
+)
+
+log = logging.getLogger("edge_agent.drops")
+
+PARALLEL_MIN_BYTES = 2 << 20  # smaller files are read in this process (no pool start-up cost)
+PROGRESS_EVERY = 5.0
+WORKERS = 2
+
+
+@dataclass(frozen=True)
+class DropFolders:
+    """The drop folder and its ``processed/`` and ``rejected/`` subfolders."""
+
+    root: Path
+
+    @property
+    def processed(self) -> Path:
+        return self.root / "processed"
+
+    @property
+    def rejected(self) -> Path:
+        return self.root / "rejected"
+
+    @property
+    def retried(self) -> Path:
+        return self.rejected / "retried"
+
+    def ensure(self) -> DropFolders:
+        """Create the folders when missing."""
+        for folder in (self.root, self.processed, self.rejected):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def move(src: Path, dst: Path) -> None:
+    """Move a file (rename when on the same file system) and make the move durable."""
+    if src.resolve() == dst.resolve():
+        return
+    shutil.move(str(src), str(dst))
+    _fsync_dir(dst.parent)
+    if src.parent.resolve() != dst.parent.resolve():
+        _fsync_dir(src.parent)
+
+
+class Importer:
+    """Imports drop files through one outbox connection (one import at a time).
+
+    Args:
+        outbox: An outbox opened with the signing key; used only by the importing thread.
+        folders: Where files end up.
+        workers: Reader processes (0: read in this process).
+        chunk_items: Lines (JSON Lines) or transactions (CSV) per chunk and per commit.
+        inflight: Chunks read ahead at most.
+        on_chunk: Called after each committed chunk (the sync scheduler's nudge).
+        progress_every: Seconds between progress lines.
+        say: Also receives each progress and summary line (the CLI prints them).
+
+    Attributes:
+        stats: CPU seconds spent reading chunks and the readers' peak RSS (KiB), for benchmarks.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        folders: DropFolders,
+        *,
+        workers: int = WORKERS,
+        chunk_items: int = CHUNK_ITEMS,
+        inflight: int = 4,
+        on_chunk: Callable[[], None] | None = None,
+        progress_every: float = PROGRESS_EVERY,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.folders = folders.ensure()
+        self.workers = workers
+        self.chunk_items = chunk_items
+        self.inflight = inflight
+        self.on_chunk = on_chunk
+        self.progress_every = progress_every
+        self.say = say
+        self.stop_requested = False
+        self.stats = {"reader_cpu_s": 0.0, "reader_max_rss_kb": 0}
+
+    def _tell(self, text: str) -> None:
+        log.info("%s", text)
+        if self.say is not None:
+            self.say(text)
+
+    # -- entry points ---------------------------------------------------------------------------
+
+    def import_file(self, path: Path) -> ImportSummary:
+        """Import one complete file (resuming its interrupted import, if there is one).
+
+        Raises:
+            NotEnrolled: the agent is not enrolled; the file is left where it is.
+            StorageError: SQLite failed; the import stays ``running`` and resumes later.
+            OSError: the file cannot be read.
+        """
+        path = path.absolute()
+        self.outbox.require_identity()
+        sha = sha256_file(path)
+        prior = ledger.by_sha(self.outbox, sha)
+        if (
+            prior is not None
+            and prior["status"] == RUNNING
+            and (prior["path"] == str(path) or not Path(prior["path"]).exists())
+        ):
+            if prior["path"] != str(path):  # the same bytes again while their import waits to resume
+                ledger.update(self.outbox, prior["id"], now_local(), path=str(path))
+            return self._run(prior["id"])
+        if prior is not None and not prior["retry_allowed"]:
+            return self._duplicate(path, sha, prior)
+        now = now_local()
+        import_id = ledger.insert(
+            self.outbox,
+            now,
+            sha256=sha,
+            name=path.name,
+            path=str(path),
+            folder=str(self.folders.root),
+            dest_name=self._dest_name(path.name),
+            status=RUNNING,
+            size=path.stat().st_size,
+        )
+        return self._run(import_id)
+
+    def resume_all(self) -> list[ImportSummary]:
+        """Finish every import a crash or stop left ``running`` in this drop folder."""
+        done = []
+        for row in ledger.running(self.outbox):
+            if row["folder"] != str(self.folders.root):
+                continue
+            self._tell(f"resuming import of {row['name']} at line {row['checkpoint_line']}")
+            done.append(self._run(row["id"]))
+        return done
+
+    # -- one import -----------------------------------------------------------------------------
+
+    def _locate(self, row: dict[str, Any], verify: bool) -> Path | None:
+        """The file of a running import: where it was, or already moved by an interrupted finish.
+
+        With ``verify`` the file must still have the import's SHA-256 (it may have been replaced
+        while the agent was down); a replaced file is left for a new import.
+        """
+        places = (
+            Path(row["path"]),
+            self.folders.processed / row["dest_name"],
+            self.folders.rejected / row["dest_name"],
+        )
+        for candidate in places:
+            if candidate.is_file() and (not verify or sha256_file(candidate) == row["sha256"]):
+                return candidate
+        return None
+
+    def _run(self, import_id: int) -> ImportSummary:
+        row = ledger.get(self.outbox, import_id)
+        assert row is not None
+        resuming = row["checkpoint_offset"] > 0 or row["checkpoint_line"] > 0
+        path = self._locate(row, verify=resuming)
+        if path is None:
+            reason = "the file was removed or changed while it was being imported"
+            return self._finish(row, None, None, None, counts={c: int(row[c]) for c in COUNTERS}, reason=reason)
+        if row["checkpoint_offset"] == 0 and row["checkpoint_line"] == 0:
+            start = None
+        else:
+            start = Checkpoint(row["checkpoint_offset"], row["checkpoint_line"])
+        try:
+            with open(path, "rb") as f:
+                fmt, _ = load(f)  # whole-file checks: text, not empty, a known header
+        except DropRejected as exc:
+            return self._finish(row, path, None, None, reason=exc.reason)
+        if row["format"] != fmt:
+            ledger.update(self.outbox, import_id, now_local(), format=fmt)
+            row["format"] = fmt
+        err_final = errors_path(self.folders.rejected, row["dest_name"])
+        part = err_final.with_name(err_final.name + ".part")
+        writer = None
+        if part.exists() or not err_final.exists():
+            writer = ErrorsWriter(err_final, resume_at=row["errors_size"])
+        counts = {c: int(row[c]) for c in COUNTERS}
+        remaining = path.stat().st_size - (start.offset if start else 0)
+        pool = make_pool(self.workers) if self.workers > 0 and remaining >= PARALLEL_MIN_BYTES else None
+        try:
+            self._chunks(row, path, fmt, start, counts, writer, pool)
+        except BaseException:
+            if writer is not None:
+                writer.close()
+            raise
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        return self._finish(row, path, fmt, writer, counts=counts)
+
+    def _chunks(
+        self,
+        row: dict[str, Any],
+        path: Path,
+        fmt: str,
+        start: Checkpoint | None,
+        counts: dict[str, int],
+        writer: ErrorsWriter | None,
+        pool: Executor | None,
+    ) -> None:
+        origin = f"file:{row['name']}"
+        began, rows_before = time.monotonic(), counts["rows"]
+        last_said = began
+        size = max(1, int(row["size"]))
+        for res in read_chunks(str(path), fmt, start, pool=pool, inflight=self.inflight, chunk_items=self.chunk_items):
+            if writer is None:  # pragma: no cover - the errors file was committed: nothing is left to read
+                raise RuntimeError(f"import {row['id']}: data after the errors file was committed")
+            book = _Bookkeeping(res, counts, writer)
+            ledger.store_chunk(
+                self.outbox, res.good, import_id=row["id"], origin=origin, now=now_local(), bookkeeping=book
+            )
+            counts.update(book.counts)
+            self.stats["reader_cpu_s"] += res.cpu_s
+            self.stats["reader_max_rss_kb"] = max(self.stats["reader_max_rss_kb"], res.max_rss_kb)
+            if self.on_chunk is not None and book.new:
+                try:
+                    self.on_chunk()
+                except Exception:
+                    log.exception("on_chunk hook failed")
+            now = time.monotonic()
+            if now - last_said >= self.progress_every:
+                last_said = now
+                rate = (counts["rows"] - rows_before) / max(now - began, 1e-9)
+                self._tell(
+                    f"import {row['name']}: {counts['rows']} rows ({100 * res.end.offset // size}%), "
+                    f"{rate:,.0f} rows/s, "
+                    f"{counts['accepted']} accepted, {counts['duplicates']} duplicates, {counts['rejected']} rejected"
+                )
+            if self.stop_requested:
+                raise ImportInterrupted(row["name"])
+
+    def _finish(
+        self,
+        row: dict[str, Any],
+        src: Path | None,
+        fmt: str | None,
+        writer: ErrorsWriter | None,
+        *,
+        counts: dict[str, int] | None = None,
+        reason: str | None = None,
+    ) -> ImportSummary:
+        dest = row["dest_name"]
+        summary = ImportSummary(file=dest, sha256=row["sha256"], format=fmt, started_at=row["started_at"])
+        for name, value in (counts or {}).items():
+            setattr(summary, name, value)
+        if reason is not None:
+            summary.reason = reason
+            summary.finish(STATUS_REJECTED)
+        else:
+            summary.finish()
+        if writer is not None:
+            writer.commit()
+        else:
+            part = errors_path(self.folders.rejected, dest)
+            part.with_name(part.name + ".part").unlink(missing_ok=True)
+        folder = self.folders.rejected if summary.status == STATUS_REJECTED else self.folders.processed
+        write_result(result_path(folder, dest), summary)
+        if src is not None:
+            move(src, folder / dest)
+        ledger.update(
+            self.outbox,
+            row["id"],
+            summary.finished_at,
+            status=REJECTED if summary.status == STATUS_REJECTED else DONE,
+            result=summary.status,
+            reason=reason,
+            format=fmt,
+            path=str(folder / dest),
+            finished_at=summary.finished_at,
+            **{c: getattr(summary, c) for c in COUNTERS},
+        )
+        what = f"rejected: {reason}" if reason else summary.status
+        self._tell(
+            f"import {row['name']} → {folder.name}/{dest}: {what}; {summary.rows} rows, {summary.transactions} "
+            f"transactions, {summary.accepted} accepted, {summary.duplicates} duplicates, {summary.rejected} rejected"
+        )
+        return summary
+
+    def _duplicate(self, path: Path, sha: str, prior: dict[str, Any]) -> ImportSummary:
+        now = now_local()
+        dest = self._dest_name(path.name)
+        reason = f"same SHA-256 as {prior['name']} (import {prior['id']}, {prior['result'] or prior['status']})"
+        summary = ImportSummary(file=dest, sha256=sha, format=prior["format"], started_at=now, reason=reason)
+        summary.finish(STATUS_DUPLICATE)
+        write_result(result_path(self.folders.rejected, dest), summary)
+        size = path.stat().st_size
+        move(path, self.folders.rejected / dest)
+        ledger.insert(
+            self.outbox, now, sha256=sha, name=path.name, path=str(self.folders.rejected / dest),
+            folder=str(self.folders.root), dest_name=dest, format=prior["format"], status=DUPLICATE,
+            result=STATUS_DUPLICATE, reason=reason, size=size, finished_at=summary.finished_at,
+        )  # fmt: skip
+        self._tell(f"import {path.name} → rejected/{dest}: duplicate_file ({reason})")
+        return summary
+
+    def _dest_name(self, name: str) -> str:
+        """A name free in processed/ and rejected/ (with its result and errors files), and unclaimed."""
+        claimed = {r["dest_name"] for r in ledger.running(self.outbox)}
+        stem, dot, ext = name.partition(".")
+        n = 1
+        while True:
+            cand = name if n == 1 else f"{stem}-{n}{dot}{ext}"
+            taken = cand in claimed or any(
+                (folder / f).exists()
+                for folder in (self.folders.processed, self.folders.rejected)
+                for f in (cand, result_path(folder, cand).name, errors_path(folder, cand).name)
+            )
+            if not taken:
+                return cand
+            n += 1
+
+
+class ImportInterrupted(Exception):
+    """The import was asked to stop between two chunks; it stays ``running`` and resumes later."""
+
+
+class _Bookkeeping:
+    """Runs inside a chunk's SQLite transaction: writes its error lines, returns the import row's new values."""
+
+    def __init__(self, res: ChunkResult, counts: dict[str, int], writer: ErrorsWriter) -> None:
+        self.res, self.counts, self.writer = res, dict(counts), writer
+        self.new = 0
+
+    def __call__(self, stored: list[Stored]) -> dict[str, Any]:
+        res, c = self.res, self.counts
+        wrote = False
+        if res.errors:
+            self.writer.write_lines(res.errors, res.error_lines)
+            wrote = True
+        conflicts = 0
+        for item, out in zip(res.good, stored, strict=True):
+            if out.conflict:
+                conflicts += 1
+                rec: dict[str, Any] = {
+                    "line": item.first_line,
+                    "field": "txn_id",
+                    "reason": f"{item.register_id}/{item.txn_id} is already stored as seq {out.seq} with "
+                    "different content; the outbox keeps the first",
+                    "row": item.raw if isinstance(item.raw, str) else item.raw[0],
+                }
+                if isinstance(item.raw, list) and len(item.raw) > 1:
+                    rec["rows"] = list(item.raw)
+                self.writer.write_lines(json.dumps(rec, ensure_ascii=False).encode("utf-8") + b"\n", 1)
+                wrote = True
+            elif out.duplicate:
+                c["duplicates"] += 1
+            else:
+                self.new += 1
+        if wrote:
+            self.writer.flush()
+        c["rows"] += res.rows
+        c["transactions"] += res.transactions
+        c["rejected"] += res.rejected + conflicts
+        c["accepted"] += self.new
+        return {**c, "checkpoint_offset": res.end.offset, "checkpoint_line": res.end.line,
+                "errors_size": self.writer.tell()}  # fmt: skip
+
+
+def retry(outbox: Outbox, folders: DropFolders, sha256: str) -> Path:
+    """Send a rejected file back to the drop folder for another import, allowing the same bytes again.
+
+    The file goes back under a new name (``<stem>.retry<N>.<ext>``); its old result and errors files
+    move to ``rejected/retried/`` with a time stamp.
+
+    Raises:
+        LookupError: no import of that SHA-256 has its file in ``rejected/``.
+    """
+    rows = [r for r in ledger.recent(outbox, 1000) if r["sha256"] == sha256 and r["status"] in (REJECTED, DUPLICATE)]
+    for row in rows:
+        src = folders.rejected / row["dest_name"]
+        if not src.is_file():
+            continue
+        original = ledger.by_sha(outbox, sha256)
+        if original is not None:
+            ledger.update(outbox, original["id"], now_local(), retry_allowed=1)
+        folders.retried.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        for old in (result_path(folders.rejected, src.name), errors_path(folders.rejected, src.name)):
+            if old.exists():
+                move(old, folders.retried / f"{stamp}-{old.name}")
+        stem, dot, ext = row["name"].partition(".")
+        n = 1
+        while (target := folders.root / f"{stem}.retry{n}{dot}{ext}").exists():
+            n += 1
+        move(src, target)
+        return target
+    raise LookupError(f"no rejected file with SHA-256 {sha256}")

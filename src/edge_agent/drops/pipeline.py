@@ -1,0 +1,240 @@
+"""Reading a drop file in chunks, in parallel worker processes, in file order, with bounded memory.
+
+The main process plans chunk boundaries with a cheap scan that does not validate: every
+``chunk_items`` lines (JSON Lines) or transactions (CSV formats: a new ``txn_id`` / ``Name`` starts one,
+by the same rule the reader uses). A worker opens the file, runs the real reader from the chunk's
+start (:func:`edge_agent.drops.load` with ``resume=``), validates every transaction and returns the
+canonical JSON of the good ones (``Parsed.txn`` holds only strings, lists and objects, so plain
+sorted ``json.dumps`` is its canonical form; the chunk store checks one body per chunk against
+``make_body``) and the errors-file lines of the bad ones. Results come back in
+chunk order with at most ``inflight`` chunks outstanding, so memory stays bounded whatever the size.
+
+Should a reader ever read past a planned boundary (the plan and the reader disagree), that chunk's
+result says so (``overran``); the chunks planned after it are dropped and planning restarts where
+the reader actually stopped, so nothing is lost or read twice either way.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import resource
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass, field
+from typing import IO
+
+from . import load
+from .formats import CSV_CANONICAL, JSONL, SHOPIFY_CSV, Checkpoint, detect, iter_records
+from .ledger import Prepared, txn_digest
+from .report import error_records
+
+CHUNK_ITEMS = 500
+_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A planned chunk: read from ``start``; items that begin after ``end.line`` belong to the next."""
+
+    index: int
+    start: Checkpoint
+    end: Checkpoint
+
+
+@dataclass
+class ChunkResult:
+    """What a worker read from one span.
+
+    Attributes:
+        index: The span's index.
+        end: Where the next chunk starts (the span's end, or further when the reader overran it).
+        overran: The reader went past the planned end; later spans must be planned again.
+        rows: Data rows the chunk's items consumed.
+        transactions: Items read.
+        rejected: Items that failed validation.
+        good: The valid transactions, in file order.
+        errors: The errors-file lines of the rejected items (JSON, newline-terminated).
+        error_lines: How many lines ``errors`` holds.
+        cpu_s: CPU seconds the reading took.
+        max_rss_kb: Peak resident memory of the process that read it (KiB).
+    """
+
+    index: int
+    end: Checkpoint
+    overran: bool = False
+    rows: int = 0
+    transactions: int = 0
+    rejected: int = 0
+    good: list[Prepared] = field(default_factory=list)
+    errors: bytes = b""
+    error_lines: int = 0
+    cpu_s: float = 0.0
+    max_rss_kb: int = 0
+
+
+def plan(path: str, fmt: str, start: Checkpoint | None, chunk_items: int = CHUNK_ITEMS) -> Generator[Span, None, None]:
+    """Yield the chunks of a file from ``start`` (the beginning when None)."""
+    with open(path, "rb") as f:
+        if fmt == JSONL:
+            yield from _plan_lines(f, start or Checkpoint(), chunk_items)
+        elif fmt in (CSV_CANONICAL, SHOPIFY_CSV):
+            yield from _plan_groups(f, fmt, start, chunk_items)
+        else:  # pragma: no cover - formats come from detect()
+            raise ValueError(f"unknown format {fmt!r}")
+
+
+def _plan_lines(src: IO[bytes], start: Checkpoint, n: int) -> Iterator[Span]:
+    src.seek(start.offset)
+    offset, line, count, index = start.offset, start.line, 0, 0
+    chunk_start = start
+    last = b"\n"
+    while block := src.read(_BLOCK):
+        pos = 0
+        while (nl := block.find(b"\n", pos)) >= 0:
+            pos = nl + 1
+            line += 1
+            count += 1
+            if count == n:
+                end = Checkpoint(offset + pos, line)
+                yield Span(index, chunk_start, end)
+                index, chunk_start, count = index + 1, end, 0
+        offset += len(block)
+        last = block[-1:]
+    if last != b"\n":
+        line += 1  # a last line without a line end
+    if offset > chunk_start.offset:
+        yield Span(index, chunk_start, Checkpoint(offset, line))
+
+
+def _plan_groups(src: IO[bytes], fmt: str, start: Checkpoint | None, n: int) -> Iterator[Span]:
+    found = detect(src)
+    canonical = fmt == CSV_CANONICAL
+    key_at = found.header.index("txn_id" if canonical else "Name")
+    begin = start or found.data_start
+    chunk_start, prev_end = begin, begin
+    group_open, group_key, groups, index = False, None, 0, 0
+    for rec in iter_records(src, begin, found.delimiter):
+        fields = rec.fields
+        key = fields[key_at] if fields is not None and key_at < len(fields) else None
+        # The readers' own rules for "this record starts the next transaction".
+        if canonical:
+            new = not group_open or (key is not None and key != group_key)
+        else:
+            new = not group_open or (bool(key) and key != group_key)
+        if new:
+            if groups == n:
+                yield Span(index, chunk_start, prev_end)
+                index, chunk_start, groups = index + 1, prev_end, 0
+            groups += 1
+            group_open = True
+            group_key = (key or "") if canonical else key
+        prev_end = rec.end
+    if group_open:
+        yield Span(index, chunk_start, prev_end)
+
+
+def read_chunk(path: str, span: Span) -> ChunkResult:
+    """Read and validate one span with the real reader (runs in a worker process)."""
+    began = time.process_time()
+    result = ChunkResult(span.index, span.end)
+    errors: list[str] = []
+    last: Checkpoint | None = None
+    with open(path, "rb") as f:
+        _, items = load(f, resume=span.start)
+        for item in items:
+            if item.first_line > span.end.line:
+                break
+            last = item.resume
+            result.rows += item.rows
+            result.transactions += 1
+            if item.ok and item.txn is not None:
+                txn = item.txn
+                text = json.dumps(txn, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+                result.good.append(
+                    Prepared(
+                        txn["register_id"],
+                        txn["txn_id"],
+                        txn["kind"],
+                        text,
+                        txn_digest(text),
+                        item.first_line,
+                        item.raw,
+                    )  # fmt: skip
+                )
+            else:
+                result.rejected += 1
+                errors.extend(json.dumps(rec, ensure_ascii=False) for rec in error_records(item))
+    if last is not None and last.offset > span.end.offset:
+        result.end, result.overran = last, True
+    if errors:
+        result.errors = ("\n".join(errors) + "\n").encode("utf-8")
+        result.error_lines = len(errors)
+    result.cpu_s = time.process_time() - began
+    result.max_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return result
+
+
+class _Now(Future[ChunkResult]):
+    """A future computed at once (no worker processes)."""
+
+    def __init__(self, fn: Callable[[], ChunkResult]) -> None:
+        super().__init__()
+        try:
+            self.set_result(fn())
+        except BaseException as exc:
+            self.set_exception(exc)
+
+
+def make_pool(workers: int) -> Executor:
+    """A process pool for :func:`read_chunks` (forkserver: safe in a threaded agent)."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["edge_agent.drops.pipeline"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+def read_chunks(
+    path: str,
+    fmt: str,
+    start: Checkpoint | None,
+    *,
+    pool: Executor | None = None,
+    inflight: int = 4,
+    chunk_items: int = CHUNK_ITEMS,
+) -> Iterator[ChunkResult]:
+    """Yield the file's chunks in order, read by ``pool`` (in this process when None).
+
+    At most ``inflight`` chunks are planned and not yet consumed at any time.
+    """
+    pos = start
+    while True:
+        replan = False
+        pending: deque[Future[ChunkResult]] = deque()
+        with closing(plan(path, fmt, pos, chunk_items)) as spans:
+            try:
+                for span in spans:
+                    if pool is None:
+                        pending.append(_Now(lambda s=span: read_chunk(path, s)))  # type: ignore[misc]
+                    else:
+                        pending.append(pool.submit(read_chunk, path, span))
+                    while len(pending) >= inflight or (pending and pending[0].done()):
+                        res = pending.popleft().result()
+                        yield res
+                        if res.overran:
+                            pos, replan = res.end, True
+                            break
+                    if replan:
+                        break
+                while pending and not replan:
+                    res = pending.popleft().result()
+                    yield res
+                    if res.overran:
+                        pos, replan = res.end, True
+            finally:
+                for fut in pending:
+                    fut.cancel()
+        if not replan:
+            return
