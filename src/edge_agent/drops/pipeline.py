@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import resource
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
@@ -33,6 +35,7 @@ from .ledger import Prepared, txn_digest
 from .report import error_records
 
 CHUNK_ITEMS = 500
+PARENT_CHECK_S = 1.0
 _BLOCK = 1 << 20
 
 
@@ -190,10 +193,28 @@ class _Now(Future[ChunkResult]):
 
 
 def make_pool(workers: int) -> Executor:
-    """A process pool for :func:`read_chunks` (forkserver: safe in a threaded agent)."""
+    """A process pool for :func:`read_chunks` (forkserver: safe in a threaded agent).
+
+    Workers exit on their own when the importing process dies (``kill -9`` included), which a
+    process pool does not do by itself.
+    """
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["edge_agent.drops.pipeline"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_watch, initargs=(os.getpid(),))
+
+
+def _watch(owner: int) -> None:
+    def loop() -> None:
+        while True:
+            time.sleep(PARENT_CHECK_S)
+            try:
+                os.kill(owner, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:  # pragma: no cover - the pid was reused by another user's process
+                os._exit(0)
+
+    threading.Thread(target=loop, name="owner-watch", daemon=True).start()
 
 
 def read_chunks(
