@@ -3,7 +3,7 @@
 Prints a table for people and one JSON object per figure for tools. Each figure that has a baseline
 measures it in the same run, so ratios hold on a noisy machine.
 
-    python bench/run.py [capture] [catchup] [--records N] [--naive-records N] [--capture-txns N]
+    python bench/run.py [capture] [catchup] [drops] [--records N] [--naive-records N] [--capture-txns N]
 """
 
 from __future__ import annotations
@@ -171,11 +171,15 @@ def table() -> None:
                 f"(target ≥ 20000); naive one-per-request {f['naive_records_per_s']} records/s; "
                 f"ratio {f['ratio_vs_naive']}× (target ≥ 20×)"
             )
+        elif f["bench"] == "drops":
+            from drops import table_line
+
+            print(table_line(f))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("which", nargs="*", default=["capture", "catchup"], choices=["capture", "catchup", []])
+    ap.add_argument("which", nargs="*", default=["capture", "catchup"], choices=["capture", "catchup", "drops", []])
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--naive-records", type=int, default=3_000)
     ap.add_argument("--capture-txns", type=int, default=8_000)
@@ -187,6 +191,10 @@ def main() -> int:
             bench_capture(root, args.capture_txns)
         if "catchup" in args.which:
             bench_catchup(root, args.records, args.naive_records)
+        if "drops" in args.which:
+            from drops import bench_drops
+
+            bench_drops(root, 1_000_000, 200_000, 2, emit)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

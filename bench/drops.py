@@ -1,0 +1,148 @@
+"""File-drop import benchmark: rows/s and peak memory of ``edge-agent import`` on large generated files.
+
+Runs the real CLI (``python -m edge_agent import FILE --json``) in a child process against a fresh,
+enrolled outbox and measures:
+
+- ``rows_per_s``: data rows / wall seconds of the whole command (hashing, reading, validating,
+  signing, storing, moving the file);
+- ``main_max_rss_mb``: the importing process's peak RSS (``wait4`` rusage of the child);
+- ``reader_max_rss_mb``: the peak RSS of one reader worker process (reported by the workers);
+- ``peak_rss_mb``: main + workers × reader, an upper bound of the whole import's memory;
+- ``cpu_us_per_row``: CPU of the importing process and the readers together, per row, which shows
+  what the box itself allows when other work competes for its cores.
+
+    python bench/drops.py [--rows 1000000] [--orders 200000] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edge_agent.config import AgentConfig
+from edge_agent.outbox import Identity, Outbox
+from storesync_harness.dropfiles import write_jsonl, write_shopify_export
+from sync_protocol import keys
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def _enrolled(data: Path) -> None:
+    cfg = AgentConfig.load(data)
+    data.mkdir(parents=True)
+    key = keys.generate()
+    keys.save_private_key(key, cfg.key_path)
+    hub = keys.generate()
+    with Outbox(cfg.db_path) as outbox:
+        outbox.set_identity(
+            Identity(
+                "BENCH",
+                1,
+                keys.key_id(key),
+                keys.public_hex(key),
+                "http://127.0.0.1:9",
+                keys.public_hex(hub),
+                keys.key_id(hub),
+                "Europe/Berlin",
+            )  # fmt: skip
+        )
+
+
+def import_once(root: Path, name: str, write: Callable[[Path], Any], workers: int) -> dict[str, Any]:
+    """Generate one file, import it with the CLI, and return the figure."""
+    data, drop = root / f"{name}-agent", root / f"{name}-drop"
+    _enrolled(data)
+    src = root / name
+    generated = write(src)
+    size = src.stat().st_size
+    env = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, "-m", "edge_agent", "import", str(src), "--json", "--progress", "10",
+           "--workers", str(workers), "--data-dir", str(data), "--drop-dir", str(drop)]  # fmt: skip
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"edge-agent import failed ({proc.returncode})")
+    res = json.loads(out)
+    with Outbox(AgentConfig.load(data).db_path) as outbox:
+        stored = outbox.count()
+    if stored != res["accepted"] or res["accepted"] != generated.valid:
+        raise RuntimeError(f"stored {stored}, accepted {res['accepted']}, expected {generated.valid}")
+    main_mb = usage.ru_maxrss / 1024
+    reader_mb = res["reader_max_rss_kb"] / 1024
+    cpu = usage.ru_utime + usage.ru_stime + res["reader_cpu_s"]
+    return {
+        "bench": "drops",
+        "file": name,
+        "format": res["format"],
+        "bytes": size,
+        "rows": res["rows"],
+        "transactions": res["transactions"],
+        "accepted": res["accepted"],
+        "seconds": round(wall, 2),
+        "rows_per_s": round(res["rows"] / wall),
+        "transactions_per_s": round(res["transactions"] / wall),
+        "workers": workers,
+        "main_max_rss_mb": round(main_mb, 1),
+        "reader_max_rss_mb": round(reader_mb, 1),
+        "peak_rss_mb": round(main_mb + workers * reader_mb, 1),
+        "cpu_us_per_row": round(cpu / res["rows"] * 1e6, 1),
+        "cpus": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+def bench_drops(root: Path, rows: int, orders: int, workers: int, emit: Callable[[dict[str, Any]], None]) -> None:
+    """The JSONL and Shopify figures (``rows`` or ``orders`` 0 skips that file)."""
+    if rows:
+        emit(import_once(root, "day.jsonl", lambda p: write_jsonl(p, rows), workers))
+    if orders:
+        emit(import_once(root, "orders_export.csv", lambda p: write_shopify_export(p, orders), workers))
+
+
+def table_line(f: dict[str, Any]) -> str:
+    return (
+        f"drops     {f['file']} ({f['format']}, {f['rows']} rows, {f['bytes'] / 1e6:.0f} MB): {f['rows_per_s']} rows/s "
+        f"(target ≥ 30000); peak RSS {f['peak_rss_mb']} MB = main {f['main_max_rss_mb']} + {f['workers']} × "
+        f"reader {f['reader_max_rss_mb']} (target < 200); {f['cpu_us_per_row']} µs CPU/row on {f['cpus']} cores, "
+        f"load {f['load_avg_1m']}"
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--orders", type=int, default=200_000)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="storesync-bench-drops-"))
+    figures: list[dict[str, Any]] = []
+
+    def emit(figure: dict[str, Any]) -> None:
+        figures.append(figure)
+        print(json.dumps(figure), flush=True)
+
+    try:
+        bench_drops(root, args.rows, args.orders, args.workers, emit)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    for f in figures:
+        print(table_line(f))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
