@@ -18,20 +18,19 @@ seq order, one call at a time, and parks behind a dead letter until an operator 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import groupby
 from typing import Any
 
 from ._exceptions import StorageError
-from .events import SinkConfig
+from .events import SinkConfig, StoredEvent, source_of
 from .forwarding import Forwarder, ForwardingConfig
 from .metrics import HubMetrics
 from .sinks import Outcome, Sink, build_sink
@@ -74,8 +73,7 @@ class _SinkWorker:
     cfg: SinkConfig
     sink: Sink
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    claim: str | None = None
-    claimed: list[Delivery] = field(default_factory=list)
+    held: dict[str, list[Delivery]] = field(default_factory=dict)  # claim → rows not yet settled
 
 
 class DeliveryEngine:
@@ -182,7 +180,7 @@ class DeliveryEngine:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             for w in self._workers:
-                if w.claimed:
+                if w.held:
                     await asyncio.to_thread(self._release, w)
                 try:
                     await w.sink.aclose()
@@ -233,46 +231,72 @@ class DeliveryEngine:
             return tx.finish_deliveries(claim, updates, iso_utc_now())
 
     def _release(self, w: _SinkWorker) -> None:
-        if w.claim is None:
-            return
         now = time.time()
+        for claim, rows in list(w.held.items()):
+            try:
+                self._finish(claim, [DeliveryUpdate(d.id, "pending", False, now) for d in rows])
+            except StorageError:
+                pass  # the lease runs out instead
+        w.held.clear()
+
+    async def _take(self, w: _SinkWorker, linger: float) -> tuple[str, list[Delivery]]:
+        claim = uuid.uuid4().hex
+        batch = await asyncio.to_thread(self._claim, w, claim)
+        if batch:
+            w.held[claim] = batch
+        if batch and linger and len(batch) < self.settings.batch_size:
+            await asyncio.sleep(linger)  # let a coalescing sink collect more of its window
+            # Returns every row under this claim when it took new ones, else nothing.
+            batch = await asyncio.to_thread(self._claim, w, claim) or batch
+            w.held[claim] = batch
+        return claim, batch
+
+    async def _settle(self, w: _SinkWorker, claim: str, batch: list[Delivery], outcomes: list[Outcome]) -> None:
+        updates = plan_updates(w.cfg, batch, outcomes, time.time())
         try:
-            self._finish(w.claim, [DeliveryUpdate(d.id, "pending", False, now) for d in w.claimed])
-        except StorageError:
-            pass  # the lease runs out instead
-        w.claim, w.claimed = None, []
+            await asyncio.to_thread(self._finish, claim, updates)
+        except StorageError as exc:
+            log.warning("sink %s: recording results failed; they are delivered again: %s", w.cfg.name, exc)
+        w.held.pop(claim, None)
+        self._count(w.cfg, batch, updates, outcomes)
 
     async def _sink_loop(self, w: _SinkWorker) -> None:
+        """Claim, deliver, record — with the next claim and the last record overlapping the call."""
         assert self._stopping is not None
         linger = float(getattr(w.sink, "linger_s", 0.0) or 0.0)
-        while not self._stopping.is_set():
-            claim = uuid.uuid4().hex
-            try:
-                batch = await asyncio.to_thread(self._claim, w, claim)
-                if batch and linger and len(batch) < self.settings.batch_size:
-                    w.claim, w.claimed = claim, batch
-                    await asyncio.sleep(linger)  # let a coalescing sink collect more of the window
-                    # Returns every row under this claim when it took new ones, else nothing.
-                    batch = await asyncio.to_thread(self._claim, w, claim) or batch
-            except StorageError as exc:
-                log.warning("sink %s: claim failed (will retry): %s", w.cfg.name, exc.message)
-                await self._idle(w.wake)
-                continue
-            if not batch:
-                await self._idle(w.wake)
-                continue
-            w.claim, w.claimed = claim, batch
-            outcomes = await self._deliver(w, batch)
-            updates = plan_updates(w.cfg, batch, outcomes, time.time())
-            try:
-                await asyncio.to_thread(self._finish, claim, updates)
-            except StorageError as exc:
-                log.warning("sink %s: recording results failed; they are delivered again: %s", w.cfg.name, exc)
-            w.claim, w.claimed = None, []
-            self._count(w.cfg, batch, updates, outcomes)
+        prefetch: asyncio.Task[tuple[str, list[Delivery]]] | None = None
+        settling: asyncio.Task[None] | None = None
+        try:
+            while not self._stopping.is_set():
+                try:
+                    claim, batch = await (prefetch or self._take(w, linger))
+                except StorageError as exc:
+                    log.warning("sink %s: claim failed (will retry): %s", w.cfg.name, exc.message)
+                    claim, batch = "", []
+                prefetch = None
+                if not batch:
+                    await self._idle(w.wake)
+                    continue
+                if not linger:
+                    prefetch = asyncio.create_task(self._take(w, 0.0))
+                outcomes = await self._deliver(w, batch)
+                if settling is not None:
+                    await settling
+                settling = asyncio.create_task(self._settle(w, claim, batch, outcomes))
+        finally:
+            if settling is not None:
+                await asyncio.shield(settling)
+            if prefetch is not None:
+                try:
+                    await prefetch
+                except StorageError:
+                    pass
 
     async def _deliver(self, w: _SinkWorker, batch: list[Delivery]) -> list[Outcome]:
-        events: list[dict[str, Any]] = [json.loads(d.event_json) for d in batch]
+        events: list[Mapping[str, Any]] = [
+            StoredEvent(d.event_json, {"id": d.event_id, "source": source_of(d.store_id), "type": d.type})
+            for d in batch
+        ]
         try:
             if w.cfg.ordering != "strict":
                 calls = [w.sink.deliver(events)]

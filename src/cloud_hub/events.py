@@ -32,7 +32,7 @@ the rules below allow it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fnmatch import fnmatchcase
@@ -69,9 +69,45 @@ def event_json(event: Mapping[str, Any]) -> str:
 
     Events hold only strings, integers, booleans, None and nested dicts/lists (checked once by
     :func:`derive_events`), so plain sorted, compact ``json.dumps`` is the canonical form; it is
-    several times faster than re-checking every value on each delivery.
+    several times faster than re-checking every value on each delivery. An event loaded from the
+    hub's database (:class:`StoredEvent`) returns the stored text as it is.
     """
+    text = getattr(event, "json_text", None)
+    if text is not None:
+        return str(text)
     return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class StoredEvent(Mapping[str, Any]):
+    """A read-only event backed by its stored text, which :func:`event_json` gives back unchanged.
+
+    The attributes given as ``known`` (e.g. ``id``, ``source``, ``type``) are answered without
+    parsing; any other key parses the text once. Sinks that only forward the text (jsonl, webhook
+    structured, NATS) so never parse it.
+    """
+
+    __slots__ = ("json_text", "_known", "_doc")
+
+    def __init__(self, text: str, known: Mapping[str, Any] | None = None) -> None:
+        self.json_text = text
+        self._known = dict(known or {})
+        self._doc: dict[str, Any] | None = None
+
+    def _parsed(self) -> dict[str, Any]:
+        if self._doc is None:
+            self._doc = json.loads(self.json_text)
+        return self._doc
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._known:
+            return self._known[key]
+        return self._parsed()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._parsed())
+
+    def __len__(self) -> int:
+        return len(self._parsed())
 
 
 def _qty_text(value: Decimal) -> str:

@@ -174,6 +174,7 @@ class Delivery:
     updated_at: str
     event_json: str = ""
     claim: str | None = None
+    type: str = ""
 
 
 @dataclass(frozen=True, slots=True)

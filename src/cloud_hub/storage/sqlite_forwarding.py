@@ -10,6 +10,7 @@ a PostgreSQL adapter would use a sequence and ``INSERT ... RETURNING``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -225,23 +226,24 @@ class SQLiteForwarding:
     ) -> list[Delivery]:
         if strict:
             ids = self._strict_candidates(sink, now, limit)
+            if not ids:
+                return []
+            self._c.executemany(
+                "UPDATE deliveries SET state = 'in_flight', claim = ?, next_attempt_at = ? WHERE id = ?",
+                [(claim, lease_until, i) for i in ids],
+            )
         else:
-            ids = [
-                r[0]
-                for r in self._c.execute(
-                    "SELECT d.id FROM deliveries d WHERE d.sink = ? AND d.state IN ('pending', 'in_flight')"
-                    " AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at, d.id LIMIT ?",
-                    (sink, now, limit),
-                )
-            ]
-        if not ids:
-            return []
-        self._c.executemany(
-            "UPDATE deliveries SET state = 'in_flight', claim = ?, next_attempt_at = ? WHERE id = ?",
-            [(claim, lease_until, i) for i in ids],
-        )
+            # One statement (PostgreSQL: the subquery takes FOR UPDATE SKIP LOCKED).
+            self._c.execute(
+                "UPDATE deliveries SET state = 'in_flight', claim = ?, next_attempt_at = ? WHERE id IN"
+                " (SELECT d.id FROM deliveries d WHERE d.sink = ? AND d.state IN ('pending', 'in_flight')"
+                " AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at, d.id LIMIT ?)",
+                (claim, lease_until, sink, now, limit),
+            )
+            if self._c.changes() == 0:
+                return []
         rows = self._c.execute(
-            f"SELECT {_COLS}, e.event_json, d.claim FROM deliveries d JOIN events e ON e.pk = d.event_pk"
+            f"SELECT {_COLS}, e.event_json, d.claim, e.type FROM deliveries d JOIN events e ON e.pk = d.event_pk"
             " WHERE d.sink = ? AND d.claim = ? AND d.state = 'in_flight' ORDER BY d.lane, d.id",
             (sink, claim),
         )
@@ -249,11 +251,22 @@ class SQLiteForwarding:
 
     def finish_deliveries(self, claim: str, updates: Sequence[DeliveryUpdate], at: str) -> int:
         before = self._c.totalchanges()
+        done = [u.id for u in updates if u.state == "done" and u.attempted]
+        if done:  # the common case in one statement
+            self._c.execute(
+                "UPDATE deliveries SET state = 'done', attempts = attempts + 1, claim = NULL, updated_at = ?"
+                " WHERE claim = ? AND state = 'in_flight' AND id IN (SELECT value FROM json_each(?))",
+                (at, claim, json.dumps(done)),
+            )
         self._c.executemany(
             "UPDATE deliveries SET state = ?, attempts = attempts + ?, next_attempt_at = ?,"
             " last_error = COALESCE(?, last_error), claim = NULL, updated_at = ?"
             " WHERE id = ? AND claim = ? AND state = 'in_flight'",
-            [(u.state, int(u.attempted), u.next_attempt_at, u.last_error, at, u.id, claim) for u in updates],
+            [
+                (u.state, int(u.attempted), u.next_attempt_at, u.last_error, at, u.id, claim)
+                for u in updates
+                if not (u.state == "done" and u.attempted)
+            ],
         )
         return int(self._c.totalchanges() - before)
 
