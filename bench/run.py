@@ -3,7 +3,7 @@
 Prints a table for people and one JSON object per figure for tools. Each figure that has a baseline
 measures it in the same run, so ratios hold on a noisy machine.
 
-    python bench/run.py [capture] [catchup] [drops] [--records N] [--naive-records N] [--capture-txns N]
+    python bench/run.py [capture] [catchup] [drops] [delivery] [--records N] [--naive-records N] [--capture-txns N]
 """
 
 from __future__ import annotations
@@ -175,11 +175,18 @@ def table() -> None:
             from drops import table_line
 
             print(table_line(f))
+        elif f["bench"] == "delivery":
+            from delivery import table_line as delivery_line
+
+            print(delivery_line(f))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("which", nargs="*", default=["capture", "catchup"], choices=["capture", "catchup", "drops", []])
+    ap.add_argument(
+        "which", nargs="*", default=["capture", "catchup"], choices=["capture", "catchup", "drops", "delivery", []]
+    )
+    ap.add_argument("--delivery-events", type=int, default=100_000)
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--naive-records", type=int, default=3_000)
     ap.add_argument("--capture-txns", type=int, default=8_000)
@@ -195,6 +202,10 @@ def main() -> int:
             from drops import bench_drops
 
             bench_drops(root, 1_000_000, 200_000, 2, emit)
+        if "delivery" in args.which:
+            from delivery import bench_delivery
+
+            bench_delivery(root, args.delivery_events, ["nats", "webhook"], emit)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
