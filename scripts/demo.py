@@ -1,7 +1,8 @@
 """`make demo`: two stores, their agents and a hub on SQLite, with a hub outage in the middle.
 
 Prints what happens as it happens, then a summary a person can check. Exits 0 only when every
-transaction the POS was told is saved is in the hub ledger exactly once.
+transaction the POS was told is saved is in the hub ledger exactly once, and every ledger record has
+exactly one transaction event in the hub's embedded jsonl sink.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import shutil
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -23,6 +25,35 @@ STORES = [("BERLIN-01", "Europe/Berlin"), ("NYC-07", "America/New_York")]
 
 def say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+TXN_TYPES = ("retail.pos.sale.v1", "retail.pos.return.v1", "retail.pos.void.v1")
+
+
+def check_events(hub: Hub, stores: list[str]) -> bool:
+    """The embedded jsonl sink holds one transaction event per ledger record, and nothing else."""
+    say("waiting for the delivery workers to write every event to the jsonl sink ...")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        sink = next(s for s in hub.admin("/v1/admin/sinks")["sinks"] if s["name"] == "events")
+        if sink["pending"] == 0 and sink["in_flight"] == 0:
+            break
+        time.sleep(0.3)
+    events = [json.loads(line) for line in (hub.data_dir / "events.jsonl").read_text().splitlines()]
+    per_type = Counter(e["type"] for e in events)
+    print()
+    print(f"{'event type':<30} {'events':>7}   (jsonl sink {hub.data_dir / 'events.jsonl'})")
+    for type_, n in sorted(per_type.items()):
+        print(f"{type_:<30} {n:>7}")
+    txn_ids = Counter(e["id"] for e in events if e["type"] in TXN_TYPES)
+    want = {f"{s}:1:{r['seq']}" for s in stores for r in hub.ledger(s)}
+    once = all(n == 1 for n in txn_ids.values()) and set(txn_ids) == want
+    dead = sink["dead"]
+    print(
+        f"sales/returns/voids in the ledger: {len(want)}; with exactly one event: "
+        f"{'all' if once else 'NO'}; dead letters: {dead}"
+    )
+    return once and dead == 0 and len({e["id"] for e in events}) == len(events)
 
 
 def main() -> int:
@@ -109,7 +140,12 @@ def main() -> int:
                   f"{conflicts:>9} {'ok' if chain_ok else 'BROKEN':>6}")  # fmt: skip
         print()
         print("POS retries: the same transaction sent twice; the agent answered 200 duplicate with the original seq.")
-        say("RESULT: every captured transaction is in the hub ledger exactly once" if ok else "RESULT: MISMATCH")
+        ok &= check_events(hub, list(agents))
+        say(
+            "RESULT: every captured transaction is in the hub ledger exactly once, and its event reached the sink"
+            if ok
+            else "RESULT: MISMATCH"
+        )
         return 0 if ok else 1
     finally:
         for agent in agents.values():
