@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,10 @@ from edge_agent.drops import ledger, load
 from edge_agent.drops.importer import DropFolders, Importer, ImportInterrupted, retry
 from edge_agent.drops.report import read_result
 from edge_agent.outbox import Outbox
-from storesync_harness.dropfiles import write_canonical_csv, write_jsonl, write_shopify_export
+from storesync_harness.dropfiles import DropFile, write_canonical_csv, write_jsonl, write_shopify_export
 from sync_protocol import keys
 
-WRITERS = {
+WRITERS: dict[str, tuple[Callable[..., DropFile], str]] = {
     "jsonl": (write_jsonl, "day.jsonl"),
     "csv_canonical": (write_canonical_csv, "day.csv"),
     "shopify_csv": (write_shopify_export, "orders_export.csv"),
