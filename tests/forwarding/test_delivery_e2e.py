@@ -344,12 +344,18 @@ retry = {{ base_s = 0.2, cap_s = 0.5, max_attempts = 3 }}
         wait_for("S1 drained", lambda: [e["id"] for e in second.get("/_standin/events")["events"]] == want)
         assert all_settled(hub) and sinks(hub)["hook"]["dead"] == 0
 
-        # Skip over an operator's give-up: nothing to skip now, so the endpoint says 404.
+        # A range replay through the admin API sends done events again (the new receiver takes them).
+        auth = {"Authorization": f"Bearer {hub.admin_token}"}
+        replay = {"sink": "hook", "store_id": "S2", "from_seq": 1, "to_seq": 2}
+        r = httpx.post(hub.url + "/v1/admin/deliveries/replay", json=replay, headers=auth, timeout=10)
+        assert r.status_code == 200 and r.json() == {"replayed": 2}, r.text
+        wait_for("S2 range replayed", lambda: len(second.get("/_standin/events")["events"]) == len(want) + 2)
+        assert [e["id"] for e in second.get("/_standin/events")["events"]][-2:] == ["S2:1:1", "S2:1:2"]
+        r = httpx.post(hub.url + "/v1/admin/deliveries/replay", json={"sink": "hook"}, headers=auth, timeout=10)
+        assert r.status_code == 400 and "store_id" in r.json()["message"]
+        # Nothing is dead or pending any more, so there is nothing to skip.
         r = httpx.post(
-            hub.url + "/v1/admin/deliveries/skip",
-            json={"event_id": bad, "sink": "hook"},
-            headers={"Authorization": f"Bearer {hub.admin_token}"},
-            timeout=10,
+            hub.url + "/v1/admin/deliveries/skip", json={"event_id": bad, "sink": "hook"}, headers=auth, timeout=10
         )
         assert r.status_code == 404
     finally:
