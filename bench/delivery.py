@@ -92,6 +92,27 @@ def run_sink(cfg: SinkConfig, n: int, batch: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+async def _raw_post_rate(url: str, n: int, concurrency: int) -> float:
+    """Requests/s the receiver takes from a bare client: the ceiling any sender can reach."""
+    import httpx
+
+    sem = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(timeout=30) as client:
+
+        async def one(i: int) -> None:
+            body = json.dumps({"specversion": "1.0", "id": f"raw-{i}", "source": "urn:bench", "type": "bench"})
+            async with sem:
+                await client.post(
+                    url,
+                    content=body,
+                    headers={"Idempotency-Key": f"raw-{i}", "Content-Type": "application/cloudevents+json"},
+                )
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        return n / (time.perf_counter() - t0)
+
+
 async def _delete_stream(name: str) -> None:
     import nats
 
@@ -121,12 +142,13 @@ def bench_delivery(root: Path, events: int, which: list[str], emit: Any = None) 
     if "webhook" in which:
         receiver = start("webhook_receiver", root / "receiver")
         try:
-            cfg = SinkConfig.from_dict(
-                {"name": "hook", "kind": "webhook", "url": receiver.url + "/h", "concurrency": 32}
-            )
+            raw = asyncio.run(_raw_post_rate(receiver.url + "/raw", 2_000, 8))
+            cfg = SinkConfig.from_dict({"name": "hook", "kind": "webhook", "url": receiver.url + "/h"})
             figure = run_sink(cfg, events, batch=1_000)
+            figure["receiver_raw_per_s"] = round(raw, 1)  # the stand-in's own ceiling, same concurrency
         finally:
             receiver.stop()
+
         emit(figure)
         out.append(figure)
     return out
@@ -134,6 +156,8 @@ def bench_delivery(root: Path, events: int, which: list[str], emit: Any = None) 
 
 def table_line(f: dict[str, Any]) -> str:
     target = f" (target ≥ {f['target_events_per_s']})" if f.get("target_events_per_s") else ""
+    if f.get("receiver_raw_per_s"):
+        target += f" (the receiver stand-in alone takes {f['receiver_raw_per_s']} requests/s)"
     return (
         f"delivery  {f['events']} events to {f['sink']}: {f['events_per_s']} events/s{target}, "
         f"{f['seconds']} s, done {f['done']}, dead {f['dead']}"

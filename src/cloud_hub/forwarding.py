@@ -228,6 +228,19 @@ def event_texts(body: str, events: Sequence[Mapping[str, Any]]) -> list[str]:
     return out
 
 
+@dataclass
+class _Plan:
+    """What deriving a run of records of one stream writes."""
+
+    store_id: str
+    epoch: int
+    through: int
+    events: list[NewEvent] = field(default_factory=list)
+    deliveries: list[NewDelivery] = field(default_factory=list)
+    registers: dict[str, str] = field(default_factory=dict)
+    errors: list[tuple[int, int, str, str]] = field(default_factory=list)
+
+
 class Forwarder:
     """Derives events and delivery rows from ledger rows, in seq order per stream.
 
@@ -273,14 +286,25 @@ class Forwarder:
             self.notify()
 
     def catch_up(self, storage: Storage, limit: int = 500) -> int:
-        """Derive events for up to ``limit`` records of the first lagging stream; how many were done."""
+        """Derive events for up to ``limit`` records of the first lagging stream; how many were done.
+
+        The deriving runs on a read snapshot; only the insert takes the write lock (and is dropped
+        when another worker moved the cursor meanwhile), so ingest is never held up by it.
+        """
+        with storage.snapshot() as tx:
+            lag = tx.forward_lag()
+            if not lag:
+                return 0
+            store_id, epoch, derived, _acked = lag[0]
+            rows = tx.ledger_page(store_id, epoch, derived, limit)
+            if not rows:
+                return 0
+            plan = self._plan(tx, store_id, epoch, rows)
         with storage.transaction() as tx:
-            for store_id, epoch, derived, _acked in tx.forward_lag():
-                rows = tx.ledger_page(store_id, epoch, derived, limit)
-                if rows:
-                    self.forward(tx, store_id, epoch, rows)
-                    return len(rows)
-        return 0
+            if tx.forward_cursor(store_id, epoch) != derived:
+                return 0  # another worker derived them first
+            self._write(tx, plan)
+        return len(rows)
 
     def _zone(self, tx: UnitOfWork, store_id: str) -> str:
         tz = self._tz.get(store_id)
@@ -292,6 +316,11 @@ class Forwarder:
 
     def forward(self, tx: UnitOfWork, store_id: str, epoch: int, rows: Sequence[LedgerRow]) -> None:
         """Events and deliveries of ``rows`` (consecutive, right after the cursor); moves the cursor."""
+        self._write(tx, self._plan(tx, store_id, epoch, rows))
+
+    def _plan(self, tx: UnitOfWork, store_id: str, epoch: int, rows: Sequence[LedgerRow]) -> _Plan:
+        """Derive everything to write for ``rows`` (reads only)."""
+        plan = _Plan(store_id, epoch, rows[-1].seq)
         tz = self._zone(tx, store_id)
         stream = tx.get_stream(store_id, epoch)
         clock = stream.clock if stream is not None else None
@@ -304,9 +333,7 @@ class Forwarder:
             except (ValueError, KeyError, TypeError) as exc:
                 docs.append((row, None, f"{type(exc).__name__}: {exc}"))
         prev = tx.register_times(store_id, [reg for _, doc, reg in docs if doc is not None])
-        changed: dict[str, str] = {}
-        events: list[NewEvent] = []
-        deliveries: list[NewDelivery] = []
+        changed, events, deliveries = plan.registers, plan.events, plan.deliveries
         due = self.now()
         for row, doc, reg in docs:
             try:
@@ -326,7 +353,7 @@ class Forwarder:
                 self.derive_failures += 1
                 reason = f"{type(exc).__name__}: {exc}"[:300]
                 log.warning("no events for store=%s epoch=%s seq=%s: %s", store_id, row.epoch, row.seq, reason)
-                tx.record_derive_error(store_id, row.epoch, row.seq, reason, row.received_at)
+                plan.errors.append((row.epoch, row.seq, reason, row.received_at))
                 continue
             prev[reg] = changed[reg] = norm["occurred_at_utc"]
             for event, text in zip(derived, texts, strict=True):
@@ -336,7 +363,12 @@ class Forwarder:
                 )
                 for sink in route(self.sinks, event):
                     deliveries.append(NewDelivery(index, sink, store_id, due))
-        tx.insert_events(events, deliveries)
-        if changed:
-            tx.set_register_times(store_id, changed)
-        tx.set_forward_cursor(store_id, epoch, rows[-1].seq)
+        return plan
+
+    def _write(self, tx: UnitOfWork, plan: _Plan) -> None:
+        for epoch, seq, reason, at in plan.errors:
+            tx.record_derive_error(plan.store_id, epoch, seq, reason, at)
+        tx.insert_events(plan.events, plan.deliveries)
+        if plan.registers:
+            tx.set_register_times(plan.store_id, plan.registers)
+        tx.set_forward_cursor(plan.store_id, plan.epoch, plan.through)
