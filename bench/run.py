@@ -62,8 +62,10 @@ def _pos_client(port: int, register: str, n: int, out: Any) -> None:
 
 def bench_capture(root: Path, txns: int, clients: int = 4) -> None:
     hub = Hub.create(root / "hub").start()
-    agent = Agent.enrolled(root / "cap-agent", hub, "CAP").start()
-    hub.stop()  # capture must not depend on the hub; the agent keeps capturing offline
+    try:
+        agent = Agent.enrolled(root / "cap-agent", hub, "CAP").start()
+    finally:
+        hub.stop()  # capture must not depend on the hub; the agent keeps capturing offline
     try:
         per = txns // clients
         q: Any = mp.Queue()
