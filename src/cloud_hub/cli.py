@@ -72,6 +72,15 @@ def _config(args: argparse.Namespace, **kw: Any) -> HubConfig:
     return HubConfig(data_dir=resolve_data_dir(args.data_dir), **kw)
 
 
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    # Sink clients log every request URL at INFO; a URL may carry a receiver's token in its query.
+    for noisy in ("httpx", "httpcore", "nats"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
 def cmd_store_add(args: argparse.Namespace) -> int:
     """``cloud-hub store add STORE_ID --tz ZONE``: works on the database directly."""
     registry.check_store_id(args.store_id)
@@ -140,9 +149,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise InputError(f"port {args.port} is out of range 0-65535", field="port")
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    _setup_logging(args.log_level)
     config = _config(args, host=args.host, port=args.port, verify=args.verify)
     forwarding = load_config(Path(args.config) if args.config else None, config.data_dir)
     app = create_app(config, forwarding=forwarding, workers=not args.no_workers)
@@ -179,9 +186,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     from .delivery import DeliveryEngine
     from .forwarding import Forwarder
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    _setup_logging(args.log_level)
     config = _config(args)
     forwarding = load_config(Path(args.config) if args.config else None, config.data_dir)
     hub = open_hub(config)
