@@ -206,13 +206,21 @@ class Outbox:
         path: The ``outbox.db`` file; created with its schema when missing (unless ``create`` is False).
         key: The signing key; required for capture.
         create: Create the file when missing.
+        durable: ``synchronous=FULL`` (every commit is flushed to disk before it returns). Capture
+            connections must be durable: their commit is the POS's acknowledgement. Bookkeeping
+            connections (sync state, heartbeat) pass False: losing their last commits in a power cut
+            only makes the agent resend records the hub answers as duplicates, and the next durable
+            commit on any connection flushes the shared WAL, theirs included. This keeps fsyncs,
+            and the write lock they hold, off the POS's path while a backlog syncs.
 
     Raises:
         ConfigError: when the file is missing and ``create`` is False.
         StorageError: when SQLite cannot open the file.
     """
 
-    def __init__(self, path: Path, *, key: keys.Ed25519PrivateKey | None = None, create: bool = True) -> None:
+    def __init__(
+        self, path: Path, *, key: keys.Ed25519PrivateKey | None = None, create: bool = True, durable: bool = True
+    ) -> None:
         if not create and not path.exists():
             raise ConfigError(f"no outbox at {path}; run 'edge-agent init' first")
         self.path = path
@@ -223,7 +231,7 @@ class Outbox:
             self.conn = apsw.Connection(str(path))
             self.conn.set_busy_timeout(BUSY_TIMEOUT_MS)
             self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
             self._migrate()
         except apsw.Error as exc:
             raise _storage_error(exc) from None

@@ -83,8 +83,8 @@ def run_agent(config: AgentConfig, announce: Callable[[str], None] | None = None
         )
     if config.hub_url:
         status_outbox.set_hub_url(config.hub_url.rstrip("/"))
-    syncer = Syncer(config, Outbox(config.db_path, key=key), key)
-    heartbeat_outbox = Outbox(config.db_path)
+    syncer = Syncer(config, Outbox(config.db_path, key=key, durable=False), key)
+    heartbeat_outbox = Outbox(config.db_path, durable=False)
     scheduler = AgentScheduler(
         syncer,
         heartbeat_outbox,

@@ -300,7 +300,8 @@ class Syncer:
             store_id=ident.store_id,
             epoch=ident.epoch,
             first_seq=first,
-            records=[WireRecord.model_validate(rec.wire()) for rec in records],
+            # Our own signed outbox rows: already valid, so skip re-validating 2,000 of them per burst.
+            records=[WireRecord.model_construct(**rec.wire()) for rec in records],
             sent_at=t1.isoformat(timespec="milliseconds"),
             clock=None
             if best is None

@@ -127,6 +127,7 @@ def run_long_outage(
                 acked = int(st["acked_through"])  # type: ignore[call-overload]
                 if acked >= records and not out.catchup_s:
                     out.catchup_s = time.monotonic() - t0
+                    pos.pause()  # latency is measured during the catch-up; then the last sales drain
                 if out.catchup_s and st["pending"] == 0:
                     break
                 if time.monotonic() - t0 > timeout:

@@ -299,3 +299,11 @@ def test_capture_cli_reports_each_item(setup, tmp_path: Path) -> None:
     ok = run_cli("capture", "--data-dir", str(data), "-", input=json.dumps([make_txn(1), make_txn(4)]))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.splitlines() == ["item 1: duplicate of seq 1", "item 2: stored as seq 3"]
+
+
+def test_capture_connections_flush_every_commit_bookkeeping_ones_do_not(tmp_path: Path) -> None:
+    """The POS's acknowledgement is a FULL commit; sync bookkeeping must not fsync on the POS's path."""
+    with Outbox(tmp_path / "outbox.db") as durable, Outbox(tmp_path / "outbox.db", durable=False) as light:
+        assert durable.conn.execute("PRAGMA synchronous").fetchall() == [(2,)]  # FULL
+        assert light.conn.execute("PRAGMA synchronous").fetchall() == [(1,)]  # NORMAL
+        assert durable.conn.execute("PRAGMA journal_mode").fetchall() == [("wal",)]
