@@ -67,13 +67,15 @@ class AgentClient:
             False, f"The agent refused to sync now ({r.status_code}: {_message(r)}).", status=r.status_code
         )
 
-    def retry_drop(self, file: str) -> ActionResult | None:
-        """``POST /v1/drops/retry`` when the agent offers it; None when it does not (or is down)."""
+    def retry_drop(self, file: str, sha256: str | None) -> ActionResult | None:
+        """``POST /v1/imports/{sha256}/retry``; None when the agent cannot do it (down, no drop folder, unknown)."""
+        if not sha256:
+            return None
         try:
-            r = self._post("/v1/drops/retry", {"file": file})
+            r = self._post(f"/v1/imports/{sha256}/retry")
         except httpx.HTTPError:
             return None
-        if r.status_code in (404, 405):
+        if r.status_code in (404, 405, 503):
             return None
         if r.is_success:
             return ActionResult(True, f"{file} will be imported again.", status=r.status_code)

@@ -388,7 +388,7 @@ class StoreTuiApp(App[None]):
         if chosen is None:
             self.call_from_thread(self.notify, "No rejected drop file to retry.", title="Retry", severity="warning")
             return
-        via_agent = self.agent.retry_drop(chosen.file)
+        via_agent = self.agent.retry_drop(chosen.file, chosen.sha256)
         if via_agent is not None:
             severity = "information" if via_agent.ok else "error"
             self.call_from_thread(self.notify, via_agent.message, title="Retry", severity=severity)

@@ -54,6 +54,7 @@ class DropImport:
         reason: Why the whole file was refused, if it was.
         errors_report: The ``.errors.jsonl`` file, when there is one.
         finished_at: When the import finished.
+        sha256: The file's SHA-256 (the importer's key for a retry), when known.
     """
 
     file: str
@@ -67,6 +68,7 @@ class DropImport:
     reason: str | None = None
     errors_report: Path | None = None
     finished_at: datetime | None = None
+    sha256: str | None = None
 
     @property
     def needs_fixing(self) -> bool:
@@ -196,6 +198,7 @@ class DropTracker:
             reason=s.reason,
             errors_report=errors if errors.exists() else None,
             finished_at=parse_time(s.finished_at),
+            sha256=s.sha256 or None,
         )
 
 

@@ -173,3 +173,30 @@ def test_kill_9_mid_import_then_restart_resumes(agent_dir: Path, tmp_path: Path,
     assert verify.returncode == 0 and f"chain OK: {len(want)} records" in verify.stdout
     assert listing["imports"][0]["id"] == row["id"] and listing["imports"][0]["status"] == "done"
     assert status["imports"]["last"]["accepted"] == len(want) and missing.status_code == 404
+
+
+def test_staff_retry_of_a_rejected_file_through_the_tui_client(agent_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """The TUI's retry goes to the real agent's /v1/imports/{sha}/retry and the file is imported again."""
+    from tui.agent_client import AgentClient
+
+    monkeypatch.setenv("EDGE_AGENT_DROP_SETTLE", "0.3")
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    staged = tmp_path / "day.jsonl"
+    write_jsonl(staged, 6, bad_every=1)  # nothing good in it: the whole file is rejected
+    agent = AgentProcess(agent_dir, "--drop-dir", str(drop))
+    try:
+        os.rename(staged, drop / "day.jsonl")
+        result_file = drop / "rejected" / "day.jsonl.result.json"
+        wait_for(result_file.exists, timeout=60, interval=0.1)
+        result = json.loads(result_file.read_text())
+        assert result["status"] == "rejected" and result["accepted"] == 0
+
+        answer = AgentClient(agent.url).retry_drop("day.jsonl", result["sha256"])
+        assert answer is not None and answer.ok, answer
+        # Imported again: a second import of the same bytes, allowed because staff asked for it.
+        wait_for(lambda: len([r for r in imports(agent_dir) if r["sha256"] == result["sha256"]]) == 2, timeout=60)
+        assert AgentClient(agent.url).retry_drop("day.jsonl", "0" * 64) is None  # unknown file: fall back
+    finally:
+        assert agent.stop() == 0
+    assert outbox_keys(agent_dir) == []
