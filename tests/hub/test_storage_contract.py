@@ -1,12 +1,13 @@
 """The storage contract: every adapter must pass these tests.
 
-Add an adapter by adding a factory to ``ADAPTERS`` (the PostgreSQL one will skip without a server).
+Add an adapter by adding a factory to ``ADAPTERS`` in ``tests/hub/conftest.py`` (the PostgreSQL one will
+skip without a server); the ``db`` fixture runs every test here and in ``test_storage_contract_forwarding.py``
+once per adapter.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import apsw
@@ -25,18 +26,6 @@ from cloud_hub.storage.sqlite import MIGRATIONS, SQLiteStorage
 
 T0 = "2026-11-22T09:00:00.000Z"
 T1 = "2026-11-22T10:00:00.000Z"
-
-ADAPTERS: dict[str, Callable[[Path], Storage]] = {
-    "sqlite-file": lambda tmp: SQLiteStorage(tmp / "hub.db", busy_timeout_ms=2_000),
-    "sqlite-memory": lambda tmp: SQLiteStorage(":memory:"),
-}
-
-
-@pytest.fixture(params=sorted(ADAPTERS))
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
-    storage = ADAPTERS[request.param](tmp_path)
-    yield storage
-    storage.close()
 
 
 def seed(tx: UnitOfWork, store_id: str = "S1", epoch: int = 1, key_id: str = "k1") -> None:

@@ -10,8 +10,8 @@ Ingest, registry and admin talk to a :class:`Storage` only through a unit of wor
         tx.store_summaries()
 
 Adapters: :mod:`cloud_hub.storage.sqlite` (embedded default). Every adapter must pass
-``tests/hub/test_storage_contract.py``. Timestamps are ISO 8601 UTC strings made by :func:`iso_utc`;
-hashes and chain values are raw ``bytes``.
+``tests/hub/test_storage_contract.py`` and ``tests/hub/test_storage_contract_forwarding.py``. Timestamps
+are ISO 8601 UTC strings made by :func:`iso_utc`; hashes and chain values are raw ``bytes``.
 """
 
 from __future__ import annotations
@@ -334,7 +334,8 @@ class UnitOfWork(abc.ABC):
 
     @abc.abstractmethod
     def insert_events(self, events: Sequence[NewEvent], deliveries: Sequence[NewDelivery]) -> None:
-        """Store events and their pending deliveries; a repeated ``(source, id)`` is an error."""
+        """Store events and their pending deliveries (``created_at`` of the event); a repeated ``(source, id)``,
+        or a second delivery of one event to the same sink, is a ``StorageError``."""
 
     @abc.abstractmethod
     def record_derive_error(self, store_id: str, epoch: int, seq: int, reason: str, at: str) -> None:

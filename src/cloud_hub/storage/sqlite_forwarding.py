@@ -216,7 +216,7 @@ class SQLiteForwarding:
                 (sink, lane, limit - len(ids)),
             )
             for rid, rstate, rdue in rows:
-                if rstate == "dead" or (rstate == "in_flight" and rdue > now):
+                if rstate == "dead" or rdue > now:  # dead, leased to a live worker, or not due yet
                     break
                 ids.append(rid)
         return ids
