@@ -19,11 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agent.conftest import init_data_dir, write_identity
 from storesync_harness.invariants import agent_verify
 from storesync_harness.pos import Pos
 from storesync_harness.processes import Agent
-
-from .agent_support import offline_agent_dir
 
 pytestmark = pytest.mark.faults
 
@@ -60,7 +59,7 @@ def _count(db: Path) -> int:
 
 def test_full_disk_gives_507_and_keeps_the_outbox(small_fs: Path) -> None:
     data = small_fs / "agent"
-    offline_agent_dir(data)
+    write_identity(data, init_data_dir(data))
     agent = Agent.create(data)
     agent.start()
     pos = Pos("R1", seed=11)
@@ -118,7 +117,7 @@ def _hold_exclusive(db: Path, seconds: float, locked: threading.Event) -> None:
 
 def test_locked_database_is_waited_for_then_reported(tmp_path: Path) -> None:
     data = tmp_path / "agent"
-    offline_agent_dir(data)
+    write_identity(data, init_data_dir(data))
     agent = Agent.create(data)
     agent.start()
     pos = Pos("R1", seed=13)
