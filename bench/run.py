@@ -185,15 +185,17 @@ def table() -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument(
-        "which", nargs="*", default=["capture", "catchup"], choices=["capture", "catchup", "drops", "delivery", []]
-    )
+    benches = ["capture", "catchup", "delivery", "drops"]
+    ap.add_argument("which", nargs="*", choices=benches, help="benchmarks to run (default: all)")
     ap.add_argument("--delivery-events", type=int, default=100_000)
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--naive-records", type=int, default=3_000)
     ap.add_argument("--capture-txns", type=int, default=8_000)
+    ap.add_argument("--drop-rows", type=int, default=1_000_000, help="rows of the JSONL drop file")
+    ap.add_argument("--drop-orders", type=int, default=200_000, help="orders of the Shopify export")
     ap.add_argument("--keep", action="store_true", help="keep the data folder")
     args = ap.parse_args()
+    args.which = args.which or benches
     root = Path(tempfile.mkdtemp(prefix="storesync-bench-"))
     try:
         if "capture" in args.which:
@@ -203,7 +205,7 @@ def main() -> int:
         if "drops" in args.which:
             from drops import bench_drops
 
-            bench_drops(root, 1_000_000, 200_000, 2, emit)
+            bench_drops(root, args.drop_rows, args.drop_orders, 2, emit)
         if "delivery" in args.which:
             from delivery import bench_delivery
 
