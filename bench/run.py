@@ -186,7 +186,7 @@ def table() -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     benches = ["capture", "catchup", "delivery", "drops"]
-    ap.add_argument("which", nargs="*", choices=benches, help="benchmarks to run (default: all)")
+    ap.add_argument("which", nargs="*", help=f"benchmarks to run: {', '.join(benches)} (default: all)")
     ap.add_argument("--delivery-events", type=int, default=100_000)
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--naive-records", type=int, default=3_000)
@@ -195,6 +195,9 @@ def main() -> int:
     ap.add_argument("--drop-orders", type=int, default=200_000, help="orders of the Shopify export")
     ap.add_argument("--keep", action="store_true", help="keep the data folder")
     args = ap.parse_args()
+    unknown = sorted(set(args.which) - set(benches))
+    if unknown:
+        ap.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(benches)}")
     args.which = args.which or benches
     root = Path(tempfile.mkdtemp(prefix="storesync-bench-"))
     try:
