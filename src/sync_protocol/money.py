@@ -56,8 +56,7 @@ def fits_minor_units(amount: Decimal, currency: str) -> bool:
 
 def format_amount(amount: Decimal, currency: str) -> str:
     """Render an amount with exactly the currency's minor-unit places (``19.9`` → ``"19.90"``)."""
-    exp = minor_unit_exponent(currency)
-    return format(amount.quantize(Decimal(1).scaleb(-exp)), "f")
+    return format(amount.quantize(_QUANTUM[minor_unit_exponent(currency)]), "f")
 
 
 def format_qty(qty: Decimal) -> str:

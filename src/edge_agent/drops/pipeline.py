@@ -37,6 +37,8 @@ from .report import error_records
 CHUNK_ITEMS = 500
 PARENT_CHECK_S = 1.0
 _BLOCK = 1 << 20
+# One encoder for every transaction (json.dumps with these options builds a new one per call).
+_canonical = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +158,7 @@ def read_chunk(path: str, span: Span) -> ChunkResult:
             result.transactions += 1
             if item.ok and item.txn is not None:
                 txn = item.txn
-                text = json.dumps(txn, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+                text = _canonical(txn)
                 result.good.append(
                     Prepared(
                         txn["register_id"],
