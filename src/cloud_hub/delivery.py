@@ -38,6 +38,10 @@ from .storage import Delivery, DeliveryUpdate, Storage, iso_utc
 
 log = logging.getLogger("cloud_hub.delivery")
 NOT_ATTEMPTED = "not attempted"
+INGEST_BUSY_S = 0.5
+"""Bursts this recent mean ingest is busy: event derivation then yields to it."""
+BUSY_DERIVE_CHUNK = 100
+"""Records derived per chunk while ingest is busy (about 20 ms of CPU)."""
 
 
 def plan_updates(
@@ -107,6 +111,7 @@ class DeliveryEngine:
         self._workers: list[_SinkWorker] = []
         self._derive_wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._last_ingest = 0.0
         self.crashed: BaseException | None = None
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -146,6 +151,7 @@ class DeliveryEngine:
 
     def wake(self) -> None:
         """Thread-safe: new work may be due (called by the ingest hook)."""
+        self._last_ingest = time.monotonic()
         loop = self._loop
         if loop is None or loop.is_closed():
             return
@@ -200,17 +206,32 @@ class DeliveryEngine:
             pass
         wake.clear()
 
+    def _ingest_busy(self) -> bool:
+        """True while bursts are arriving (one in the last :data:`INGEST_BUSY_S` seconds)."""
+        return time.monotonic() - self._last_ingest < INGEST_BUSY_S
+
     async def _derive_loop(self) -> None:
+        """Derive events for catch-up bursts; custody first.
+
+        Deriving is CPU-bound Python in the hub's process. While bursts are arriving it works in small
+        chunks and then leaves the CPU to ingest for as long as the chunk took (half speed, never
+        starved), so a store's receipt is not delayed by another store's forwarding backlog.
+        """
         assert self._stopping is not None and self._derive_wake is not None
         while not self._stopping.is_set():
+            busy = self._ingest_busy()
+            limit = min(self.settings.batch_size, BUSY_DERIVE_CHUNK) if busy else self.settings.batch_size
+            started = time.monotonic()
             try:
-                done = await asyncio.to_thread(self.forwarder.catch_up, self.storage, self.settings.batch_size)
+                done = await asyncio.to_thread(self.forwarder.catch_up, self.storage, limit)
             except StorageError as exc:
                 log.warning("deriving events failed (will retry): %s", exc.message)
                 done = 0
             if done:
                 for w in self._workers:
                     w.wake.set()
+                if busy:
+                    await asyncio.sleep(time.monotonic() - started)
                 continue
             await self._idle(self._derive_wake)
 
