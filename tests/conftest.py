@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from cloud_hub.storage.sqlite import SQLiteStorage
 from storesync_harness.processes import Agent, Hub
+from sync_protocol import keys
 
 REQUIRE_SERVICES = os.environ.get("STORESYNC_REQUIRE_SERVICES") == "1"
 
@@ -54,3 +56,17 @@ def agent(tmp_path: Path, hub: Hub) -> Iterator[Agent]:
         yield a
     finally:
         a.stop()
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Iterator[SQLiteStorage]:
+    """A hub database on SQLite in a temporary folder."""
+    db = SQLiteStorage(tmp_path / "hub.db", busy_timeout_ms=2_000)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def hub_key() -> keys.Ed25519PrivateKey:
+    """A fresh hub signing key."""
+    return keys.generate()

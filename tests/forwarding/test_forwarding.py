@@ -4,7 +4,6 @@ lanes, replay/skip, the retry planner and hub.toml validation."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,19 +22,6 @@ from storesync_harness.pos import Pos
 from sync_protocol import keys
 from sync_protocol.record import make_body, seal
 from sync_protocol.transaction import parse_transaction
-
-
-@pytest.fixture
-def storage(tmp_path: Path) -> Iterator[SQLiteStorage]:
-    db = SQLiteStorage(tmp_path / "hub.db", busy_timeout_ms=2_000)
-    yield db
-    db.close()
-
-
-@pytest.fixture
-def hub_key() -> keys.Ed25519PrivateKey:
-    return keys.generate()
-
 
 SINKS = [
     SinkConfig.from_dict({"name": "all", "kind": "jsonl", "path": "x", "role": "archive"}),

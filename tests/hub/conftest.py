@@ -9,7 +9,6 @@ import pytest
 
 from cloud_hub.storage import Storage
 from cloud_hub.storage.sqlite import SQLiteStorage
-from sync_protocol import keys
 
 # Every adapter must pass tests/hub/test_storage_contract*.py: add a factory here (PostgreSQL skips without a server).
 ADAPTERS: dict[str, Callable[[Path], Storage]] = {
@@ -24,15 +23,3 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
     storage = ADAPTERS[request.param](tmp_path)
     yield storage
     storage.close()
-
-
-@pytest.fixture
-def storage(tmp_path: Path) -> Iterator[SQLiteStorage]:
-    db = SQLiteStorage(tmp_path / "hub.db", busy_timeout_ms=2_000)
-    yield db
-    db.close()
-
-
-@pytest.fixture
-def hub_key() -> keys.Ed25519PrivateKey:
-    return keys.generate()
