@@ -37,7 +37,10 @@ STATUS_KEYS = (
 )
 
 
-def _parse(text: Any) -> datetime | None:
+def parse_time(text: Any) -> datetime | None:
+    """An aware datetime from an ISO 8601 string (naive values are taken as UTC), or None."""
+    if isinstance(text, datetime):
+        return text
     if not isinstance(text, str) or not text:
         return None
     try:
@@ -48,7 +51,7 @@ def _parse(text: Any) -> datetime | None:
 
 
 def _age(text: Any, now: datetime) -> float | None:
-    when = _parse(text)
+    when = parse_time(text)
     return None if when is None else round(max(0.0, (now - when).total_seconds()), 3)
 
 

@@ -38,6 +38,7 @@ from sync_protocol.wire import BurstRequest, ClockReport, WireRecord
 from ._exceptions import AgentError, BadReceipt, HubRejected, HubUnavailable, UnrecoverableGap
 from .config import AgentConfig
 from .outbox import Identity, Outbox, now_utc
+from .status import parse_time
 from .transport import HubClient, hub_answers, monotonic_ms
 
 log = logging.getLogger(__name__)
@@ -90,16 +91,6 @@ def pass_lock(path: os.PathLike[str] | str) -> Iterator[bool]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class Syncer:
@@ -164,7 +155,7 @@ class Syncer:
     def _locked_pass(self, ident: Identity, force: bool) -> PassResult:
         state = self.outbox.sync_state()
         now = datetime.now(UTC)
-        due = _parse_time(state.get("next_attempt_at"))
+        due = parse_time(state.get("next_attempt_at"))
         self._hub_url = self.config.hub_url or ident.hub_url
         if not force and due is not None and now < due:
             wait = (due - now).total_seconds()
@@ -355,7 +346,7 @@ class Syncer:
     # -- clock ----------------------------------------------------------------------------------
 
     def _record_clock(self, t1: datetime, t2_text: str, t3_text: str, t4: datetime) -> None:
-        t2, t3 = _parse_time(t2_text), _parse_time(t3_text)
+        t2, t3 = parse_time(t2_text), parse_time(t3_text)
         if t2 is None or t3 is None:
             return
         self._samples.append(estimate(t1, t2, t3, t4))
@@ -366,7 +357,7 @@ class Syncer:
     def best_clock(self) -> ClockSample | None:
         """The sample with the smallest round-trip delay among those of the last hour."""
         cutoff = datetime.now(UTC) - CLOCK_WINDOW
-        while self._samples and (_parse_time(self._samples[0].sampled_at) or cutoff) < cutoff:
+        while self._samples and (parse_time(self._samples[0].sampled_at) or cutoff) < cutoff:
             self._samples.popleft()
         if not self._samples:
             return None

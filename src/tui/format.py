@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from edge_agent.status import parse_time
+
 AGENT_ALIVE_S = 15.0
 
 
@@ -56,23 +58,6 @@ def zone(name: str | None) -> ZoneInfo | None:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return None
-
-
-def parse_time(text: Any) -> datetime | None:
-    """An aware datetime from an ISO string, or None (naive values are taken as UTC)."""
-    if isinstance(text, datetime):
-        return text
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if value.tzinfo is None:
-        from datetime import UTC
-
-        value = value.replace(tzinfo=UTC)
-    return value
 
 
 def count(n: int | None) -> str:
