@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PKGS := sync_protocol edge_agent cloud_hub tui storesync_harness
 
 .PHONY: demo test bench lint format faults clean
 
@@ -25,13 +26,13 @@ faults: $(STAMP)
 	$(BIN)/python -m storesync_harness.faults --verbose $(FAULTS_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench scripts
-	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/ruff check $(PKGS) tests bench scripts
+	$(BIN)/ruff format --check $(PKGS) tests bench scripts
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests bench scripts
-	$(BIN)/ruff check --fix src tests bench scripts
+	$(BIN)/ruff format $(PKGS) tests bench scripts
+	$(BIN)/ruff check --fix $(PKGS) tests bench scripts
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache

@@ -33,7 +33,7 @@ from edge_agent.outbox import Identity, Outbox
 from storesync_harness.dropfiles import write_jsonl, write_shopify_export
 from sync_protocol import keys
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[1]
 
 
 def _enrolled(data: Path) -> None:

@@ -20,7 +20,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.outbox import Identity, Outbox
 from sync_protocol import keys
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+SRC = Path(__file__).resolve().parents[2]
 
 
 def make_txn(n: int, register: str = "R1", price: str = "19.90", **extra: Any) -> dict[str, Any]:
