@@ -1,4 +1,4 @@
-"""Hub configuration and the data folder (``hub.db``, ``hub.key``, ``admin.token``).
+"""Hub configuration and the data folder (``hub.db``, ``hub.key``, ``admin.token``) and the storage URL.
 
 The data folder is ``--data-dir``, else ``$CLOUD_HUB_DATA``, else ``./cloud-hub-data``. On first use
 the folder is created with mode 0700, the hub's Ed25519 signing key with mode 0600, and a random admin
@@ -17,7 +17,7 @@ from sync_protocol import keys
 from sync_protocol._exceptions import KeyFileError
 
 from ._exceptions import ConfigError
-from .storage import Storage
+from .storage import Storage, open_storage, sqlite_url
 
 DATA_ENV = "CLOUD_HUB_DATA"
 TOKEN_ENV = "CLOUD_HUB_ADMIN_TOKEN"
@@ -55,6 +55,7 @@ class HubConfig:
         verify: ``"last"`` checks the last signature of each burst, ``"all"`` every signature.
         limits: Burst size limits.
         busy_timeout_ms: How long a request waits for the database write lock before a 503.
+        database: Storage URL (``sqlite:///PATH``); ``None`` is ``hub.db`` in the data folder.
     """
 
     data_dir: Path = field(default_factory=lambda: Path(DEFAULT_DATA_DIR))
@@ -63,10 +64,16 @@ class HubConfig:
     verify: Verify = "last"
     limits: Limits = field(default_factory=Limits)
     busy_timeout_ms: int = 5_000
+    database: str | None = None
 
     @property
     def db_path(self) -> Path:
         return self.data_dir / "hub.db"
+
+    @property
+    def storage_url(self) -> str:
+        """The database to open: ``database``, else ``sqlite:///DATA_DIR/hub.db``."""
+        return self.database or sqlite_url(self.db_path)
 
     @property
     def key_path(self) -> Path:
@@ -164,16 +171,16 @@ class Hub:
 
 
 def open_hub(config: HubConfig) -> Hub:
-    """Open (creating on first use) the data folder, ``hub.db``, ``hub.key`` and ``admin.token``.
+    """Open (creating on first use) the data folder, ``hub.key``, ``admin.token`` and the database at
+    ``config.storage_url``.
 
     Raises:
         ConfigError: a file cannot be created or used.
+        InputError: the storage URL names no supported engine.
         StorageError: the database cannot be opened or migrated.
     """
-    from .storage.sqlite import SQLiteStorage
-
     ensure_data_dir(config)
     hub_key = load_or_create_hub_key(config)
     token = load_or_create_admin_token(config)
-    storage = SQLiteStorage(config.db_path, busy_timeout_ms=config.busy_timeout_ms)
+    storage = open_storage(config.storage_url, busy_timeout_ms=config.busy_timeout_ms)
     return Hub(config, storage, hub_key, token)
