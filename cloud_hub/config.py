@@ -1,4 +1,4 @@
-"""Hub configuration and the data folder (``hub.db``, ``hub.key``, ``admin.token``).
+"""Hub configuration and the data folder (``hub.db``, ``hub.key``, ``admin.token``) and the storage URL.
 
 The data folder is ``--data-dir``, else ``$CLOUD_HUB_DATA``, else ``./cloud-hub-data``. On first use
 the folder is created with mode 0700, the hub's Ed25519 signing key with mode 0600, and a random admin
@@ -18,7 +18,7 @@ from sync_protocol import keys
 from . import credentials
 from ._exceptions import ConfigError
 from .credentials import AdminToken
-from .storage import Storage
+from .storage import Storage, open_storage, sqlite_url
 
 DATA_ENV = "CLOUD_HUB_DATA"
 TOKEN_ENV = credentials.TOKEN_ENV
@@ -58,6 +58,7 @@ class HubConfig:
         busy_timeout_ms: How long a request waits for the database write lock before a 503.
         key_file: Receipt key file shared by replicas (else ``$CLOUD_HUB_KEY_FILE``, ``$CLOUD_HUB_KEY``, ``hub.key``).
         admin_token_file: Admin token file shared by replicas (else the env, else ``admin.token``).
+        database: Storage URL (``sqlite:///PATH``); ``None`` is ``hub.db`` in the data folder.
     """
 
     data_dir: Path = field(default_factory=lambda: Path(DEFAULT_DATA_DIR))
@@ -68,10 +69,16 @@ class HubConfig:
     busy_timeout_ms: int = 5_000
     key_file: Path | None = None
     admin_token_file: Path | None = None
+    database: str | None = None
 
     @property
     def db_path(self) -> Path:
         return self.data_dir / "hub.db"
+
+    @property
+    def storage_url(self) -> str:
+        """The database to open: ``database``, else ``sqlite:///DATA_DIR/hub.db``."""
+        return self.database or sqlite_url(self.db_path)
 
     @property
     def key_path(self) -> Path:
@@ -139,16 +146,16 @@ class Hub:
 
 
 def open_hub(config: HubConfig) -> Hub:
-    """Open (creating on first use) the data folder, ``hub.db``, ``hub.key`` and ``admin.token``.
+    """Open (creating on first use) the data folder, ``hub.key``, ``admin.token`` and the database at
+    ``config.storage_url``.
 
     Raises:
         ConfigError: a file cannot be created or used.
+        InputError: the storage URL names no supported engine.
         StorageError: the database cannot be opened or migrated.
     """
-    from .storage.sqlite import SQLiteStorage
-
     ensure_data_dir(config)
     hub_key = load_or_create_hub_key(config)
     token = load_or_create_admin_token(config)
-    storage = SQLiteStorage(config.db_path, busy_timeout_ms=config.busy_timeout_ms)
+    storage = open_storage(config.storage_url, busy_timeout_ms=config.busy_timeout_ms)
     return Hub(config, storage, hub_key, token)
