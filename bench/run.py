@@ -3,7 +3,8 @@
 Prints a table for people and one JSON object per figure for tools. Each figure that has a baseline
 measures it in the same run, so ratios hold on a noisy machine.
 
-    python bench/run.py [capture] [catchup] [drops] [delivery] [--records N] [--naive-records N] [--capture-txns N]
+    python bench/run.py [capture] [catchup] [drops] [delivery] [fleet] [--records N] [--naive-records N]
+        [--capture-txns N] [--fleet-stores N] [--fleet-records N] [--fleet-burst N]
 """
 
 from __future__ import annotations
@@ -183,11 +184,15 @@ def table() -> None:
             from delivery import table_line as delivery_line
 
             print(delivery_line(f))
+        elif f["bench"] == "fleet":
+            from fleet import table_line as fleet_line
+
+            print(fleet_line(f))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    benches = ["capture", "catchup", "delivery", "drops"]
+    benches = ["capture", "catchup", "delivery", "drops", "fleet"]
     ap.add_argument("which", nargs="*", help=f"benchmarks to run: {', '.join(benches)} (default: all)")
     ap.add_argument("--delivery-events", type=int, default=100_000)
     ap.add_argument("--records", type=int, default=100_000)
@@ -195,6 +200,9 @@ def main() -> int:
     ap.add_argument("--capture-txns", type=int, default=8_000)
     ap.add_argument("--drop-rows", type=int, default=1_000_000, help="rows of the JSONL drop file")
     ap.add_argument("--drop-orders", type=int, default=200_000, help="orders of the Shopify export")
+    ap.add_argument("--fleet-stores", type=int, default=200, help="simulated stores of the fleet benchmark")
+    ap.add_argument("--fleet-records", type=int, default=500, help="records per store of the fleet benchmark")
+    ap.add_argument("--fleet-burst", type=int, default=100, help="records per burst of the fleet benchmark")
     ap.add_argument("--keep", action="store_true", help="keep the data folder")
     args = ap.parse_args()
     unknown = sorted(set(args.which) - set(benches))
@@ -215,6 +223,10 @@ def main() -> int:
             from delivery import bench_delivery
 
             bench_delivery(root, args.delivery_events, ["nats", "webhook"], emit)
+        if "fleet" in args.which:
+            from fleet import bench_fleet
+
+            bench_fleet(root, emit, stores=args.fleet_stores, records=args.fleet_records, burst=args.fleet_burst)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
