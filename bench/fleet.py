@@ -284,6 +284,7 @@ def run_scenario(
             "pg_cpu_s_per_1k": None if pg_cpu is None else round(pg_cpu / records * 1000, 4),
             "pg_aux_cpu_s_per_1k": None if pg_aux is None else round(pg_aux / records * 1000, 4),
             "sender_cpu_s": round(result["cpu"], 2),
+            "load_avg_1m": round(load_after[0], 2),
             "load_avg_1m_before": round(load_before, 2), "load_avg_1m_after": round(load_after[0], 2),
             "load_avg_5m_after": round(load_after[1], 2), "cores": os.cpu_count(), **TARGETS,
         }  # fmt: skip
@@ -326,11 +327,24 @@ def bench_fleet(
     prepared = prepare(stores, records, burst)
     print(f"  fleet: {stores} stores × {records} records sealed and signed in {time.perf_counter() - t0:.1f} s",
           file=sys.stderr, flush=True)  # fmt: skip
-    out = []
+    out: list[dict[str, Any]] = []
     for name in scenarios:
         for s, _ in prepared:
             s.epoch = 1
         figure = run_scenario(name, root, prepared, records, burst)
+        base = next((f for f in out if f["scenario"] == "sqlite"), None)
+        figure["baseline"] = (
+            {"scenario": "sqlite", "what": "the same bursts against one hub on SQLite, this run"}
+            if base is None and name == "sqlite"
+            else None
+            if base is None
+            else {
+                "scenario": "sqlite",
+                "records_per_s_derived": base["records_per_s_derived"],
+                "burst_p99_ms": base["burst_p99_ms"],
+                "ratio_derived": round(figure["records_per_s_derived"] / base["records_per_s_derived"], 2),
+            }
+        )
         emit(figure)
         out.append(figure)
     return out
