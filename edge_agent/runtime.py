@@ -23,7 +23,9 @@ from ._exceptions import ConfigError
 from .api import StatusReader, create_app
 from .capture import CaptureWriter
 from .config import AgentConfig
+from .guard import Guard, is_loopback
 from .outbox import Outbox
+from .registers import RegisterTokens
 from .retention import run_retention
 from .scheduler import AgentScheduler
 from .sync import Syncer
@@ -70,6 +72,12 @@ def run_agent(config: AgentConfig, announce: Callable[[str], None] | None = None
         ConfigError: key file missing or too open, no outbox, key not the enrolled one, port busy.
     """
     say = announce or (lambda text: print(text, flush=True))
+    tokens = RegisterTokens(config.data_dir)
+    if not is_loopback(config.host) and tokens.count() == 0:
+        raise ConfigError(
+            f"refusing to serve on {config.host}: beyond loopback the capture API needs register tokens; "
+            "add one per register with 'edge-agent register add R1' (docs/security.md)"
+        )
     key = config.load_key()
     if not config.db_path.exists():
         raise ConfigError(f"no outbox at {config.db_path}; run 'edge-agent init' first")
@@ -106,7 +114,13 @@ def run_agent(config: AgentConfig, announce: Callable[[str], None] | None = None
             settle=config.drop_settle,
             on_chunk=scheduler.nudge,
         )
-    app = create_app(writer, StatusReader(status_outbox), scheduler, watcher.folders if watcher else None)
+    app = Guard(
+        create_app(writer, StatusReader(status_outbox), scheduler, watcher.folders if watcher else None),
+        bind_host=config.host,
+        tokens=tokens,
+        allowed_hosts=config.allowed_hosts,
+        allowed_origins=config.allowed_origins,
+    )
     server = _Server(
         uvicorn.Config(
             app,
