@@ -28,8 +28,8 @@ from . import __version__
 from ._exceptions import AgentError, CaptureConflict, ConfigError, EnrollRefused, HubRejected
 from .config import AgentConfig
 from .drops.cli import abs_path, add_drop_commands
-from .outbox import CaptureResult, Identity, Outbox
 from .status import compute_status, format_status
+from .store import CaptureResult, Identity, Outbox
 from .sync import Syncer
 from .transport import HubClient
 
