@@ -25,7 +25,7 @@ from sync_protocol.transaction import Transaction, parse_transaction
 from sync_protocol.wire import EnrollRequest
 
 from . import __version__
-from ._exceptions import AgentError, CaptureConflict, ConfigError, EnrollRefused, HubRejected
+from ._exceptions import CaptureConflict, ConfigError, EnrollRefused, HubRejected
 from .config import AgentConfig
 from .drops.cli import abs_path, add_drop_commands
 from .status import compute_status, format_status
@@ -297,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HubRejected as exc:
         print(f"edge-agent: error: hub refused (HTTP {exc.status}) {exc}", file=sys.stderr)
         code = 2
-    except (AgentError, StoreSyncError) as exc:
+    except StoreSyncError as exc:
         print(f"edge-agent: error: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:

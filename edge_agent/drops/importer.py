@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._exceptions import DropRejected, ImportInterrupted
 from ..store import Outbox, Stored, now_local
 from ..store import imports as ledger
 from ..store.imports import COUNTERS, DONE, DUPLICATE, REJECTED, RUNNING
 from . import load
-from .formats import Checkpoint, DropRejected
+from .formats import Checkpoint
 from .pipeline import CHUNK_ITEMS, ChunkResult, make_pool, read_chunks
 from .report import (
     STATUS_DUPLICATE,
@@ -367,10 +368,6 @@ class Importer:
             if not taken:
                 return cand
             n += 1
-
-
-class ImportInterrupted(Exception):
-    """The import was asked to stop between two chunks; it stays ``running`` and resumes later."""
 
 
 class _Bookkeeping:

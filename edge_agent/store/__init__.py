@@ -19,9 +19,9 @@ Layering inside the package (lower never imports higher)::
 from __future__ import annotations
 
 from ._db import BUSY_TIMEOUT_MS, Identity, Writer, now_local, now_utc
+from .outbox import CaptureResult, Outbox
 from .records import Prepared, Stored, prepare, txn_digest
 from .retention import PruneResult, prune
-from .outbox import CaptureResult, Outbox
 from .verify import VerifyReport
 from .view import RecordRow, StoredRecord, StoreView
 
