@@ -49,4 +49,6 @@ def test_every_exception_has_the_one_root(cls: type[BaseException]) -> None:
 
 
 def test_one_hub_error_class() -> None:
-    assert [c for c in CLASSES if c.__name__ == "HubError"] == [importlib.import_module("cloud_hub._exceptions").HubError]
+    assert [c for c in CLASSES if c.__name__ == "HubError"] == [
+        importlib.import_module("cloud_hub._exceptions").HubError
+    ]
