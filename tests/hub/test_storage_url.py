@@ -83,7 +83,9 @@ def test_an_explicit_database_url_wins_over_the_data_folder(tmp_path: Path, monk
 
 def test_the_database_comes_from_the_flag_then_the_env_then_hub_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     toml = tmp_path / "hub.toml"
-    toml.write_text('[storage]\ndatabase = "postgresql://h/from-toml"\n\n[[sinks]]\nname = "x"\nkind = "jsonl"\n')
+    toml.write_text(
+        '[storage]\ndatabase = "postgresql://h/from-toml"\n\n[[sinks]]\nname = "x"\nkind = "jsonl"\npath = "e.jsonl"\n'
+    )
     monkeypatch.delenv(DATABASE_ENV, raising=False)
     assert resolve_database(None, None) is None
     assert resolve_database(None, toml) == "postgresql://h/from-toml"
