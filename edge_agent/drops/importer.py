@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from sync_protocol.cards import mask_pans, redact_csv_row, redact_row
+from sync_protocol.clock import now_iso
 
 from .._exceptions import DropRejected, ImportInterrupted
-from ..store import Outbox, Stored, now_local
+from ..store import Outbox, Stored
 from ..store import imports as ledger
 from ..store.imports import COUNTERS, DONE, DUPLICATE, REJECTED, RUNNING
 from . import load
@@ -114,11 +115,11 @@ class Importer:
             and (prior["path"] == str(path) or not Path(prior["path"]).exists())
         ):
             if prior["path"] != str(path):  # the same bytes again while their import waits to resume
-                ledger.update(self.outbox, prior["id"], now_local(), path=str(path))
+                ledger.update(self.outbox, prior["id"], now_iso(local=True), path=str(path))
             return self._run(prior["id"])
         if prior is not None and not (take_ticket(self.folders, sha) or prior["retry_allowed"]):
             return self._duplicate(path, sha, prior)
-        now = now_local()
+        now = now_iso(local=True)
         import_id = ledger.insert(
             self.outbox,
             now,
@@ -178,7 +179,7 @@ class Importer:
         except DropRejected as exc:
             return self._finish(row, path, None, None, reason=exc.reason)
         if row["format"] != fmt:
-            ledger.update(self.outbox, import_id, now_local(), format=fmt)
+            ledger.update(self.outbox, import_id, now_iso(local=True), format=fmt)
             row["format"] = fmt
         err_final = errors_path(self.folders.rejected, row["dest_name"])
         part = err_final.with_name(err_final.name + ".part")
@@ -218,7 +219,7 @@ class Importer:
                 raise RuntimeError(f"import {row['id']}: data after the errors file was committed")
             book = _Bookkeeping(res, counts, writer)
             ledger.store_chunk(
-                self.outbox, res.good, import_id=row["id"], origin=origin, now=now_local(), bookkeeping=book
+                self.outbox, res.good, import_id=row["id"], origin=origin, now=now_iso(local=True), bookkeeping=book
             )
             counts.update(book.counts)
             self.stats["reader_cpu_s"] += res.cpu_s
@@ -290,7 +291,7 @@ class Importer:
         return summary
 
     def _duplicate(self, path: Path, sha: str, prior: dict[str, Any]) -> ImportSummary:
-        now = now_local()
+        now = now_iso(local=True)
         dest = self._dest_name(path.name)
         reason = f"same SHA-256 as {prior['name']} (import {prior['id']}, {prior['result'] or prior['status']})"
         summary = ImportSummary(file=dest, sha256=sha, format=prior["format"], started_at=now, reason=reason)

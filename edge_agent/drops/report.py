@@ -12,11 +12,11 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 from sync_protocol.cards import mask_pans, redact_csv_row, redact_row
+from sync_protocol.clock import now_iso
 
 from .formats import Parsed
 
@@ -167,11 +167,6 @@ class ErrorsWriter:
             self._f.close()  # keep the .part: a resumed import goes on from it
 
 
-def now_iso() -> str:
-    """Local time with offset and milliseconds, as in record ``captured_at``."""
-    return datetime.now().astimezone().isoformat(timespec="milliseconds")
-
-
 @dataclass
 class ImportSummary:
     """The ``<file>.result.json`` content.
@@ -207,7 +202,7 @@ class ImportSummary:
 
     def finish(self, status: str | None = None) -> ImportSummary:
         """Stamp ``finished_at`` and set ``status`` (derived from the counts unless given)."""
-        self.finished_at = now_iso()
+        self.finished_at = now_iso(local=True)
         if status is not None:
             self.status = status
         elif self.rejected == 0:
