@@ -161,9 +161,11 @@ class ForwardingConfig:
         Raises:
             ConfigError: naming the sink and field.
         """
-        unknown = set(doc) - {"sinks", "delivery"}
+        unknown = set(doc) - {"sinks", "delivery", "storage"}  # [storage] is read by cloud_hub.config
         if unknown:
-            raise ConfigError(f"{source}: unknown table {sorted(unknown)[0]!r} (expected [[sinks]] and [delivery])")
+            raise ConfigError(
+                f"{source}: unknown table {sorted(unknown)[0]!r} (expected [[sinks]], [delivery] and [storage])"
+            )
         raw = doc.get("sinks", [])
         if not isinstance(raw, list):
             raise ConfigError(f"{source}: sinks must be an array of tables ([[sinks]])")
@@ -300,11 +302,14 @@ class Forwarder:
             if not rows:
                 return 0
             plan = self._plan(tx, store_id, epoch, rows)
-        with storage.transaction() as tx:
-            if tx.forward_cursor(store_id, epoch) != derived:
+
+        def write(tx: UnitOfWork) -> int:
+            if tx.forward_cursor(store_id, epoch) != derived:  # read under the cursor's lock
                 return 0  # another worker derived them first
             self._write(tx, plan)
-        return len(rows)
+            return len(rows)
+
+        return storage.run(write)
 
     def _zone(self, tx: UnitOfWork, store_id: str) -> str:
         tz = self._tz.get(store_id)

@@ -8,9 +8,9 @@ exists; without one the panel says "no drop folder configured". Inside it (docs/
   (an estimate: one transaction per line for JSON Lines, per data row for CSV).
 - ``processed/<file>.result.json`` / ``rejected/<file>.result.json`` — finished imports
   (``edge_agent.drops.report.ImportSummary``); ``rejected/<file>.errors.jsonl`` — the error report.
-- The importer's ``imports`` table in the outbox (``edge_agent.drops.ledger``; ``drop_imports`` is
-  also read), one row per file, with any of ``name``/``file``, ``status``, ``rows``, ``accepted``,
-  ``duplicates``, ``rejected``, ``checkpoint_offset``/``offset``, ``size``: for a file still in the
+- The importer's rows in the outbox (``edge_agent.store.imports``, read through
+  ``edge_agent.store.StoreView.import_rows``), one row per file, with ``name``, ``status``, ``rows``,
+  ``accepted``, ``duplicates``, ``rejected``, ``checkpoint_offset``, ``size``: for a file still in the
   drop folder its numbers win (``checkpoint_offset / size`` = exact progress).
 
 "Retry" moves a rejected file back into the drop folder; the old result and error report are kept in
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.drops.report import ERRORS_SUFFIX, RESULT_SUFFIX, read_result
+from sync_protocol.cards import mask_pans, mask_value
 
 from . import agent_data
 from .format import parse_time
@@ -115,11 +116,9 @@ class DropTracker:
         return live + finished[:SHOW_FINISHED]
 
     def _table(self) -> dict[str, dict[str, Any]]:
-        """Rows of the importer's ``imports`` table (or ``drop_imports``) by file name, newest last wins."""
+        """The agent's drop-import rows by file name, newest last wins."""
         try:
-            rows = agent_data.table_rows(self.db_path, "imports")
-            if rows is None:
-                rows = agent_data.table_rows(self.db_path, "drop_imports")
+            rows = agent_data.import_rows(self.db_path)
         except Exception:  # no outbox yet, or unreadable: the folder alone still tells a lot
             return {}
         out: dict[str, dict[str, Any]] = {}
@@ -195,7 +194,7 @@ class DropTracker:
             rejected=s.rejected,
             done=s.transactions,
             total=s.transactions,
-            reason=s.reason,
+            reason=mask_pans(s.reason) if s.reason else None,
             errors_report=errors if errors.exists() else None,
             finished_at=parse_time(s.finished_at),
             sha256=s.sha256 or None,
@@ -214,7 +213,10 @@ def _int(value: Any) -> int | None:
 
 
 def read_error_report(path: Path, limit: int = 500) -> list[dict[str, Any]]:
-    """The first ``limit`` lines of an ``.errors.jsonl`` report (unreadable lines shown as text)."""
+    """The first ``limit`` lines of an ``.errors.jsonl`` report (unreadable lines shown as text).
+
+    Card numbers are masked to their last four digits, also in a report written by an older agent.
+    """
     out: list[dict[str, Any]] = []
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
@@ -225,8 +227,8 @@ def read_error_report(path: Path, limit: int = 500) -> list[dict[str, Any]]:
             try:
                 doc = json.loads(line)
             except ValueError:
-                doc = {"reason": line.strip()}
-            out.append(doc if isinstance(doc, dict) else {"reason": str(doc)})
+                doc = {"reason": mask_pans(line.strip())}
+            out.append(mask_value(doc) if isinstance(doc, dict) else {"reason": mask_pans(str(doc))})
     return out
 
 

@@ -8,6 +8,7 @@ with its own suite in ``tests/hub/`` that every adapter runs (``test_recorder_re
 - :class:`RegistryRecorder`: stores, enrollment tokens, writers (store keys).
 - :class:`LedgerRecorder`: streams, the immutable ledger, conflicts and refusals.
 - :class:`EventRecorder`: derived events, their deliveries and lanes, cursors, sink statistics.
+- :class:`BulkRecorder`: whole tables in and out, for moving a hub to another engine.
 
 One transaction spans all three (a burst stores ledger rows and their events atomically), so an
 adapter's unit of work implements every recorder on one connection; :class:`UnitOfWork` is that
@@ -17,10 +18,13 @@ union. Code that needs only one concern types its argument with that recorder.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypeVar
 
+from .._exceptions import StorageRetryable
 from .records import (
     Conflict,
     Delivery,
@@ -37,6 +41,10 @@ from .records import (
     Stream,
     Writer,
 )
+
+T = TypeVar("T")
+RETRY_ATTEMPTS = 4
+"""How often :meth:`Storage.run` runs a unit of work that hit a serialization failure or deadlock."""
 
 
 class RegistryRecorder(abc.ABC):
@@ -190,6 +198,11 @@ class EventRecorder(abc.ABC):
         """
 
     @abc.abstractmethod
+    def renew_claim(self, claim: str, lease_until: float) -> set[int]:
+        """Restart the lease of the rows ``claim`` still holds (a prefetched claim, just before its sink
+        call starts); returns their ids. Rows whose lease ran out and were claimed again are not held."""
+
+    @abc.abstractmethod
     def finish_deliveries(self, claim: str, updates: Sequence[DeliveryUpdate], at: str) -> int:
         """Apply results of a claim; rows no longer held by ``claim`` (lease expired and re-claimed)
         are left alone. Returns how many rows changed."""
@@ -215,7 +228,27 @@ class EventRecorder(abc.ABC):
         """Pending and in-flight deliveries per store."""
 
 
-class UnitOfWork(RegistryRecorder, LedgerRecorder, EventRecorder, abc.ABC):
+class BulkRecorder(abc.ABC):
+    """Whole tables, for ``cloud-hub storage copy`` (:mod:`cloud_hub.storage.copy`): rows as plain tuples,
+    loaded with their ids. ``table``, ``columns`` and ``order`` come from that module's fixed list, never
+    from input."""
+
+    @abc.abstractmethod
+    def table_rows(self, table: str, columns: Sequence[str], order: str) -> Iterator[tuple[Any, ...]]:
+        """Every row of ``table`` in ``order``, streamed (valid while the transaction is open)."""
+
+    @abc.abstractmethod
+    def load_rows(
+        self, table: str, columns: Sequence[str], rows: Iterable[tuple[Any, ...]], identity: str | None = None
+    ) -> int:
+        """Insert rows with the values given (ids too); then the ``identity`` column's next value follows
+        the highest loaded id. Returns how many rows were loaded."""
+
+    @abc.abstractmethod
+    def row_count(self, table: str) -> int: ...
+
+
+class UnitOfWork(RegistryRecorder, LedgerRecorder, EventRecorder, BulkRecorder, abc.ABC):
     """Every recorder on one open transaction. Writes are only valid in :meth:`Storage.transaction`."""
 
 
@@ -236,6 +269,10 @@ class Storage(abc.ABC):
 
     #: The highest migration this adapter knows; ``schema_version()`` equals it once migrated.
     latest_schema: int = 0
+    #: The engine's name as in the storage URL scheme (``sqlite``, ``postgresql``).
+    engine: str = ""
+    #: Migrations this instance applied when it opened the database (empty when it was up to date).
+    applied: list[int]
 
     @abc.abstractmethod
     def schema_version(self) -> int:
@@ -243,6 +280,25 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+    def run(self, work: Callable[[UnitOfWork], T], *, attempts: int = RETRY_ATTEMPTS) -> T:
+        """``work(tx)`` in a write transaction, run again (after a short random pause) when the database
+        refused it as a serialization failure or deadlock, at most ``attempts`` times in all.
+
+        ``work`` must have no effect outside the transaction: it may run more than once.
+
+        Raises:
+            StorageRetryable: still conflicting after ``attempts`` runs (503 with ``Retry-After``).
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.transaction() as tx:
+                    return work(tx)
+            except StorageRetryable:
+                if attempt >= attempts:
+                    raise
+                time.sleep(random.uniform(0, 0.005 * 2**attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def __enter__(self) -> Storage:
         return self

@@ -8,7 +8,7 @@ Folder layout (``DropFolders``)::
                             their <file>.result.json, and <file>.errors.jsonl of every import with bad rows
     <drop>/rejected/retried/  result and error files of rejected files sent back by a retry
 
-An import is one row of the ``imports`` table (:mod:`edge_agent.drops.ledger`). Each chunk of
+An import is one row of the ``imports`` table (:mod:`edge_agent.store.imports`). Each chunk of
 transactions (read and validated by worker processes, :mod:`edge_agent.drops.pipeline`) is stored
 with the import's counters, checkpoint and errors-file size in ONE SQLite transaction. After a crash
 :meth:`Importer.resume_all` (or importing the same file again) goes on from the checkpoint, cutting
@@ -30,10 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..outbox import Outbox, now_local
-from . import ledger, load
-from .formats import Checkpoint, DropRejected
-from .ledger import COUNTERS, DONE, DUPLICATE, REJECTED, RUNNING, Stored
+from sync_protocol.cards import mask_pans, redact_csv_row, redact_row
+
+from .._exceptions import DropRejected, ImportInterrupted
+from ..store import Outbox, Stored, now_local
+from ..store import imports as ledger
+from ..store.imports import COUNTERS, DONE, DUPLICATE, REJECTED, RUNNING
+from . import load
+from .formats import Checkpoint
 from .pipeline import CHUNK_ITEMS, ChunkResult, make_pool, read_chunks
 from .report import (
     STATUS_DUPLICATE,
@@ -298,6 +302,8 @@ class Importer:
         reason: str | None = None,
     ) -> ImportSummary:
         dest = row["dest_name"]
+        if reason is not None:
+            reason = mask_pans(reason)  # a refused header or cell is never quoted with a card number in it
         summary = ImportSummary(file=dest, sha256=row["sha256"], format=fmt, started_at=row["started_at"])
         for name, value in (counts or {}).items():
             setattr(summary, name, value)
@@ -368,10 +374,6 @@ class Importer:
             n += 1
 
 
-class ImportInterrupted(Exception):
-    """The import was asked to stop between two chunks; it stays ``running`` and resumes later."""
-
-
 class _Bookkeeping:
     """Runs inside a chunk's SQLite transaction: writes its error lines, returns the import row's new values."""
 
@@ -394,10 +396,10 @@ class _Bookkeeping:
                     "field": "txn_id",
                     "reason": f"{item.register_id}/{item.txn_id} is already stored as seq {out.seq} with "
                     "different content; the outbox keeps the first",
-                    "row": item.raw if isinstance(item.raw, str) else item.raw[0],
+                    "row": redact_row(item.raw) if isinstance(item.raw, str) else redact_csv_row(item.raw[0]),
                 }
                 if isinstance(item.raw, list) and len(item.raw) > 1:
-                    rec["rows"] = list(item.raw)
+                    rec["rows"] = [redact_csv_row(r) for r in item.raw]
                 self.writer.write_lines(json.dumps(rec, ensure_ascii=False).encode("utf-8") + b"\n", 1)
                 wrote = True
             elif out.duplicate:
