@@ -321,18 +321,16 @@ def install(spec: Spec, module: str = "") -> Disk:
 
 
 def _mark_retention(disk: Disk) -> None:
-    """Tag the agent's pruning job, so a trigger can cut during retention."""
-    try:
-        from edge_agent import retention
-    except ImportError:  # the hub process
-        return
-    prune = retention.prune
+    """Tag the agent's scheduled pruning job, so a trigger can cut during retention."""
+    from edge_agent import runtime
+
+    job = runtime.run_retention
 
     def marked(*args: Any, **kwargs: Any) -> Any:
         with disk.in_phase("retention"):
-            return prune(*args, **kwargs)
+            return job(*args, **kwargs)
 
-    retention.prune = marked
+    runtime.run_retention = marked
 
 
 def main(argv: list[str] | None = None) -> None:

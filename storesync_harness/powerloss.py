@@ -37,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from edge_agent.outbox import Outbox
+from edge_agent.store import Outbox
 
 from .invariants import PosJournal, Verdict, agent_verify, canonical_digest, judge, sent_digest, txn_key
 from .powercut import Spec, Trigger, arm
