@@ -12,9 +12,9 @@ import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Request
+from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
@@ -34,6 +34,7 @@ from .metrics import CONTENT_TYPE, HubMetrics
 
 log = logging.getLogger("cloud_hub.bursts")
 MAX_ENROLL_BYTES = 64 * 1024
+MAX_INT64 = 2**63 - 1
 
 
 def _field(loc: Sequence[int | str]) -> str:
@@ -122,7 +123,13 @@ class BurstHandler:
 
     def __call__(self, method: str, path: str, headers: Mapping[str, str], raw: bytes, received: datetime) -> Response:
         started = time.perf_counter()
-        verified = verify_signed_request(method, path, headers, raw, self.keys)
+        try:
+            verified = verify_signed_request(method, path, headers, raw, self.keys)
+        except BurstRejected as exc:
+            if self.metrics is not None:
+                self.metrics.burst(exc.status, exc.code, 0, 0)
+            log.info("burst refused status=%s error=%s reason=%.200r", exc.status, exc.code, exc.error.message)
+            raise
         limits = self.hub.config.limits
         body = decode_body(raw, headers.get("content-encoding"), limits)
         burst: BurstRequest = parse_model(BurstRequest, body)
@@ -293,9 +300,9 @@ def create_app(
     @app.get("/v1/admin/stores/{store_id}/ledger")
     def admin_ledger(
         store_id: str,
-        epoch: int | None = None,
-        after: int = 0,
-        limit: int = 100,
+        epoch: Annotated[int | None, Query(ge=1, le=MAX_INT64)] = None,
+        after: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
         authorization: str | None = Header(default=None),
     ) -> dict[str, Any]:
         check_admin(authorization, hub.admin_token)

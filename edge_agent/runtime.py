@@ -23,6 +23,8 @@ from ._exceptions import AgentError, ConfigError
 from .api import StatusReader, create_app
 from .capture import CaptureWriter
 from .config import AgentConfig
+from .guard import Guard, is_loopback
+from .registers import RegisterTokens
 from .scheduler import AgentScheduler
 from .store import Outbox, PruneResult, prune
 from .sync import Syncer
@@ -79,6 +81,12 @@ def run_agent(config: AgentConfig, announce: Callable[[str], None] | None = None
         ConfigError: key file missing or too open, no outbox, key not the enrolled one, port busy.
     """
     say = announce or (lambda text: print(text, flush=True))
+    tokens = RegisterTokens(config.data_dir)
+    if not is_loopback(config.host) and tokens.count() == 0:
+        raise ConfigError(
+            f"refusing to serve on {config.host}: beyond loopback the capture API needs register tokens; "
+            "add one per register with 'edge-agent register add R1' (docs/security.md)"
+        )
     key = config.load_key()
     if not config.db_path.exists():
         raise ConfigError(f"no outbox at {config.db_path}; run 'edge-agent init' first")
@@ -115,7 +123,13 @@ def run_agent(config: AgentConfig, announce: Callable[[str], None] | None = None
             settle=config.drop_settle,
             on_chunk=scheduler.nudge,
         )
-    app = create_app(writer, StatusReader(status_outbox), scheduler, watcher.folders if watcher else None)
+    app = Guard(
+        create_app(writer, StatusReader(status_outbox), scheduler, watcher.folders if watcher else None),
+        bind_host=config.host,
+        tokens=tokens,
+        allowed_hosts=config.allowed_hosts,
+        allowed_origins=config.allowed_origins,
+    )
     server = _Server(
         uvicorn.Config(
             app,

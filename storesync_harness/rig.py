@@ -266,7 +266,7 @@ class Rig:
             if st.get("blocked"):
                 raise AssertionError(f"agent blocked: {st['blocked']}")
             if time.monotonic() - last_nudge > 5:
-                httpx.post(self.agent.url + "/v1/sync", timeout=10)
+                httpx.post(self.agent.url + "/v1/sync", json={}, timeout=10)
                 last_nudge = time.monotonic()
             time.sleep(0.05)
         raise TimeoutError(f"agent not synced after {timeout} s: {st}")
