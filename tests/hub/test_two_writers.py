@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud_hub._exceptions import BurstRejected, StorageRetryable
+from cloud_hub._exceptions import BurstRejected, StorageBusy, StorageRetryable
 from cloud_hub.ingest import ingest_burst
 from cloud_hub.storage import (
     Delivery,
@@ -260,3 +260,27 @@ def test_storage_run_gives_up_after_a_bounded_number_of_runs(db: Storage):
         db.run(always_conflicts)
     assert runs == RETRY_ATTEMPTS == 4
     assert info.value.status == 503 and info.value.headers() == {"Retry-After": "1"}
+
+
+def test_postgresql_locks_one_stream_while_other_stores_proceed(postgres_url: str):
+    from cloud_hub.storage.postgres import PostgresStorage
+
+    hub_key = keys.generate()
+    a = PostgresStorage(postgres_url, busy_timeout_ms=500, pool_size=2)
+    b = PostgresStorage(postgres_url, busy_timeout_ms=500, pool_size=2)
+    try:
+        s1, s2 = enroll_agent(a, "S1", hub_key), enroll_agent(a, "S2", hub_key)
+        s1.make(3)
+        s2.make(3)
+        with a.transaction() as held:
+            assert held.get_stream("S1", 1) is not None  # replica A is in the middle of a burst of S1
+            answer = ingest_burst(b, s2.burst(s2.records(1, 3)), key_id=s2.key_id, hub_key=hub_key, now=NOW)
+            assert answer.acked_through == 3  # another store is not held up
+            with pytest.raises(StorageBusy) as info:  # the same store waits, here past its lock timeout
+                ingest_burst(b, s1.burst(s1.records(1, 3)), key_id=s1.key_id, hub_key=hub_key, now=NOW)
+            assert info.value.status == 503 and info.value.headers() == {"Retry-After": "1"}
+        answer = ingest_burst(b, s1.burst(s1.records(1, 3)), key_id=s1.key_id, hub_key=hub_key, now=NOW)
+        assert answer.acked_through == 3 and answer.stored == 3  # nothing of the refused attempt was kept
+    finally:
+        a.close()
+        b.close()
