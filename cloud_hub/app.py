@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sync_protocol.schema_doc import inline_schema, json_body
 from sync_protocol.wire import BURSTS_PATH, ENROLL_PATH, BurstRequest, EnrollRequest
 
 from . import admin, deliveries, registry
@@ -270,7 +271,7 @@ def create_app(
     def metrics_endpoint() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.post(ENROLL_PATH, status_code=201)
+    @app.post(ENROLL_PATH, status_code=201, openapi_extra={"requestBody": json_body(inline_schema(EnrollRequest))})
     async def enroll(request: Request) -> Response:
         raw = await read_limited(request, MAX_ENROLL_BYTES)
         req: EnrollRequest = parse_model(EnrollRequest, raw)
@@ -281,7 +282,7 @@ def create_app(
         )
         return Response(answer.model_dump_json(), status_code=201, media_type="application/json")
 
-    @app.post(BURSTS_PATH)
+    @app.post(BURSTS_PATH, openapi_extra={"requestBody": json_body(inline_schema(BurstRequest))})
     async def bursts(request: Request) -> Response:
         received = datetime.now(UTC)
         raw = await read_limited(request, config.limits.max_wire_bytes)

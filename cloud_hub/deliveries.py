@@ -22,6 +22,8 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from sync_protocol.schema_doc import json_body
+
 from ._exceptions import InputError, NotFound
 from .auth import check_admin
 from .credentials import AdminToken
@@ -194,6 +196,21 @@ def _opt_bool(doc: dict[str, Any], key: str) -> bool:
     return value
 
 
+_TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}
+_REPLAY_BODY = {
+    "type": "object",
+    "properties": {
+        "event_id": _TEXT,
+        "sink": _TEXT,
+        "store_id": _TEXT,
+        "from_seq": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
+        "to_seq": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
+        "dead": {"type": "boolean"},
+    },
+}
+_SKIP_BODY = {"type": "object", "properties": {"event_id": _TEXT, "sink": _TEXT}, "required": ["event_id", "sink"]}
+
+
 def register_routes(app: FastAPI, storage: Storage, token: AdminToken, config: ForwardingConfig | None) -> None:
     """``/v1/admin/sinks`` and ``/v1/admin/deliveries[/replay|/skip]`` (admin bearer token)."""
 
@@ -216,7 +233,7 @@ def register_routes(app: FastAPI, storage: Storage, token: AdminToken, config: F
         sel = selector(sink=sink, state=state, store_id=store, event_id=event_id)
         return {"deliveries": [delivery_dict(d) for d in list_deliveries(storage, sel, after=after, limit=limit)]}
 
-    @app.post("/v1/admin/deliveries/replay")
+    @app.post("/v1/admin/deliveries/replay", openapi_extra={"requestBody": json_body(_REPLAY_BODY)})
     async def admin_replay(request: Request, authorization: str | None = Header(default=None)) -> dict[str, Any]:
         check_admin(authorization, token)
         doc = await _json_body(request)
@@ -230,7 +247,7 @@ def register_routes(app: FastAPI, storage: Storage, token: AdminToken, config: F
         )
         return {"replayed": await run_in_threadpool(replay, storage, sel)}
 
-    @app.post("/v1/admin/deliveries/skip")
+    @app.post("/v1/admin/deliveries/skip", openapi_extra={"requestBody": json_body(_SKIP_BODY)})
     async def admin_skip(request: Request, authorization: str | None = Header(default=None)) -> dict[str, Any]:
         check_admin(authorization, token)
         doc = await _json_body(request)

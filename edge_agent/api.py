@@ -27,6 +27,7 @@ from .capture import CaptureWriter, Result
 from .drops.importer import DropFolders
 from .drops.importer import retry as retry_import
 from .guard import register_of
+from .openapi import agent_openapi
 from .scheduler import AgentScheduler
 from .status import compute_status
 from .store import CaptureResult, Outbox
@@ -213,6 +214,9 @@ def create_app(
     async def healthz(_: Request) -> Response:
         return _json(200, {"ok": True})
 
+    async def openapi(_: Request) -> Response:
+        return _json(200, agent_openapi())
+
     app = Starlette(
         routes=[
             Route("/v1/transactions", transactions, methods=["POST"]),
@@ -221,6 +225,7 @@ def create_app(
             Route("/v1/imports", imports, methods=["GET"]),
             Route("/v1/imports/{sha}/retry", imports_retry, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
         ]
     )
     return _fast_path(capture, app)

@@ -42,6 +42,18 @@ def run_retention(config: AgentConfig) -> PruneResult | None:
         return None
 
 
+def _has(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+_HTTP = "httptools" if _has("httptools") else "h11"
+_LOOP = "uvloop" if _has("uvloop") else "asyncio"
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server, announcing the bound address and handling signals without re-raising them."""
 
@@ -139,6 +151,11 @@ def run_agent(config: AgentConfig, announce: Callable[[str], None] | None = None
             access_log=False,
             lifespan="off",
             server_header=False,
+            # The capture path is mostly HTTP and event-loop overhead per request: httptools and uvloop
+            # (uvicorn's "standard" extras) take ~30% more POS requests/s than h11 on asyncio
+            # (docs/performance.md). Without them (not installable) uvicorn's pure-Python pair runs.
+            http=_HTTP,
+            loop=_LOOP,
         ),
         say,
     )

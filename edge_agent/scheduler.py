@@ -23,8 +23,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from sync_protocol.clock import now_iso
+
 from ._exceptions import AgentError
-from .store import Outbox, now_utc
+from .store import Outbox
 from .sync import PassResult, Syncer
 
 log = logging.getLogger(__name__)
@@ -198,6 +200,6 @@ class AgentScheduler:
 
     def _heartbeat(self) -> None:
         try:
-            self._heartbeat_outbox.update_sync(heartbeat_at=now_utc())
+            self._heartbeat_outbox.update_sync(heartbeat_at=now_iso())
         except AgentError as exc:
             log.error("heartbeat failed: %s", exc)

@@ -21,6 +21,8 @@ from sync_protocol._exceptions import AuthError
 from sync_protocol.httpsig import sign_request, verify_request
 from sync_protocol.wire import BURSTS_PATH
 
+from .cards_support import SCALE
+
 KEY = keys.generate()
 KEY_ID = keys.key_id(KEY)
 BODY = b'{"store_id": "S1"}'
@@ -49,13 +51,13 @@ pieces = st.sampled_from(
 )  # fmt: skip
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(["Signature-Input", "Signature", "Content-Digest"]), header_text)
 def test_any_single_header_value_is_an_auth_error_at_worst(name: str, value: str) -> None:
     check_headers(SIGNED | {name: value})
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300 * SCALE, deadline=None)
 @given(
     st.sampled_from(["Signature-Input", "Signature", "Content-Digest"]),
     st.integers(0, 120),
@@ -99,7 +101,7 @@ SHOPIFY = ",".join(f'"{c}"' if "," in c else c for c in SHOPIFY_HEADER).encode()
 row_bytes = st.binary(max_size=300) | st.text(max_size=200).map(lambda s: s.encode("utf-8", "surrogatepass"))
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.sampled_from([b"", b"{}\n", CSV_HEADER, SHOPIFY, b"\xef\xbb\xbf" + CSV_HEADER]), st.lists(row_bytes, max_size=6)
 )
@@ -107,7 +109,7 @@ def test_drop_readers_never_crash(prefix: bytes, rows: list[bytes]) -> None:
     read_all(prefix + b"\n".join(rows))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100 * SCALE, deadline=None)
 @given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
                     lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
                     max_leaves=20))  # fmt: skip
