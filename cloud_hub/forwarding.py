@@ -161,9 +161,11 @@ class ForwardingConfig:
         Raises:
             ConfigError: naming the sink and field.
         """
-        unknown = set(doc) - {"sinks", "delivery"}
+        unknown = set(doc) - {"sinks", "delivery", "storage"}  # [storage] is read by cloud_hub.config
         if unknown:
-            raise ConfigError(f"{source}: unknown table {sorted(unknown)[0]!r} (expected [[sinks]] and [delivery])")
+            raise ConfigError(
+                f"{source}: unknown table {sorted(unknown)[0]!r} (expected [[sinks]], [delivery] and [storage])"
+            )
         raw = doc.get("sinks", [])
         if not isinstance(raw, list):
             raise ConfigError(f"{source}: sinks must be an array of tables ([[sinks]])")
