@@ -102,7 +102,7 @@ class ReplicaSet:
     def close(self) -> None:
         for h in self.hubs:
             try:
-                h.stop()
+                h.stop(timeout=3)
             except Exception:  # noqa: BLE001 - best effort teardown
                 pass
 
