@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.config import AgentConfig
-from edge_agent.outbox import Identity, Outbox
+from edge_agent.store import Identity, Outbox
 from measure import sampled
 from storesync_harness.dropfiles import write_jsonl, write_shopify_export
 from sync_protocol import keys
