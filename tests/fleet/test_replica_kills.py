@@ -27,11 +27,15 @@ def database(request: pytest.FixtureRequest) -> str | None:
     return None if request.param == "sqlite" else str(request.getfixturevalue("postgres_url"))
 
 
-def _check(replicas: ReplicaSet, drivers: dict[str, PosDriver], agent_dirs: dict[str, Path], **kw: object) -> None:
+def _check(
+    replicas: ReplicaSet, drivers: dict[str, PosDriver], agent_dirs: dict[str, Path], more: dict | None = None
+) -> None:
+    """Wait until every record has its events delivered, then read the sinks and check every store."""
     hub = replicas.serving()
     wait_delivered(hub)
+    sinks = {"events": jsonl_events(replicas.sink_file), **(more or {})}
     for store_id, driver in drivers.items():
-        v = check_stores(hub, driver.journal, {store_id: agent_dirs[store_id]}, sink_files={}, **kw)  # type: ignore[arg-type]
+        v = check_stores(hub, driver.journal, {store_id: agent_dirs[store_id]}, sink_files={}, sinks=sinks)
         assert v.ok and v.found == v.acknowledged > 0, (store_id, v.counts(), v.event_lines(), v.details)
 
 
@@ -62,8 +66,7 @@ def test_kill_9_of_a_replica_during_ingest(tmp_path: Path, database: str | None)
                 d.settle(rng)
             for agent in agents.values():
                 wait_synced(agent, 60)
-            events = {"events": jsonl_events(replicas.sink_file)}
-            _check(replicas, drivers, {s: tmp_path / s for s in agents}, sinks=events)
+            _check(replicas, drivers, {s: tmp_path / s for s in agents})
         finally:
             for d in drivers.values():
                 d.close()
@@ -114,8 +117,7 @@ def test_kill_9_of_a_replica_during_delivery(tmp_path: Path, database: str | Non
             reqs = receiver.requests()
             first_key = reqs[0]["idempotency_key"]
             assert sum(r["idempotency_key"] == first_key for r in reqs) >= 2  # redelivered after the lease ...
-            events = {"events": jsonl_events(replicas.sink_file), "hook": got}
-            _check(replicas, {"S1": driver}, {"S1": tmp_path / "S1"}, sinks=events)  # ... and held once
+            _check(replicas, {"S1": driver}, {"S1": tmp_path / "S1"}, {"hook": got})  # ... and held once
         finally:
             driver.close()
             agent.stop()
