@@ -188,7 +188,7 @@ def create_app(
     forwarding = forwarding or load_config(None, config.data_dir)
     keys = KeyCache(hub.storage)
     metrics = HubMetrics(hub.storage, [s.name for s in forwarding.sinks])
-    forwarder = Forwarder(forwarding.sinks, inline_max=forwarding.delivery.inline_max)
+    forwarder = Forwarder.from_config(forwarding)
     engine = DeliveryEngine(hub.storage, forwarding, forwarder, metrics) if workers else None
     if engine is not None:
         forwarder.notify = engine.wake

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from . import chain as _chain
 from ._exceptions import BadSignature, ChainBroken, RecordInvalid
-from .canonical import canonical_dumps
+from .canonical import DuplicateKey, canonical_dumps, loads_strict
 from .keys import Ed25519PrivateKey, Ed25519PublicKey, sign, verify
 
 BODY_VERSION = 1
@@ -24,20 +24,33 @@ def make_body(
     captured_at: str,
     txn: dict[str, Any],
     origin: str = "api",
+    batch: dict[str, Any] | None = None,
 ) -> str:
-    """The canonical JSON body of a record, exactly as it is hashed, signed and sent."""
-    return canonical_dumps(
-        {
-            "v": BODY_VERSION,
-            "store_id": store_id,
-            "epoch": epoch,
-            "seq": seq,
-            "kind": kind,
-            "captured_at": captured_at,
-            "origin": origin,
-            "txn": txn,
-        }
-    )
+    """The canonical JSON body of a record, exactly as it is hashed, signed and sent.
+
+    ``batch`` (records imported from a drop file only) carries the file's own timeline:
+    ``{"file_time": <ISO 8601 with offset, agent clock>, "file_time_source": "mtime"}``. The hub
+    judges the plausibility of the file's sale times against it (docs/protocol.md §7).
+    """
+    doc: dict[str, Any] = {
+        "v": BODY_VERSION,
+        "store_id": store_id,
+        "epoch": epoch,
+        "seq": seq,
+        "kind": kind,
+        "captured_at": captured_at,
+        "origin": origin,
+        "txn": txn,
+    }
+    if batch is not None:
+        doc["batch"] = batch
+    return canonical_dumps(doc)
+
+
+def file_timeline(mtime: float) -> dict[str, Any]:
+    """The ``batch`` block of a record imported from a file modified at ``mtime`` (Unix seconds)."""
+    moment = datetime.fromtimestamp(mtime).astimezone()
+    return {"file_time": moment.isoformat(timespec="milliseconds"), "file_time_source": "mtime"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +79,9 @@ def check_body(body: str, *, store_id: str, epoch: int, seq: int) -> dict[str, A
         RecordInvalid: when the body is not JSON or names another store, epoch or seq.
     """
     try:
-        doc = json.loads(body)
+        doc = loads_strict(body)
+    except DuplicateKey as exc:
+        raise RecordInvalid(seq, f"body is not valid: {exc}") from None
     except ValueError:
         raise RecordInvalid(seq, "body is not valid JSON") from None
     if not isinstance(doc, dict):

@@ -73,6 +73,7 @@ class Stream:
     last_seen_at: str | None = None
     duplicates: int = 0
     clock: dict[str, Any] | None = None
+    backlog: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,57 @@ class StoreSummary:
 
 
 DELIVERY_STATES = ("pending", "in_flight", "done", "dead", "skipped")
+
+
+@dataclass(frozen=True, slots=True)
+class DeriveError:
+    """A stored record from which no event could be derived. ``reason`` starts with a code
+    (``invalid_transaction: ...``); ``resolved_at`` is set once an operator re-derived it."""
+
+    id: int
+    store_id: str
+    epoch: int
+    seq: int
+    reason: str
+    at: str
+    resolved_at: str | None = None
+
+    @property
+    def code(self) -> str:
+        """The reason's code (the text before the first colon)."""
+        return self.reason.split(":", 1)[0].strip() or "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class StockMove:
+    """The sellable-stock movement a transaction made (``adjustments`` as in its inventory event:
+    ``[{"sku", "delta"}]``, possibly empty), kept so a later void can reverse it."""
+
+    store_id: str
+    register_id: str
+    txn_id: str
+    epoch: int
+    seq: int
+    event_id: str | None
+    adjustments: list[dict[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class TimeFallback:
+    """A record whose POS time was not trusted: ``used_time`` replaced ``pos_time`` (both as sent /
+    as normalized), ``method`` is ``capture-fallback`` or ``file-fallback``, ``reason`` the flags."""
+
+    id: int
+    store_id: str
+    epoch: int
+    seq: int
+    register_id: str
+    txn_id: str
+    pos_time: str
+    used_time: str
+    method: str
+    reason: str
+    at: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,8 +334,9 @@ class UnitOfWork(abc.ABC):
         last_seen_at: str,
         add_duplicates: int = 0,
         clock: dict[str, Any] | None = None,
+        backlog: dict[str, Any] | None = None,
     ) -> None:
-        """Advance a stream; a ``None`` clock keeps the stored one."""
+        """Advance a stream; a ``None`` clock or backlog keeps the stored one."""
 
     @abc.abstractmethod
     def ledger_hashes(self, store_id: str, epoch: int, from_seq: int, to_seq: int) -> dict[int, bytes]:
@@ -342,7 +395,36 @@ class UnitOfWork(abc.ABC):
         """A stored record from which no event could be derived (kept for operators)."""
 
     @abc.abstractmethod
-    def derive_errors(self, store_id: str | None = None) -> list[Refusal]: ...
+    def derive_errors(self, store_id: str | None = None, *, open_only: bool = False) -> list[DeriveError]:
+        """Derive errors, oldest first; ``open_only`` leaves out the resolved ones."""
+
+    @abc.abstractmethod
+    def derive_error(self, error_id: int) -> DeriveError | None: ...
+
+    @abc.abstractmethod
+    def resolve_derive_error(self, error_id: int, at: str) -> bool:
+        """Mark an open derive error resolved; False when it is unknown or already resolved."""
+
+    # -- what an ERP books: stock movements to reverse, untrusted times ----------------------------------
+    @abc.abstractmethod
+    def record_stock_moves(self, moves: Sequence[StockMove]) -> None:
+        """Upsert the movement of each ``(store_id, register_id, txn_id)`` (the newest record wins)."""
+
+    @abc.abstractmethod
+    def stock_moves(self, store_id: str, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StockMove]:
+        """The recorded movements of the given ``(register_id, txn_id)`` keys of a store."""
+
+    @abc.abstractmethod
+    def record_time_fallbacks(self, rows: Sequence[TimeFallback]) -> None:
+        """Append records whose time fell back (``id`` is ignored and assigned)."""
+
+    @abc.abstractmethod
+    def time_fallbacks(self, store_id: str | None = None, *, limit: int = 100) -> list[TimeFallback]:
+        """The newest time fallbacks first, at most ``limit``."""
+
+    @abc.abstractmethod
+    def time_fallback_counts(self) -> dict[str, int]:
+        """How many records of each store fell back."""
 
     @abc.abstractmethod
     def claim_deliveries(
@@ -423,6 +505,7 @@ def open_storage(url_or_path: str, *, busy_timeout_ms: int = 5_000) -> Storage:
 __all__ = [
     "DELIVERY_STATES",
     "Conflict",
+    "DeriveError",
     "Delivery",
     "DeliverySelector",
     "DeliveryUpdate",
@@ -432,10 +515,12 @@ __all__ = [
     "EnrollmentToken",
     "LedgerRow",
     "Refusal",
+    "StockMove",
     "Storage",
     "Store",
     "StoreSummary",
     "Stream",
+    "TimeFallback",
     "UnitOfWork",
     "Writer",
     "iso_utc",

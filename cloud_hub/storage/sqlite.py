@@ -32,6 +32,7 @@ from . import (
     Writer,
     iso_utc,
 )
+from .sqlite_bookkeeping import MIGRATION_3, SQLiteBookkeeping
 from .sqlite_forwarding import MIGRATION_2, SQLiteForwarding
 
 MIGRATIONS: list[tuple[int, str, str]] = [
@@ -109,15 +110,17 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         """,
     ),
     (2, "events and deliveries", MIGRATION_2),
+    (3, "stock moves, time fallbacks, derive-error resolution, agent backlog", MIGRATION_3),
 ]
 
 _WRITER_COLS = "store_id, epoch, key_id, public_key, enrolled_at, hostname, superseded_at"
-_STREAM_COLS = "store_id, epoch, acked_through, head_chain, last_seen_at, duplicates, clock"
+_STREAM_COLS = "store_id, epoch, acked_through, head_chain, last_seen_at, duplicates, clock, backlog"
 
 
 def _stream(row: Any) -> Stream:
     clock = json.loads(row[6]) if row[6] else None
-    return Stream(row[0], row[1], row[2], bytes(row[3]), row[4], row[5], clock)
+    backlog = json.loads(row[7]) if row[7] else None
+    return Stream(row[0], row[1], row[2], bytes(row[3]), row[4], row[5], clock, backlog)
 
 
 def _rollback(conn: apsw.Connection) -> None:
@@ -125,7 +128,7 @@ def _rollback(conn: apsw.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
-class _SQLiteWork(SQLiteForwarding, UnitOfWork):
+class _SQLiteWork(SQLiteForwarding, SQLiteBookkeeping, UnitOfWork):
     """A unit of work on one apsw connection, inside an open transaction."""
 
     def __init__(self, conn: apsw.Connection) -> None:
@@ -247,16 +250,18 @@ class _SQLiteWork(SQLiteForwarding, UnitOfWork):
         last_seen_at: str,
         add_duplicates: int = 0,
         clock: dict[str, Any] | None = None,
+        backlog: dict[str, Any] | None = None,
     ) -> None:
         self._c.execute(
-            "UPDATE streams SET acked_through = ?, head_chain = ?, last_seen_at = ?,"
-            " duplicates = duplicates + ?, clock = COALESCE(?, clock) WHERE store_id = ? AND epoch = ?",
+            "UPDATE streams SET acked_through = ?, head_chain = ?, last_seen_at = ?, duplicates = duplicates + ?,"
+            " clock = COALESCE(?, clock), backlog = COALESCE(?, backlog) WHERE store_id = ? AND epoch = ?",
             (
                 acked_through,
                 head_chain,
                 last_seen_at,
                 add_duplicates,
                 json.dumps(clock, sort_keys=True) if clock is not None else None,
+                json.dumps(backlog, sort_keys=True) if backlog is not None else None,
                 store_id,
                 epoch,
             ),

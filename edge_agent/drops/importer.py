@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sync_protocol.record import file_timeline
+
 from ..outbox import Outbox, now_local
 from . import ledger, load
 from .formats import Checkpoint, DropRejected
@@ -257,6 +259,7 @@ class Importer:
         pool: Executor | None,
     ) -> None:
         origin = f"file:{row['name']}"
+        batch = file_timeline(path.stat().st_mtime)  # the file's own timeline, for the hub's time checks
         began, rows_before = time.monotonic(), counts["rows"]
         last_said = began
         size = max(1, int(row["size"]))
@@ -265,7 +268,13 @@ class Importer:
                 raise RuntimeError(f"import {row['id']}: data after the errors file was committed")
             book = _Bookkeeping(res, counts, writer)
             ledger.store_chunk(
-                self.outbox, res.good, import_id=row["id"], origin=origin, now=now_local(), bookkeeping=book
+                self.outbox,
+                res.good,
+                import_id=row["id"],
+                origin=origin,
+                now=now_local(),
+                bookkeeping=book,
+                batch=batch,
             )
             counts.update(book.counts)
             self.stats["reader_cpu_s"] += res.cpu_s

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sync_protocol import chain as _chain
 from sync_protocol import keys
+from sync_protocol.canonical import canonical_dumps
 from sync_protocol.record import make_body
 
 from .._exceptions import ConfigError, NotEnrolled, StorageError
@@ -176,6 +177,7 @@ def store_chunk(
     origin: str,
     now: str,
     bookkeeping: Callable[[list[Stored]], dict[str, Any]],
+    batch: dict[str, Any] | None = None,
 ) -> list[Stored]:
     """Store a chunk's transactions and move the import's checkpoint, in ONE SQLite transaction.
 
@@ -205,8 +207,9 @@ def store_chunk(
         seq, prev = int(head[0]), bytes(head[1])
         start_seq = seq
         captured_at = now
-        # make_body's canonical JSON, keys sorted: captured_at, epoch, kind, origin, seq, store_id, txn, v.
-        head_part = f'{{"captured_at":{_dumps(captured_at)},"epoch":{epoch},"kind":'
+        # make_body's canonical JSON, keys sorted: batch, captured_at, epoch, kind, origin, seq, store_id, txn, v.
+        batch_part = f'"batch":{canonical_dumps(batch)},' if batch is not None else ""
+        head_part = f'{{{batch_part}"captured_at":{_dumps(captured_at)},"epoch":{epoch},"kind":'
         origin_part = f',"origin":{_dumps(origin)},"seq":'
         store_part = f',"store_id":{_dumps(store_id)},"txn":'
         # Keys stored before this chunk, in one query per chunk; then keys stored by this chunk.
@@ -230,7 +233,7 @@ def store_chunk(
             if not checked:  # the fast body must be make_body's, byte for byte
                 expect = make_body(
                     store_id=store_id, epoch=epoch, seq=seq, kind=it.kind, captured_at=captured_at,
-                    txn=json.loads(it.txn_json), origin=origin,
+                    txn=json.loads(it.txn_json), origin=origin, batch=batch,
                 )  # fmt: skip
                 if body != expect:
                     raise StorageError("internal error: drop record body differs from the canonical body")
