@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 import apsw
 
-from . import DeriveError, StockMove, TimeFallback
+from .recorders import BookRecorder
+from .records import DeriveError, StockMove, TimeFallback
 
 MIGRATION_3 = """
 ALTER TABLE derive_errors ADD COLUMN resolved_at TEXT;
@@ -50,8 +51,9 @@ _DERIVE_COLS = "id, store_id, epoch, seq, reason, at, resolved_at"
 _FALLBACK_COLS = "id, store_id, epoch, seq, register_id, txn_id, pos_time, used_time, method, reason, at"
 
 
-class SQLiteBookkeeping:
-    """Stock movements, time fallbacks and derive-error resolution (``self._c`` is the connection)."""
+class SQLiteBookkeeping(BookRecorder):
+    """Stock movements, time fallbacks, and the derive errors of :class:`EventRecorder` with their
+    resolution (``self._c`` is the connection)."""
 
     _c: apsw.Connection
 
