@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync_protocol.wire import BURSTS_PATH, ENROLL_PATH, BurstRequest, EnrollRequest
 
-from . import admin, deliveries, registry
+from . import admin, books, deliveries, registry
 from ._exceptions import BurstRejected, HubError, InputError, StorageError, TooLarge
 from .auth import KeyCache, check_admin, verify_signed_request
 from .config import Hub, HubConfig, Limits, open_hub
@@ -292,4 +292,5 @@ def create_app(
         return admin.ledger_view(hub.storage, store_id, epoch=epoch, after=after, limit=limit)
 
     deliveries.register_routes(app, hub.storage, hub.admin_token, forwarding)
+    books.register_routes(app, hub.storage, hub.admin_token, lambda error_id: forwarder.rederive(hub.storage, error_id))
     return app

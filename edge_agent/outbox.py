@@ -475,6 +475,13 @@ class Outbox:
 
     # -- reading --------------------------------------------------------------------------------
 
+    def backlog_after(self, epoch: int, seq: int) -> tuple[int, str | None]:
+        """Records of ``epoch`` after ``seq`` and the ``captured_at`` of the first of them (the backlog a
+        burst ending at ``seq`` leaves behind)."""
+        head, _ = self.head(epoch)
+        row = self._one("SELECT captured_at FROM outbox WHERE epoch = ? AND seq = ?", (epoch, seq + 1))
+        return max(0, head - seq), (str(row[0]) if row else None)
+
     def head(self, epoch: int | None = None) -> tuple[int, bytes]:
         """``(last_seq, chain[last_seq])`` of an epoch (the current one by default)."""
         if epoch is None:

@@ -33,7 +33,7 @@ from sync_protocol import keys
 from sync_protocol._exceptions import KeyFileError
 from sync_protocol.clock import ClockSample, estimate
 from sync_protocol.record import SignedRecord
-from sync_protocol.wire import BurstRequest, ClockReport, WireRecord
+from sync_protocol.wire import BacklogReport, BurstRequest, ClockReport, WireRecord
 
 from ._exceptions import AgentError, BadReceipt, HubRejected, HubUnavailable, UnrecoverableGap
 from .config import AgentConfig
@@ -287,6 +287,9 @@ class Syncer:
         assert self._client is not None
         t1 = datetime.now().astimezone()
         best = self.best_clock()
+        left, oldest = self.outbox.backlog_after(ident.epoch, first - 1 + len(records))
+        oldest_at = parse_time(oldest)
+        age = None if oldest_at is None else round(max(0.0, (t1 - oldest_at).total_seconds()), 3)
         request = BurstRequest(
             store_id=ident.store_id,
             epoch=ident.epoch,
@@ -297,6 +300,7 @@ class Syncer:
             clock=None
             if best is None
             else ClockReport(theta_ms=best.theta_ms, delta_ms=best.delta_ms, sampled_at=best.sampled_at),
+            backlog=BacklogReport(pending=left, oldest_pending_age_s=age),
         )
         last = first + len(records) - 1 if records else None
         started = time.perf_counter()

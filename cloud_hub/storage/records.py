@@ -113,6 +113,7 @@ class StoreSummary:
     last_seen_at: str | None
     duplicates: int
     conflicts: int
+    backlog: dict[str, Any] | None = None
 
 
 DELIVERY_STATES = ("pending", "in_flight", "done", "dead", "skipped")

@@ -52,14 +52,14 @@ class SQLiteRegistry(_SQLiteBase, RegistryRecorder):
             """
             SELECT s.store_id, s.tz, st.epoch, COALESCE(st.acked_through, 0), st.last_seen_at,
                    COALESCE(st.duplicates, 0),
-                   (SELECT COUNT(*) FROM conflicts c WHERE c.store_id = s.store_id)
+                   (SELECT COUNT(*) FROM conflicts c WHERE c.store_id = s.store_id), st.backlog
             FROM stores s
             LEFT JOIN streams st ON st.store_id = s.store_id
                  AND st.epoch = (SELECT MAX(epoch) FROM streams m WHERE m.store_id = s.store_id)
             ORDER BY s.store_id
             """
         )
-        return [StoreSummary(*r) for r in rows]
+        return [StoreSummary(*r[:7], json.loads(r[7]) if r[7] else None) for r in rows]
 
     def insert_token(self, token: EnrollmentToken) -> None:
         self._c.execute(
