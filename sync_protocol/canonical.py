@@ -68,9 +68,14 @@ def _refuse_float(_: str) -> Any:
 
 
 class DuplicateKey(ValueError):
-    """A JSON object names the same key twice; ``key`` is the key (readers disagree on which wins)."""
+    """A JSON object names the same key twice (readers disagree on which wins). ``key`` is the key,
+    masked to its last four characters when it looks like a card number."""
 
     def __init__(self, key: str) -> None:
+        from .cards import contains_pan
+
+        if contains_pan(key):
+            key = "…" + key[-4:]
         self.key = key
         super().__init__(f"the key {key!r} appears twice in one object; send each field once")
 
