@@ -17,7 +17,7 @@ from sync_protocol._exceptions import KeyFileError
 from sync_protocol.wire import EnrollRequest, EnrollResponse
 
 from ._exceptions import InputError, InvalidToken
-from .storage import EnrollmentToken, Storage, Store, StoreSummary, Writer, iso_utc
+from .storage import EnrollmentToken, Storage, Store, StoreSummary, UnitOfWork, Writer, iso_utc
 
 STORE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TOKEN_TTL = timedelta(days=7)
@@ -125,7 +125,8 @@ def enroll(
     kid = keys.key_id(public)
     at = iso_utc(now)
     digest = token_hash(request.token)
-    with storage.transaction() as tx:
+
+    def work(tx: UnitOfWork) -> tuple[Store, int]:
         tok = tx.get_token(digest)
         if tok is None or tok.used_at is not None or tok.expires_at <= at:
             raise InvalidToken("enrollment token is unknown, already used or expired")
@@ -140,6 +141,9 @@ def enroll(
         tx.supersede_writers(store.store_id, epoch, at)
         tx.insert_writer(Writer(store.store_id, epoch, kid, request.public_key, at, request.hostname))
         tx.create_stream(store.store_id, epoch, chain.genesis(store.store_id, epoch))
+        return store, epoch
+
+    store, epoch = storage.run(work)  # two replicas enrolling one store at once: the later runs again
     return EnrollResponse(
         store_id=store.store_id,
         epoch=epoch,
