@@ -420,8 +420,8 @@ class Forwarder:
         docs: list[tuple[LedgerRow, dict[str, Any] | None, str]] = []
         for row in rows:
             try:
-                doc = validated_doc(row.body)
-                docs.append((row, doc, doc["txn"]["register_id"]))
+                checked = validated_doc(row.body)
+                docs.append((row, checked, checked["txn"]["register_id"]))
             except DeriveFailure as exc:
                 docs.append((row, None, str(exc)))
         valid = [(doc, reg) for _, doc, reg in docs if doc is not None]

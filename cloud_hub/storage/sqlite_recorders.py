@@ -59,7 +59,9 @@ class SQLiteRegistry(_SQLiteBase, RegistryRecorder):
             ORDER BY s.store_id
             """
         )
-        return [StoreSummary(*r[:7], json.loads(r[7]) if r[7] else None) for r in rows]
+        return [
+            StoreSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]) if r[7] else None) for r in rows
+        ]
 
     def insert_token(self, token: EnrollmentToken) -> None:
         self._c.execute(
