@@ -1,4 +1,5 @@
-"""The ``cloud-hub`` command: ``serve``, ``deliver``, ``deliveries``, ``store add``, ``stores``.
+"""The ``cloud-hub`` command: ``serve``, ``deliver``, ``deliveries``, ``migrate``, ``storage copy``, ``store add``,
+``stores``.
 
 Bad input prints one line ``cloud-hub: error: ...`` naming the field and exits with status 2.
 """
@@ -18,8 +19,18 @@ from typing import Any
 
 from . import admin, deliveries, registry
 from ._exceptions import ConfigError, HubError, InputError
-from .config import DEFAULT_HOST, DEFAULT_PORT, HubConfig, open_hub, resolve_data_dir
+from .config import (
+    DATABASE_ENV,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    HubConfig,
+    ensure_data_dir,
+    open_hub,
+    resolve_data_dir,
+    resolve_database,
+)
 from .forwarding import load_config
+from .storage import open_storage, sqlite_path
 
 HUB_URL_ENV = "CLOUD_HUB_URL"
 
@@ -31,6 +42,12 @@ class _Parser(argparse.ArgumentParser):
 
 def _data_dir_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="hub data folder (default: $CLOUD_HUB_DATA or ./cloud-hub-data)")
+    p.add_argument(
+        "--database",
+        metavar="URL",
+        help=f"storage URL, sqlite:///PATH or postgresql://... (default: ${DATABASE_ENV},"
+        " else [storage] database in --config, else sqlite:///DATA/hub.db)",
+    )
 
 
 def _secret_args(p: argparse.ArgumentParser) -> None:
@@ -64,6 +81,20 @@ def build_parser() -> argparse.ArgumentParser:
     _secret_args(deliver)
     deliveries.add_cli(sub, _data_dir_arg)
 
+    migrate = sub.add_parser("migrate", help="apply pending schema migrations (serve and deliver do it at start)")
+    _data_dir_arg(migrate)
+    migrate.add_argument("--config", help="hub.toml whose [storage] database names the database")
+
+    storage = sub.add_parser("storage", help="move the hub's data between databases")
+    storage_sub = storage.add_subparsers(dest="storage_command", required=True, parser_class=_Parser)
+    copy = storage_sub.add_parser("copy", help="copy everything into an empty database and verify it there")
+    copy.add_argument(
+        "--from", dest="source", required=True, metavar="URL", help="e.g. sqlite:///cloud-hub-data/hub.db"
+    )
+    copy.add_argument("--to", dest="target", required=True, metavar="URL", help="e.g. postgresql://host/db")
+    copy.add_argument("--hub-key-file", help="receipt key, to check each stream's receipt too (default: DATA/hub.key)")
+    copy.add_argument("--data-dir", help="hub data folder whose hub.key is used when it exists")
+
     store = sub.add_parser("store", help="manage stores")
     store_sub = store.add_subparsers(dest="store_command", required=True, parser_class=_Parser)
     add = store_sub.add_parser("add", help="register a store and print a one-time enrollment token")
@@ -83,7 +114,9 @@ def _config(args: argparse.Namespace, **kw: Any) -> HubConfig:
     for name in ("hub_key_file", "admin_token_file"):
         if getattr(args, name, None):
             kw["key_file" if name == "hub_key_file" else name] = Path(getattr(args, name))
-    return HubConfig(data_dir=resolve_data_dir(args.data_dir), **kw)
+    toml = getattr(args, "config", None)
+    database = resolve_database(getattr(args, "database", None), Path(toml) if toml else None)
+    return HubConfig(data_dir=resolve_data_dir(args.data_dir), database=database, **kw)
 
 
 def _setup_logging(level: str) -> None:
@@ -224,6 +257,50 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """``cloud-hub migrate``: open the database (which applies what is pending) and say where it stands."""
+    config = _config(args)
+    if config.database is None:
+        ensure_data_dir(config)
+    storage = open_storage(config.storage_url, busy_timeout_ms=config.busy_timeout_ms)
+    try:
+        version = storage.schema_version()
+        applied = ", ".join(str(v) for v in storage.applied) or "none (up to date)"
+        print(f"{storage.engine}: schema version {version} of {storage.latest_schema}; applied now: {applied}")
+    finally:
+        storage.close()
+    return 0
+
+
+def cmd_storage_copy(args: argparse.Namespace) -> int:
+    """``cloud-hub storage copy --from URL --to URL``: see :mod:`cloud_hub.storage.copy`."""
+    from .credentials import load_hub_key
+    from .storage.copy import copy_storage
+
+    path = sqlite_path(args.source) if args.source.startswith("sqlite:") else args.source
+    if "://" not in path and path != ":memory:" and not Path(path).is_file():
+        raise InputError(f"--from: no SQLite database at {path}", field="from")
+    key_file = Path(args.hub_key_file) if args.hub_key_file else None
+    if key_file is None and args.data_dir and (Path(args.data_dir) / "hub.key").is_file():
+        key_file = Path(args.data_dir) / "hub.key"
+    hub_key = load_hub_key(key_file, key_file) if key_file is not None else None
+    source = open_storage(args.source)
+    try:
+        target = open_storage(args.target)
+        try:
+            report = copy_storage(source, target, hub_key=hub_key, progress=print)
+        finally:
+            target.close()
+    finally:
+        source.close()
+    receipts = f", {report.receipts_verified} receipts" if hub_key is not None else " (no hub key: receipts not issued)"
+    print(
+        f"copied and verified: {report.streams} streams, {report.records_verified} records"
+        f" (chains and signatures){receipts}; {target.engine} now holds the hub's data"
+    )
+    return 0
+
+
 def cmd_deliveries(args: argparse.Namespace) -> int:
     """``cloud-hub deliveries list|replay|skip``: works on the database directly."""
     hub = open_hub(_config(args))
@@ -243,6 +320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_deliver(args)
         if args.command == "deliveries":
             return cmd_deliveries(args)
+        if args.command == "migrate":
+            return cmd_migrate(args)
+        if args.command == "storage":
+            return cmd_storage_copy(args)
         if args.command == "store":
             return cmd_store_add(args)
         return cmd_stores(args)

@@ -220,10 +220,11 @@ class ForwardingConfig:
         Raises:
             ConfigError: naming the sink and field.
         """
-        unknown = set(doc) - {"sinks", "delivery", "time", "stock"}
+        unknown = set(doc) - {"sinks", "delivery", "storage", "time", "stock"}  # [storage]: cloud_hub.config
         if unknown:
             raise ConfigError(
-                f"{source}: unknown table {sorted(unknown)[0]!r} (expected [[sinks]], [delivery], [time], [stock])"
+                f"{source}: unknown table {sorted(unknown)[0]!r}"
+                " (expected [[sinks]], [delivery], [storage], [time] and [stock])"
             )
         raw = doc.get("sinks", [])
         if not isinstance(raw, list):

@@ -26,11 +26,11 @@ from sync_protocol.transaction import Transaction, parse_transaction
 from sync_protocol.wire import EnrollRequest, EnrollResponse
 
 from . import __version__
-from ._exceptions import AgentError, CaptureConflict, ConfigError, EnrollRefused, HubRejected, HubUnavailable
+from ._exceptions import CaptureConflict, ConfigError, EnrollRefused, HubRejected, HubUnavailable
 from .config import AgentConfig, parse_hub_urls
 from .drops.cli import abs_path, add_drop_commands
-from .outbox import CaptureResult, Identity, Outbox
 from .status import compute_status, format_status
+from .store import CaptureResult, Identity, Outbox
 from .sync import Syncer
 from .transport import HubClient
 
@@ -329,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HubRejected as exc:
         print(f"edge-agent: error: hub refused (HTTP {exc.status}) {exc}", file=sys.stderr)
         code = 2
-    except (AgentError, StoreSyncError) as exc:
+    except StoreSyncError as exc:
         print(f"edge-agent: error: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:

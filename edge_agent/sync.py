@@ -40,8 +40,8 @@ from sync_protocol.wire import BacklogReport, BurstRequest, ClockReport, WireRec
 
 from ._exceptions import AgentError, BadReceipt, HubRejected, HubUnavailable, UnrecoverableGap
 from .config import AgentConfig
-from .outbox import Identity, Outbox, now_utc
 from .status import parse_time
+from .store import Identity, Outbox, now_utc
 from .transport import HubClient, hub_answers, monotonic_ms
 
 log = logging.getLogger(__name__)
@@ -286,8 +286,7 @@ class Syncer:
             raise UnrecoverableGap(expected_seq, f"hub keeps asking for seq {expected_seq}; giving up this pass")
         if not self.outbox.rewind(expected_seq):
             ident = self.outbox.require_identity()
-            rows = self.outbox.query("SELECT anchor_seq, head_seq FROM writers WHERE epoch = ?", (ident.epoch,))
-            anchor, head = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
+            anchor, head = self.outbox.bounds(ident.epoch)
             if expected_seq <= anchor:
                 message = (
                     f"unrecoverable gap seq {expected_seq}..{anchor}: the hub lost these records (restored from "
@@ -341,7 +340,10 @@ class Syncer:
         assert self._client is not None
         t1 = datetime.now().astimezone()
         best = self.best_clock()
-        left, oldest = self.outbox.backlog_after(ident.epoch, first - 1 + len(records))
+        through = first - 1 + len(records)  # the backlog this burst leaves behind (protocol.md §5)
+        head, _ = self.outbox.head(ident.epoch)
+        left = max(0, head - through)
+        oldest = self.outbox.oldest_pending_captured_at(ident.epoch, through) if left else None
         oldest_at = parse_time(oldest)
         age = None if oldest_at is None else round(max(0.0, (t1 - oldest_at).total_seconds()), 3)
         request = BurstRequest(

@@ -31,7 +31,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from .._exceptions import InputError, StorageBusy, StorageError, StorageRetryable, StorageUnavailable
 from .postgres_bookkeeping import PgBookkeeping
 from .postgres_events import PgEvents
-from .postgres_recorders import PgLedger, PgRegistry
+from .postgres_recorders import PgBulk, PgLedger, PgRegistry
 from .postgres_schema import MIGRATIONS
 from .recorders import Storage, UnitOfWork
 from .records import iso_utc
@@ -40,7 +40,7 @@ SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 MIGRATE_LOCK = 0x5353_4D47  # "SSMG": the advisory lock key of migrations (per database)
 
 
-class _PgWork(PgRegistry, PgLedger, PgBookkeeping, PgEvents, UnitOfWork):
+class _PgWork(PgRegistry, PgLedger, PgBookkeeping, PgEvents, PgBulk, UnitOfWork):
     """A unit of work on one pooled connection inside an open transaction: every recorder at once."""
 
     def __init__(self, conn: psycopg.Connection[Any], write: bool) -> None:
@@ -88,6 +88,7 @@ class PostgresStorage(Storage):
         connect_timeout_s: How long to wait for the server when opening.
     """
 
+    engine = "postgresql"
     latest_schema = MIGRATIONS[-1][0]
 
     def __init__(
@@ -118,7 +119,9 @@ class PostgresStorage(Storage):
             open=False,
             check=ConnectionPool.check_connection,
             timeout=busy_timeout_ms / 1000,
-            reconnect_timeout=3600.0,
+            # Give up a reconnection quickly: the next request starts a fresh attempt, so the hub is back
+            # within about a second of the database, however long it was away.
+            reconnect_timeout=5.0,
             name="storesync-hub",
         )
         try:

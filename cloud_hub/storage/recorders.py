@@ -10,6 +10,7 @@ with its own suite in ``tests/hub/`` that every adapter runs (``test_recorder_re
 - :class:`EventRecorder`: derived events, their deliveries and lanes, cursors, sink statistics.
 - :class:`BookRecorder`: what an ERP books beyond the events: stock movements a later void reverses,
   records whose time fell back.
+- :class:`BulkRecorder`: whole tables in and out, for moving a hub to another engine.
 
 One transaction spans all three (a burst stores ledger rows and their events atomically), so an
 adapter's unit of work implements every recorder on one connection; :class:`UnitOfWork` is that
@@ -21,7 +22,7 @@ from __future__ import annotations
 import abc
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
@@ -211,6 +212,11 @@ class EventRecorder(abc.ABC):
         """
 
     @abc.abstractmethod
+    def renew_claim(self, claim: str, lease_until: float) -> set[int]:
+        """Restart the lease of the rows ``claim`` still holds (a prefetched claim, just before its sink
+        call starts); returns their ids. Rows whose lease ran out and were claimed again are not held."""
+
+    @abc.abstractmethod
     def finish_deliveries(self, claim: str, updates: Sequence[DeliveryUpdate], at: str) -> int:
         """Apply results of a claim; rows no longer held by ``claim`` (lease expired and re-claimed)
         are left alone. Returns how many rows changed."""
@@ -260,7 +266,27 @@ class BookRecorder(abc.ABC):
         """How many records of each store fell back."""
 
 
-class UnitOfWork(RegistryRecorder, LedgerRecorder, EventRecorder, BookRecorder, abc.ABC):
+class BulkRecorder(abc.ABC):
+    """Whole tables, for ``cloud-hub storage copy`` (:mod:`cloud_hub.storage.copy`): rows as plain tuples,
+    loaded with their ids. ``table``, ``columns`` and ``order`` come from that module's fixed list, never
+    from input."""
+
+    @abc.abstractmethod
+    def table_rows(self, table: str, columns: Sequence[str], order: str) -> Iterator[tuple[Any, ...]]:
+        """Every row of ``table`` in ``order``, streamed (valid while the transaction is open)."""
+
+    @abc.abstractmethod
+    def load_rows(
+        self, table: str, columns: Sequence[str], rows: Iterable[tuple[Any, ...]], identity: str | None = None
+    ) -> int:
+        """Insert rows with the values given (ids too); then the ``identity`` column's next value follows
+        the highest loaded id. Returns how many rows were loaded."""
+
+    @abc.abstractmethod
+    def row_count(self, table: str) -> int: ...
+
+
+class UnitOfWork(RegistryRecorder, LedgerRecorder, EventRecorder, BookRecorder, BulkRecorder, abc.ABC):
     """Every recorder on one open transaction. Writes are only valid in :meth:`Storage.transaction`."""
 
 
@@ -281,6 +307,10 @@ class Storage(abc.ABC):
 
     #: The highest migration this adapter knows; ``schema_version()`` equals it once migrated.
     latest_schema: int = 0
+    #: The engine's name as in the storage URL scheme (``sqlite``, ``postgresql``).
+    engine: str = ""
+    #: Migrations this instance applied when it opened the database (empty when it was up to date).
+    applied: list[int]
 
     @abc.abstractmethod
     def schema_version(self) -> int:

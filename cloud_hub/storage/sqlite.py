@@ -24,7 +24,7 @@ from .recorders import Storage, UnitOfWork
 from .records import iso_utc
 from .sqlite_bookkeeping import MIGRATION_3, SQLiteBookkeeping
 from .sqlite_events import MIGRATION_2, SQLiteEvents
-from .sqlite_recorders import SQLiteLedger, SQLiteRegistry
+from .sqlite_recorders import SQLiteBulk, SQLiteLedger, SQLiteRegistry
 
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
@@ -110,7 +110,7 @@ def _rollback(conn: apsw.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
-class _SQLiteWork(SQLiteRegistry, SQLiteLedger, SQLiteBookkeeping, SQLiteEvents, UnitOfWork):
+class _SQLiteWork(SQLiteRegistry, SQLiteLedger, SQLiteBookkeeping, SQLiteEvents, SQLiteBulk, UnitOfWork):
     """A unit of work on one apsw connection, inside an open transaction: every recorder at once."""
 
     def __init__(self, conn: apsw.Connection) -> None:
@@ -125,6 +125,7 @@ class SQLiteStorage(Storage):
         busy_timeout_ms: How long to wait for the write lock before raising ``StorageBusy``.
     """
 
+    engine = "sqlite"
     latest_schema = len(MIGRATIONS)
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5_000) -> None:
@@ -137,7 +138,7 @@ class SQLiteStorage(Storage):
         self._memory_lock = threading.RLock()
         self._closed = False
         self._shared = self._connect() if self.memory else None
-        self._migrate()
+        self.applied = self._migrate()
 
     def _connect(self) -> apsw.Connection:
         try:
@@ -193,12 +194,13 @@ class SQLiteStorage(Storage):
     def snapshot(self) -> AbstractContextManager[UnitOfWork]:
         return self._txn("BEGIN DEFERRED")
 
-    def _migrate(self) -> None:
+    def _migrate(self) -> list[int]:
         conn = self._conn()
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations"
             " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
         )
+        applied: list[int] = []
         with self._txn("BEGIN IMMEDIATE"):
             done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
             for version, name, sql in MIGRATIONS:
@@ -208,6 +210,8 @@ class SQLiteStorage(Storage):
                 conn.execute(
                     "INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, iso_utc(datetime.now(UTC)))
                 )
+                applied.append(version)
+        return applied
 
     def schema_version(self) -> int:
         row = self._conn().execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()

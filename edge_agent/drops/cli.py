@@ -19,8 +19,8 @@ from typing import Any
 
 from .._exceptions import ConfigError
 from ..config import AgentConfig
-from ..outbox import Outbox
-from . import ledger
+from ..store import Outbox
+from ..store import imports as ledger
 from .importer import WORKERS, DropFolders, Importer
 from .report import STATUS_OK
 
