@@ -201,7 +201,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     forwarding = load_config(Path(args.config) if args.config else None, config.data_dir)
     app = create_app(config, forwarding=forwarding, workers=not args.no_workers)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level, access_log=False)
+        # h11 kept on the hub (auto would pick httptools, installed for the agent): its HTTP cost is small
+        # next to ingest (docs/performance.md) and its framing behaviour is what the fault suites pin.
+        uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level, access_log=False, http="h11")
     )
 
     async def run() -> None:

@@ -26,16 +26,17 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from itertools import groupby
 from typing import Any
+
+from sync_protocol.clock import now_iso
 
 from ._exceptions import StorageError
 from .events import SinkConfig, StoredEvent, source_of
 from .forwarding import Forwarder, ForwardingConfig
 from .metrics import HubMetrics
 from .sinks import Outcome, Sink, build_sink
-from .storage import Delivery, DeliveryUpdate, Storage, iso_utc
+from .storage import Delivery, DeliveryUpdate, Storage
 
 log = logging.getLogger("cloud_hub.delivery")
 NOT_ATTEMPTED = "not attempted"
@@ -261,7 +262,7 @@ class DeliveryEngine:
         return kept
 
     def _finish(self, claim: str, updates: list[DeliveryUpdate]) -> int:
-        at = iso_utc_now()
+        at = now_iso(z=True)
         return self.storage.run(lambda tx: tx.finish_deliveries(claim, updates, at))
 
     def _release(self, w: _SinkWorker) -> None:
@@ -370,8 +371,3 @@ class DeliveryEngine:
         if self.metrics is not None:
             attempted = [o for o, u in zip(outcomes, updates, strict=True) if u.attempted]
             self.metrics.delivered(cfg.name, attempted)
-
-
-def iso_utc_now() -> str:
-    """Now as an ISO 8601 UTC string."""
-    return iso_utc(datetime.now(UTC))

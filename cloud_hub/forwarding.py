@@ -40,7 +40,7 @@ from typing import Any
 from ._exceptions import AlreadyResolved, ConfigError, DeriveStillFails, NotFound
 from .events import INVENTORY_SUFFIX, SinkConfig, StockRules, derive_events, event_json, route, source_of
 from .records import DeriveFailure, validated_doc
-from .sinks import KINDS
+from .sinks import KINDS, SINK_KINDS
 from .storage import (
     LedgerRow,
     NewDelivery,
@@ -56,13 +56,6 @@ from .timenorm import FALLBACK_METHODS, TimePolicy, normalize_times
 
 log = logging.getLogger("cloud_hub.forwarding")
 
-REQUIRED_OPTIONS: dict[str, tuple[str, ...]] = {
-    "jsonl": ("path",),
-    "webhook": ("url",),
-    "nats": (),
-    "erpnext": ("url", "api_key", "api_secret", "company"),
-    "shopify_inventory": ("shop_url", "access_token"),
-}
 DEFAULT_SINKS: list[dict[str, Any]] = [{"name": "events", "kind": "jsonl", "role": "archive", "path": "events.jsonl"}]
 
 
@@ -145,7 +138,7 @@ def sink_from_dict(doc: Mapping[str, Any], data_dir: Path, where: str) -> SinkCo
         raise ConfigError(f"{where}: {exc}") from None
     if cfg.kind not in KINDS:
         raise ConfigError(f"{where}: sink {cfg.name}: kind must be one of {', '.join(KINDS)}, not {cfg.kind!r}")
-    for key in REQUIRED_OPTIONS[cfg.kind]:
+    for key in SINK_KINDS[cfg.kind].required:
         if not cfg.options.get(key):
             raise ConfigError(f"{where}: sink {cfg.name}: kind {cfg.kind} needs {key!r} (or {key}_env)")
     if cfg.kind == "webhook" and cfg.options.get("mode", "structured") not in ("structured", "binary"):

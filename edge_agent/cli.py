@@ -27,7 +27,7 @@ from sync_protocol.wire import EnrollRequest, EnrollResponse
 
 from . import __version__
 from ._exceptions import CaptureConflict, ConfigError, EnrollRefused, HubRejected, HubUnavailable
-from .config import AgentConfig, parse_hub_urls
+from .config import AgentConfig, parse_hub_urls, resolve_data_dir
 from .drops.cli import abs_path, add_drop_commands
 from .status import compute_status, format_status
 from .store import CaptureResult, Identity, Outbox
@@ -135,6 +135,31 @@ def _hub_override(args: argparse.Namespace) -> str | None:
     return " ".join(parse_hub_urls(args.hub)) if args.hub else None
 
 
+def cmd_register(args: argparse.Namespace) -> int:
+    """``edge-agent register add|list|remove [REGISTER]``: a token is printed once, stored hashed."""
+    from . import registers
+
+    data_dir = resolve_data_dir(args.data_dir)
+    if args.action == "list":
+        for rid, added in registers.listing(data_dir):
+            print(f"{rid}\tadded {added}")
+        return 0
+    if not args.register_id:
+        raise ConfigError(f"register {args.action}: name the register, e.g. 'edge-agent register {args.action} R2'")
+    if args.action == "add":
+        token = registers.add(data_dir, args.register_id)
+        print(token)
+        print(
+            f"register {args.register_id}: send 'Authorization: Bearer <this token>'; it is shown only now",
+            file=sys.stderr,
+        )
+        return 0
+    if not registers.remove(data_dir, args.register_id):
+        raise ConfigError(f"register {args.register_id} has no token")
+    print(f"register {args.register_id}: token removed")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .runtime import run_agent
 
@@ -145,6 +170,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         hub_url=_hub_override(args),
         sync_interval=args.sync_interval,
         drop_dir=args.drop_dir,
+        allowed_hosts=tuple(args.allow_host) if args.allow_host else None,
+        allowed_origins=tuple(args.allow_origin) if args.allow_origin else None,
     )
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     run_agent(cfg)
@@ -297,8 +324,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hub", action="append", default=None, help="use this hub URL from now on (repeatable)")
     p.add_argument("--sync-interval", type=float, default=None, help="seconds between sync passes (default 5)")
     p.add_argument("--drop-dir", type=abs_path, default=None, help="watch this folder for file drops")
+    p.add_argument("--allow-host", action="append", default=None, help="a further name Host may carry (repeatable)")
+    p.add_argument(
+        "--allow-origin", action="append", default=None, help="a web origin allowed to call the API (repeatable)"
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("register", parents=[common], help="register tokens for a capture API beyond loopback")
+    p.add_argument("action", choices=("add", "list", "remove"))
+    p.add_argument("register_id", nargs="?", metavar="REGISTER", help="register id, e.g. R2 (add, remove)")
+    p.set_defaults(func=cmd_register)
 
     p = sub.add_parser("status", parents=[common], help="show sync status")
     p.add_argument("--json", action="store_true")

@@ -92,6 +92,8 @@ class AgentConfig:
         retention_interval: Seconds between runs of the retention job.
         drop_dir: Folder watched for franchise file drops (``$EDGE_AGENT_DROP_DIR``); None: no watcher.
         drop_settle: Seconds a dropped file must stay unchanged before it is imported.
+        allowed_hosts: Further names the capture API's ``Host`` header may carry (``--allow-host``).
+        allowed_origins: Web origins allowed to call the capture API (``--allow-origin``); none by default.
     """
 
     data_dir: Path
@@ -112,6 +114,8 @@ class AgentConfig:
     retention_interval: float = 3600.0
     drop_dir: Path | None = None
     drop_settle: float = 2.0
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, data_dir: str | os.PathLike[str] | None = None, **overrides: object) -> AgentConfig:

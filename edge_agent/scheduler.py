@@ -20,8 +20,10 @@ from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from sync_protocol.clock import now_iso
+
 from ._exceptions import AgentError
-from .store import Outbox, now_utc
+from .store import Outbox
 from .sync import PassResult, Syncer
 
 log = logging.getLogger(__name__)
@@ -159,6 +161,6 @@ class AgentScheduler:
 
     def _heartbeat(self) -> None:
         try:
-            self._heartbeat_outbox.update_sync(heartbeat_at=now_utc())
+            self._heartbeat_outbox.update_sync(heartbeat_at=now_iso())
         except AgentError as exc:
             log.error("heartbeat failed: %s", exc)

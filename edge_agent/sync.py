@@ -34,14 +34,14 @@ from typing import Any
 
 from sync_protocol import keys
 from sync_protocol._exceptions import KeyFileError
-from sync_protocol.clock import ClockSample, estimate
+from sync_protocol.clock import ClockSample, estimate, iso, now_iso
 from sync_protocol.record import SignedRecord
 from sync_protocol.wire import BacklogReport, BurstRequest, ClockReport, WireRecord
 
 from ._exceptions import AgentError, BadReceipt, HubRejected, HubUnavailable, UnrecoverableGap
 from .config import AgentConfig
 from .status import parse_time
-from .store import Identity, Outbox, now_utc
+from .store import Identity, Outbox
 from .transport import HubClient, hub_answers, monotonic_ms
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ class Syncer:
             "burst_size": self.burst_size,
         }
         if contacted:
-            fields["last_sync_at"] = fields["last_success_at"] = now_utc()
+            fields["last_sync_at"] = fields["last_success_at"] = now_iso()
         if contacted or state.get("last_sync_result") != "ok" or state.get("next_attempt_at"):
             self.outbox.update_sync(**fields)
         return self._result("ok", ident, sent=sent)
@@ -352,7 +352,7 @@ class Syncer:
             first_seq=first,
             # Our own signed outbox rows: already valid, so skip re-validating 2,000 of them per burst.
             records=[WireRecord.model_construct(**rec.wire()) for rec in records],
-            sent_at=t1.isoformat(timespec="milliseconds"),
+            sent_at=iso(t1),
             clock=None
             if best is None
             else ClockReport(theta_ms=best.theta_ms, delta_ms=best.delta_ms, sampled_at=best.sampled_at),
@@ -444,11 +444,11 @@ class Syncer:
         self._retry_after_until = mono + delay if exc.retry_after is not None else 0.0
         now = datetime.now(UTC)
         self.outbox.update_sync(
-            last_sync_at=now_utc(),
+            last_sync_at=now_iso(),
             last_sync_result="offline",
             last_error=str(exc),
             failures=failures,
-            next_attempt_at=(now + timedelta(seconds=delay)).isoformat(timespec="milliseconds"),
+            next_attempt_at=iso(now + timedelta(seconds=delay)),
             burst_size=self.burst_size,
         )
         return self._result("offline", ident, sent=sent, message=str(exc), retry_in=delay)
@@ -468,12 +468,12 @@ class Syncer:
         now = datetime.now(UTC)
         blocked = {"code": code, "message": message, "seq": seq, "http_status": status}
         self.outbox.update_sync(
-            last_sync_at=now_utc(),
+            last_sync_at=now_iso(),
             last_sync_result="blocked",
             last_error=message,
             blocked=blocked,
             failures=int(state.get("failures") or 0) + 1,
-            next_attempt_at=(now + timedelta(seconds=delay)).isoformat(timespec="milliseconds"),
+            next_attempt_at=iso(now + timedelta(seconds=delay)),
             burst_size=self.burst_size,
         )
         log.error("sync blocked: %s", message)

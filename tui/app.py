@@ -58,8 +58,8 @@ class Fact(Vertical):
         self._label = label
 
     def compose(self) -> ComposeResult:
-        yield Label(self._label, classes="fact-label")
-        yield Static("-", classes="fact-value")
+        yield Label(self._label, classes="fact-label", markup=False)
+        yield Static("-", classes="fact-value", markup=False)
 
     def set(self, value: str) -> None:
         self.query_one(".fact-value", Static).update(value)
@@ -109,8 +109,8 @@ class StoreTuiApp(App[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical(id="banner", classes="busy"):
-            yield Static("Reading the store's outbox…", id="status-line")
-            yield Static("", id="status-detail")
+            yield Static("Reading the store's outbox…", id="status-line", markup=False)
+            yield Static("", id="status-detail", markup=False)
         with Horizontal(id="facts"):
             yield Fact("Waiting", "fact-pending")
             yield Fact("Oldest", "fact-oldest")
@@ -118,24 +118,24 @@ class StoreTuiApp(App[None]):
             yield Fact("Head office", "fact-hub")
             yield Fact("Sales today", "fact-today")
         with Horizontal(id="spark-row"):
-            yield Label(f"Waiting, last {agent_data.SPARK_HOURS} h", id="spark-label")
+            yield Label(f"Waiting, last {agent_data.SPARK_HOURS} h", id="spark-label", markup=False)
             yield Sparkline([], id="backlog")
-            yield Static("nothing waited", id="spark-none")
+            yield Static("nothing waited", id="spark-none", markup=False)
         with TabbedContent(id="tabs", initial="tab-problems"):
             with TabPane("Needs a person", id="tab-problems"), VerticalScroll(id="problems-scroll"):
-                yield Static("Nothing needs attention.", id="problems")
+                yield Static("Nothing needs attention.", id="problems", markup=False)
             with TabPane("Recent syncs", id="tab-bursts"):
                 yield DataTable(id="bursts", cursor_type="row", zebra_stripes=True)
             with TabPane("Drop files", id="tab-drops"):
-                yield Static("", id="drop-note")
+                yield Static("", id="drop-note", markup=False)
                 with Horizontal(id="import-progress"):
-                    yield Label("", id="import-label")
+                    yield Label("", id="import-label", markup=False)
                     yield ProgressBar(total=None, show_eta=False, id="import-bar")
                 yield DataTable(id="drops", cursor_type="row", zebra_stripes=True)
             with TabPane("Sales", id="tab-txns"):
                 yield Input(placeholder="Find a sale: receipt id, register or #seq", id="search")
                 yield DataTable(id="txns", cursor_type="row", zebra_stripes=True)
-                yield Static("", id="txn-summary")
+                yield Static("", id="txn-summary", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -331,24 +331,26 @@ class StoreTuiApp(App[None]):
         """Sync now: ``POST /v1/sync`` on the agent."""
         result = self.agent.sync_now()
         severity = "information" if result.ok else "error"
-        self.call_from_thread(self.notify, result.message, title="Sync now", severity=severity)
+        self.call_from_thread(self.notify, result.message, title="Sync now", severity=severity, markup=False)
         self.call_from_thread(self.refresh_data)
 
     @work(thread=True, exclusive=True, group="verify")
     def action_verify_chain(self) -> None:
         """Walk the whole outbox chain read-only, as ``edge-agent verify`` does."""
-        self.call_from_thread(self.notify, "Checking every stored sale…", title="Verify chain")
+        self.call_from_thread(self.notify, "Checking every stored sale…", title="Verify chain", markup=False)
         try:
             report = agent_data.verify(self.db_path)
         except Exception as exc:
-            self.call_from_thread(self.notify, f"Cannot verify: {exc}", title="Verify chain", severity="error")
+            self.call_from_thread(
+                self.notify, f"Cannot verify: {exc}", title="Verify chain", severity="error", markup=False
+            )
             return
         self.verify_report = report
         if report.ok:
             msg, severity = f"All {fmt.count(report.count)} stored sales check out.", "information"
         else:
             msg, severity = f"Sale #{report.bad_seq} fails: {report.reason}", "error"
-        self.call_from_thread(self.notify, msg, title="Verify chain", severity=severity)
+        self.call_from_thread(self.notify, msg, title="Verify chain", severity=severity, markup=False)
         self.call_from_thread(self.refresh_data)
 
     def chosen_file(self) -> drops_data.DropImport | None:
@@ -367,7 +369,7 @@ class StoreTuiApp(App[None]):
         chosen = self.chosen_file()
         if chosen is None or chosen.errors_report is None:
             what = "No rejected drop file has an error report." if chosen is None else chosen.reason or "no report"
-            self.notify(what, title="Error report", severity="warning")
+            self.notify(what, title="Error report", severity="warning", markup=False)
             return
         self.open_report(chosen)
 
@@ -377,7 +379,7 @@ class StoreTuiApp(App[None]):
         try:
             lines = drops_data.read_error_report(chosen.errors_report)
         except OSError as exc:
-            self.call_from_thread(self.notify, f"Cannot read the report: {exc}", severity="error")
+            self.call_from_thread(self.notify, f"Cannot read the report: {exc}", severity="error", markup=False)
             return
         self.call_from_thread(self.push_screen, ErrorReportScreen(chosen.file, lines))
 
@@ -386,12 +388,14 @@ class StoreTuiApp(App[None]):
         """Retry a rejected drop file: through the agent when it offers that, else move it back."""
         chosen = self.call_from_thread(self.chosen_file)
         if chosen is None:
-            self.call_from_thread(self.notify, "No rejected drop file to retry.", title="Retry", severity="warning")
+            self.call_from_thread(
+                self.notify, "No rejected drop file to retry.", title="Retry", severity="warning", markup=False
+            )
             return
         via_agent = self.agent.retry_drop(chosen.file, chosen.sha256)
         if via_agent is not None:
             severity = "information" if via_agent.ok else "error"
-            self.call_from_thread(self.notify, via_agent.message, title="Retry", severity=severity)
+            self.call_from_thread(self.notify, via_agent.message, title="Retry", severity=severity, markup=False)
         else:
             self._retry_by_move(chosen.file)
         self.call_from_thread(self.refresh_data)
@@ -399,12 +403,16 @@ class StoreTuiApp(App[None]):
     def _retry_by_move(self, file: str) -> None:
         folder = self.drops.folder
         if folder is None:
-            self.call_from_thread(self.notify, "No drop folder configured.", title="Retry", severity="error")
+            self.call_from_thread(
+                self.notify, "No drop folder configured.", title="Retry", severity="error", markup=False
+            )
             return
         try:
             drops_data.retry(folder, file, self.clock())
         except (OSError, FileExistsError) as exc:
-            self.call_from_thread(self.notify, f"Cannot retry {file}: {exc}", title="Retry", severity="error")
+            self.call_from_thread(
+                self.notify, f"Cannot retry {file}: {exc}", title="Retry", severity="error", markup=False
+            )
             return
         running = (
             self.view is not None
@@ -414,7 +422,9 @@ class StoreTuiApp(App[None]):
         msg = f"{file} is back in the drop folder and will be imported again."
         if not running:
             msg += " The agent is not running: the import starts when it does."
-        self.call_from_thread(self.notify, msg, title="Retry", severity="information" if running else "warning")
+        self.call_from_thread(
+            self.notify, msg, title="Retry", severity="information" if running else "warning", markup=False
+        )
 
 
 def txn_summary(d: agent_data.TxnDetail) -> str:

@@ -50,15 +50,15 @@ class FleetApp(App[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical(id="banner", classes="busy"):
-            yield Static("Reading the hub…", id="status-line")
-            yield Static(f"{self.hub_url} · admin token {fmt.mask_token(self.token)}", id="status-detail")
-        yield Label("Stores", classes="section")
+            yield Static("Reading the hub…", id="status-line", markup=False)
+            yield Static(f"{self.hub_url} · admin token {fmt.mask_token(self.token)}", id="status-detail", markup=False)
+        yield Label("Stores", classes="section", markup=False)
         yield DataTable(id="stores", cursor_type="row", zebra_stripes=True)
-        yield Label("Sinks", classes="section")
-        yield Static("", id="sinks-note")
+        yield Label("Sinks", classes="section", markup=False)
+        yield Static("", id="sinks-note", markup=False)
         yield DataTable(id="sinks", cursor_type="row", zebra_stripes=True)
-        yield Label("Dead letters", classes="section")
-        yield Static("", id="dead-note")
+        yield Label("Dead letters", classes="section", markup=False)
+        yield Static("", id="dead-note", markup=False)
         yield DataTable(id="dead", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
@@ -133,11 +133,11 @@ class FleetApp(App[None]):
     def action_replay(self) -> None:
         """Replay the highlighted dead letter."""
         if self.data is None or self.data.dead is None:
-            self.notify("Replay is not available on this hub.", title="Replay", severity="warning")
+            self.notify("Replay is not available on this hub.", title="Replay", severity="warning", markup=False)
             return
         table = self.query_one("#dead", DataTable)
         if not table.row_count:
-            self.notify("No dead letter to replay.", title="Replay", severity="warning")
+            self.notify("No dead letter to replay.", title="Replay", severity="warning", markup=False)
             return
         key = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
         chosen = next((d for d in self.data.dead if str(d.get("id")) == key), None)
@@ -147,7 +147,9 @@ class FleetApp(App[None]):
     @work(thread=True, exclusive=True, group="replay")
     def replay(self, event_id: str, sink: str) -> None:
         ok, message = self.hub.replay(event_id, sink)
-        self.call_from_thread(self.notify, message, title="Replay", severity="information" if ok else "error")
+        self.call_from_thread(
+            self.notify, message, title="Replay", severity="information" if ok else "error", markup=False
+        )
         self.call_from_thread(self.action_refresh)
 
 

@@ -136,9 +136,9 @@ class PostgresStorage(Storage):
             raise
 
     @contextmanager
-    def _txn(self, write: bool) -> Iterator[_PgWork]:
+    def _txn(self, write: bool, wait_s: float | None = None) -> Iterator[_PgWork]:
         try:
-            with self._pool.connection() as conn, conn.transaction():
+            with self._pool.connection(timeout=wait_s) as conn, conn.transaction():
                 if not write:
                     conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 yield _PgWork(conn, write)
@@ -186,7 +186,7 @@ class PostgresStorage(Storage):
         return applied
 
     def schema_version(self) -> int:
-        with self._txn(False) as tx:
+        with self._txn(False, wait_s=min(2.0, self.busy_timeout_ms / 1000)) as tx:  # /readyz answers fast
             row = tx._c.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
         return int(row[0]) if row else 0
 

@@ -2,8 +2,8 @@
 
 Split as the eventsourcing library splits its recorders: each interface is a contract of its own,
 with its own suite in ``tests/hub/`` that every adapter runs (``test_recorder_registry.py``,
-``test_recorder_ledger.py``, ``test_recorder_events.py``; the transaction itself in
-``test_storage_contract.py``).
+``test_recorder_ledger.py``, ``test_recorder_events.py``, ``test_recorder_bulk.py``; the transaction
+itself in ``test_storage_contract.py``; two writers at once in ``test_two_writers.py``).
 
 - :class:`RegistryRecorder`: stores, enrollment tokens, writers (store keys).
 - :class:`LedgerRecorder`: streams, the immutable ledger, conflicts and refusals.
@@ -12,7 +12,7 @@ with its own suite in ``tests/hub/`` that every adapter runs (``test_recorder_re
   records whose time fell back.
 - :class:`BulkRecorder`: whole tables in and out, for moving a hub to another engine.
 
-One transaction spans all three (a burst stores ledger rows and their events atomically), so an
+One transaction spans them all (a burst stores ledger rows and their events atomically), so an
 adapter's unit of work implements every recorder on one connection; :class:`UnitOfWork` is that
 union. Code that needs only one concern types its argument with that recorder.
 """

@@ -21,11 +21,12 @@ import apsw
 
 from sync_protocol import chain as _chain
 from sync_protocol import keys
+from sync_protocol.clock import now_iso
 from sync_protocol.transaction import Transaction
 from sync_protocol.wire import Receipt
 
 from .._exceptions import AgentError, CaptureConflict, ConfigError, NotEnrolled, StorageError
-from ._db import BUSY_TIMEOUT_MS, JSON_COLUMNS, SYNC_COLUMNS, Db, Identity, now_utc, storage_error
+from ._db import BUSY_TIMEOUT_MS, JSON_COLUMNS, SYNC_COLUMNS, Db, Identity, storage_error
 from .receipts import check_receipt
 from .records import append, prepare
 from .schema import migrate
@@ -105,7 +106,7 @@ class Outbox(Db):
                 conn.execute(
                     "INSERT INTO writers (epoch, store_id, key_id, public_key, enrolled_at, anchor_seq, "
                     "anchor_chain, head_seq, head_chain) VALUES (?, ?, ?, ?, ?, 0, ?, 0, ?)",
-                    (ident.epoch, ident.store_id, ident.key_id, ident.public_key, now_utc(), anchor, anchor),
+                    (ident.epoch, ident.store_id, ident.key_id, ident.public_key, now_iso(), anchor, anchor),
                 )
             if old is None or int(old[0]) != ident.epoch:
                 conn.execute(
@@ -235,7 +236,7 @@ class Outbox(Db):
             conn.execute(
                 "INSERT INTO bursts (at, epoch, first_seq, last_seq, count, result, http_status, ms) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (now_utc(), ident.epoch if ident else None, first_seq, last_seq, count, result, http_status, ms),
+                (now_iso(), ident.epoch if ident else None, first_seq, last_seq, count, result, http_status, ms),
             )
             conn.execute("DELETE FROM bursts WHERE id <= (SELECT max(id) FROM bursts) - ?", (BURST_LOG_KEEP,))
 
