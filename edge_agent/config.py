@@ -29,6 +29,7 @@ ENV_NUMBERS = (
     "backoff_base",
     "backoff_cap",
     "blocked_retry",
+    "heartbeat_interval",
     "probe_interval",
     "probe_timeout",
     "retention_days",

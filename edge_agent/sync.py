@@ -137,6 +137,7 @@ class Syncer:
         self._hub_down = False
         self._backoff_until = 0.0
         self._retry_after_until = 0.0
+        self._due_mono: float | None = None  # monotonic time of the next attempt, when this process set it
         self._urls: tuple[str, ...] = ()
         self._url_index = 0
         state = outbox.sync_state()
@@ -168,16 +169,17 @@ class Syncer:
     def _locked_pass(self, ident: Identity, force: bool) -> PassResult:
         state = self.outbox.sync_state()
         now = datetime.now(UTC)
-        due = parse_time(state.get("next_attempt_at"))
+        wait = self._wait_left(state, now)
         self._set_urls(ident)
-        if not force and due is not None and now < due:
-            wait = (due - now).total_seconds()
+        if not force and wait > 0:
             if not self._backing_off and state.get("last_sync_result") == "offline":
                 # Backoff from before a restart: let the probe end it as soon as the hub answers.
                 self._backing_off, self._hub_down = True, True
                 self._backoff_until = time.monotonic() + wait
+                self._due_mono = self._backoff_until
             return self._result("waiting", ident, retry_in=wait)
         self._backing_off = False
+        self._due_mono = None
         if ident.key_id != self.key_id:
             message = f"enrolled key is {ident.key_id} but this process signs with {self.key_id}; restart edge-agent"
             return self._block(ident, "key_changed", message, None, state)
@@ -395,6 +397,21 @@ class Syncer:
             self.burst_size = min(self.config.burst_records, self.burst_size * 2)
         return max(0, after - before)
 
+    def _wait_left(self, state: dict[str, Any], now: datetime) -> float:
+        """Seconds until the next attempt is due (0: now).
+
+        A delay this process set is timed on the monotonic clock, so a wall clock stepped back by hours
+        does not stall sync for hours. A ``next_attempt_at`` from before a restart is wall-clock time;
+        it is capped at the longest delay the agent ever sets, for the same reason.
+        """
+        if self._due_mono is not None:
+            return max(0.0, self._due_mono - time.monotonic())
+        due = parse_time(state.get("next_attempt_at"))
+        if due is None:
+            return 0.0
+        longest = max(self.config.backoff_cap, self.config.blocked_retry)
+        return min(max(0.0, (due - now).total_seconds()), longest)
+
     def _log(self, first: int, last: int | None, count: int, result: str, status: int | None, t0: float) -> None:
         try:
             self.outbox.log_burst(
@@ -442,6 +459,7 @@ class Syncer:
         self._hub_down = exc.unreachable
         self._backoff_until = mono + delay
         self._retry_after_until = mono + delay if exc.retry_after is not None else 0.0
+        self._due_mono = mono + delay
         now = datetime.now(UTC)
         self.outbox.update_sync(
             last_sync_at=now_iso(),
@@ -465,6 +483,7 @@ class Syncer:
         sent: int = 0,
     ) -> PassResult:
         delay = self.config.blocked_retry
+        self._due_mono = time.monotonic() + delay
         now = datetime.now(UTC)
         blocked = {"code": code, "message": message, "seq": seq, "http_status": status}
         self.outbox.update_sync(

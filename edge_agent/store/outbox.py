@@ -207,17 +207,20 @@ class Outbox(Db):
             existed (an unrecoverable gap: nothing is changed, nothing is invented).
         """
         ident = self.require_identity()
-        row = self._one("SELECT anchor_seq, head_seq FROM writers WHERE epoch = ?", (ident.epoch,))
-        if row is None or expected_seq < 1:
-            return False
-        anchor_seq, head_seq = int(row[0]), int(row[1])
-        if expected_seq <= anchor_seq or expected_seq > head_seq + 1:
-            return False
-        if expected_seq <= head_seq:
-            have = self._one("SELECT count(*) FROM outbox WHERE epoch = ? AND seq >= ?", (ident.epoch, expected_seq))
-            if not have or int(have[0]) != head_seq - expected_seq + 1:
+        with self._write() as conn:  # check and set under one write lock: retention cannot prune in between
+            row = conn.execute("SELECT anchor_seq, head_seq FROM writers WHERE epoch = ?", (ident.epoch,)).fetchone()
+            if row is None or expected_seq < 1:
                 return False
-        self.update_sync(acked_through=expected_seq - 1)
+            anchor_seq, head_seq = int(row[0]), int(row[1])
+            if expected_seq <= anchor_seq or expected_seq > head_seq + 1:
+                return False
+            if expected_seq <= head_seq:
+                have = conn.execute(
+                    "SELECT count(*) FROM outbox WHERE epoch = ? AND seq >= ?", (ident.epoch, expected_seq)
+                ).fetchone()
+                if not have or int(have[0]) != head_seq - expected_seq + 1:
+                    return False
+            conn.execute("UPDATE sync_state SET acked_through = ? WHERE id = 1", (expected_seq - 1,))
         return True
 
     def log_burst(

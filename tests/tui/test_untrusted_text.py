@@ -51,7 +51,7 @@ async def test_markup_in_sales_and_drop_reports_is_shown_literally(
                 break
             await asyncio.sleep(0.1)
         notes: list[str] = []
-        app = StoreTuiApp(agent.data_dir, drop_dir=drops, agent=AgentClient(agent.url), refresh_s=0)
+        app = StoreTuiApp.for_store(agent.data_dir, drop_dir=drops, agent=AgentClient(agent.url), refresh_s=0)
         monkeypatch.setattr(app, "notify", lambda message, **_: notes.append(str(message)))
         async with app.run_test(size=(120, 40)) as pilot:
             await settle(pilot)
