@@ -38,7 +38,7 @@ from sync_protocol.clock import ClockSample, estimate, iso, now_iso
 from sync_protocol.record import SignedRecord
 from sync_protocol.wire import BacklogReport, BurstRequest, ClockReport, WireRecord
 
-from ._exceptions import AgentError, BadReceipt, HubRejected, HubUnavailable, UnrecoverableGap
+from ._exceptions import AgentError, BadReceipt, HubRejected, HubUnavailable, OutboxDamaged, UnrecoverableGap
 from .config import AgentConfig
 from .status import parse_time
 from .store import Identity, Outbox
@@ -80,6 +80,30 @@ class _Progress:
     sent: int = 0
     contacted: bool = False
     rewinds: int = 0
+
+
+def _intact(records: list[SignedRecord], acked: int, head_seq: int, limit: int) -> list[SignedRecord]:
+    """The leading run of ``records`` that is ``acked + 1, acked + 2, …`` with none missing.
+
+    Raises:
+        OutboxDamaged: when not even the first record is there (or records up to the writer head are
+            missing), naming the first missing seq. Nothing is deleted; nothing past it is sent.
+    """
+    for i, rec in enumerate(records):
+        if rec.seq != acked + 1 + i:
+            if i > 0:
+                return records[:i]  # send what is intact; the next round blocks at the hole
+            raise OutboxDamaged(
+                acked + 1, f"outbox damaged at seq {acked + 1}: record missing (next stored is {rec.seq})"
+            )
+    last = records[-1].seq if records else acked
+    if len(records) < limit and last < head_seq:
+        if records:
+            return records
+        raise OutboxDamaged(
+            last + 1, f"outbox damaged at seq {last + 1}: records up to the head (seq {head_seq}) are missing"
+        )
+    return records
 
 
 @contextmanager
@@ -209,7 +233,7 @@ class Syncer:
                 if seq is None and exc.body is not None:
                     seq = exc.body.expected_seq
                 return self._block(ident, exc.error, str(exc), seq, state, status=exc.status, sent=progress.sent)
-            except UnrecoverableGap as exc:
+            except (UnrecoverableGap, OutboxDamaged) as exc:
                 return self._block(ident, exc.code, str(exc), exc.seq, state, sent=progress.sent)
             except BadReceipt as exc:
                 return self._block(ident, exc.code, str(exc), None, state, sent=progress.sent)
@@ -233,8 +257,11 @@ class Syncer:
     ) -> None:
         """Send bursts until nothing is pending (or one probe, when due); errors propagate."""
         while True:
-            acked = self.outbox.acked_through()
-            records = self.outbox.pending(acked, self.burst_size)
+            head_seq = self.outbox.head()[0]
+            # An outbox that ends before what the hub acknowledged (rows deleted and the head rewritten, an
+            # old backup) probes from its real end: the hub records that the chain went backwards and says so.
+            acked = min(self.outbox.acked_through(), head_seq)
+            records = _intact(self.outbox.pending(acked, self.burst_size), acked, head_seq, self.burst_size)
             idle_probe = self._last_contact is None or now - self._last_contact > IDLE_PROBE_EVERY
             if not records and self._probed and not idle_probe:
                 return
