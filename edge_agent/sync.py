@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
+
 from sync_protocol import keys
 from sync_protocol._exceptions import KeyFileError
 from sync_protocol.clock import ClockSample, estimate, iso, now_iso
@@ -137,6 +139,8 @@ class Syncer:
         outbox: The syncer's own outbox connection.
         key: Our signing key (signs the HTTP requests).
         rng: Random source in [0, 1) for jitter.
+        transport: The httpx transport of every call to the hub; None for the network (tests pass
+            ``httpx.MockTransport`` to drive the state machine in-process).
     """
 
     def __init__(
@@ -146,12 +150,14 @@ class Syncer:
         key: keys.Ed25519PrivateKey,
         *,
         rng: Callable[[], float] = random.random,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.config = config
         self.outbox = outbox
         self.key = key
         self.key_id = keys.key_id(key)
         self._rng = rng
+        self._transport = transport
         self._client: HubClient | None = None
         self._probed = False
         self._last_contact: datetime | None = None
@@ -296,7 +302,10 @@ class Syncer:
         if self._client is None or self._client.base_url != url:
             self.close()
             self._client = HubClient(
-                url, connect_timeout=self.config.connect_timeout, read_timeout=self.config.read_timeout
+                url,
+                connect_timeout=self.config.connect_timeout,
+                read_timeout=self.config.read_timeout,
+                transport=self._transport,
             )
 
     def _fail_over(self, urls: tuple[str, ...], exc: HubUnavailable) -> None:
@@ -353,7 +362,7 @@ class Syncer:
         n = len(self._urls)
         for i in range(n):  # the current hub first, then the other replicas in order
             index = (self._url_index + i) % n
-            if hub_answers(self._urls[index], self.config.probe_timeout):
+            if hub_answers(self._urls[index], self.config.probe_timeout, self._transport):
                 if self._hub_down:
                     log.info("hub %s answers; ending the backoff", self._urls[index])
                     self._url_index = index

@@ -291,9 +291,15 @@ class LedgerWatcher:
         self.held.setdefault(txn_key(txn), []).append(_Held(self.epoch, seq, digest))
 
 
-def store_public_key(agent_dir: Path) -> keys.Ed25519PublicKey:
-    """The store's public key, from the agent's key file (the key the hub enrolled)."""
-    return keys.load_private_key(agent_dir / "agent.key").public_key()
+def store_public_key(agent_dir: Path, epoch: int | None = None) -> keys.Ed25519PublicKey:
+    """The store's public key, from the agent's key file (the key the hub enrolled).
+
+    A forced re-enrollment archives the previous epoch's key as ``agent.key.epoch<N>``; give ``epoch``
+    to get that one when it exists.
+    """
+    archived = agent_dir / f"agent.key.epoch{epoch}"
+    path = archived if epoch is not None and archived.exists() else agent_dir / "agent.key"
+    return keys.load_private_key(path).public_key()
 
 
 def agent_verify(agent_dir: Path) -> tuple[bool, str]:
@@ -448,9 +454,8 @@ def check_stores(
     """
     watchers = []
     for store_id, agent_dir in agent_dirs.items():
-        public = store_public_key(agent_dir)
         for epoch in epochs:
-            w = LedgerWatcher(store_id, public, epoch)
+            w = LedgerWatcher(store_id, store_public_key(agent_dir, epoch), epoch)
             w.update(hub)
             watchers.append(w)
     files = {"events": hub.data_dir / "events.jsonl"} if sink_files is None else sink_files
