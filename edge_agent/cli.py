@@ -21,6 +21,7 @@ from typing import Any
 
 from sync_protocol import keys
 from sync_protocol._exceptions import StoreSyncError, TransactionInvalid
+from sync_protocol.canonical import DuplicateKey, loads_strict
 from sync_protocol.transaction import Transaction, parse_transaction
 from sync_protocol.wire import EnrollRequest, EnrollResponse
 
@@ -70,7 +71,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             if pending > 0 and not args.force:
                 raise EnrollRefused(
                     f"{pending} records of {current.store_id} epoch {current.epoch} are not synced yet; "
-                    "sync them first or pass --force (they stay in the outbox but will not be sent)"
+                    "sync them first or pass --force (they are then carried into the new epoch and sent)"
                 )
             # A new epoch needs a new key: the hub binds each key to one enrollment.
             key, staged = keys.generate(), cfg.key_path.with_name(cfg.key_path.name + ".new")
@@ -96,7 +97,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             if not archive.exists():
                 os.link(cfg.key_path, archive)
             os.replace(staged, cfg.key_path)
-        outbox.set_identity(
+        carried = outbox.set_identity(
             Identity(
                 store_id=answer.store_id,
                 epoch=answer.epoch,
@@ -106,14 +107,17 @@ def cmd_enroll(args: argparse.Namespace) -> int:
                 hub_public_key=answer.hub_public_key,
                 hub_key_id=answer.hub_key_id,
                 tz=answer.tz,
-            )
+            ),
+            key=key if staged is not None else None,
         )
     if args.json:
-        print(json.dumps({**answer.model_dump(), "hub_url": hub_url}))
+        print(json.dumps({**answer.model_dump(), "hub_url": hub_url, "carried_forward": carried}))
     else:
         print(
             f"enrolled store {answer.store_id} epoch {answer.epoch} (key {answer.key_id}, tz {answer.tz}) at {hub_url}"
         )
+        if carried:
+            print(f"{carried} records the hub had not acknowledged were carried into epoch {answer.epoch}")
     return 0
 
 
@@ -201,7 +205,9 @@ def _read_items(source: str) -> list[tuple[str, Any]]:
     """``(label, decoded item or ValueError)`` for a JSON object, a JSON array or JSON Lines."""
     text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     try:
-        doc = json.loads(text)
+        doc = loads_strict(text)
+    except DuplicateKey as exc:
+        return [("item 1", ValueError(str(exc)))]
     except ValueError:
         doc = None
     else:
@@ -213,7 +219,9 @@ def _read_items(source: str) -> list[tuple[str, Any]]:
         if not line.strip():
             continue
         try:
-            items.append((f"line {n}", json.loads(line)))
+            items.append((f"line {n}", loads_strict(line)))
+        except DuplicateKey as exc:
+            items.append((f"line {n}", ValueError(str(exc))))
         except json.JSONDecodeError as exc:
             items.append((f"line {n}", ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})")))
         except ValueError:
