@@ -322,13 +322,24 @@ def jsonl_events(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _underived(hub: Hub) -> float:
+    """Stored records whose events the hub has not derived yet (its ``/metrics`` gauge, all stores)."""
+    text = httpx.get(hub.url + "/metrics", timeout=10).text
+    gauge = "storesync_store_underived_records"
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(gauge))
+
+
 def wait_delivered(hub: Hub, timeout: float = 120.0) -> dict[str, Any]:
-    """Wait until no sink has a delivery pending or in flight; returns the last sinks view."""
+    """Wait until every stored record has its events derived and no sink has a delivery pending or in
+    flight, twice in a row; returns the last sinks view."""
     deadline = time.monotonic() + timeout
     view: dict[str, Any] = {}
+    settled = 0
     while time.monotonic() < deadline:
         view = hub.admin("/v1/admin/sinks")
-        if all(s["pending"] == 0 and s["in_flight"] == 0 for s in view["sinks"]):
+        idle = all(s["pending"] == 0 and s["in_flight"] == 0 for s in view["sinks"])
+        settled = settled + 1 if idle and _underived(hub) == 0 else 0
+        if settled >= 2:
             return view
         time.sleep(0.2)
     raise TimeoutError(f"deliveries not done after {timeout} s: {view}")
