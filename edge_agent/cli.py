@@ -21,6 +21,7 @@ from typing import Any
 
 from sync_protocol import keys
 from sync_protocol._exceptions import StoreSyncError, TransactionInvalid
+from sync_protocol.canonical import DuplicateKey, loads_strict
 from sync_protocol.transaction import Transaction, parse_transaction
 from sync_protocol.wire import EnrollRequest, EnrollResponse
 
@@ -204,7 +205,9 @@ def _read_items(source: str) -> list[tuple[str, Any]]:
     """``(label, decoded item or ValueError)`` for a JSON object, a JSON array or JSON Lines."""
     text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     try:
-        doc = json.loads(text)
+        doc = loads_strict(text)
+    except DuplicateKey as exc:
+        return [("item 1", ValueError(str(exc)))]
     except ValueError:
         doc = None
     else:
@@ -216,7 +219,9 @@ def _read_items(source: str) -> list[tuple[str, Any]]:
         if not line.strip():
             continue
         try:
-            items.append((f"line {n}", json.loads(line)))
+            items.append((f"line {n}", loads_strict(line)))
+        except DuplicateKey as exc:
+            items.append((f"line {n}", ValueError(str(exc))))
         except json.JSONDecodeError as exc:
             items.append((f"line {n}", ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})")))
         except ValueError:

@@ -38,7 +38,7 @@ from sync_protocol import keys
 from sync_protocol._exceptions import KeyFileError
 from sync_protocol.clock import ClockSample, estimate, iso, now_iso
 from sync_protocol.record import SignedRecord
-from sync_protocol.wire import BurstRequest, ClockReport, WireRecord
+from sync_protocol.wire import BacklogReport, BurstRequest, ClockReport, WireRecord
 
 from ._exceptions import AgentError, BadReceipt, HubRejected, HubUnavailable, OutboxDamaged, UnrecoverableGap
 from .config import AgentConfig
@@ -378,6 +378,12 @@ class Syncer:
         assert self._client is not None
         t1 = datetime.now().astimezone()
         best = self.best_clock()
+        through = first - 1 + len(records)  # the backlog this burst leaves behind (protocol.md §5)
+        head, _ = self.outbox.head(ident.epoch)
+        left = max(0, head - through)
+        oldest = self.outbox.oldest_pending_captured_at(ident.epoch, through) if left else None
+        oldest_at = parse_time(oldest)
+        age = None if oldest_at is None else round(max(0.0, (t1 - oldest_at).total_seconds()), 3)
         request = BurstRequest(
             store_id=ident.store_id,
             epoch=ident.epoch,
@@ -388,6 +394,7 @@ class Syncer:
             clock=None
             if best is None
             else ClockReport(theta_ms=best.theta_ms, delta_ms=best.delta_ms, sampled_at=best.sampled_at),
+            backlog=BacklogReport(pending=left, oldest_pending_age_s=age),
         )
         last = first + len(records) - 1 if records else None
         started = time.perf_counter()
