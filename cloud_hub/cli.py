@@ -264,9 +264,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     config = _config(args)
     forwarding = load_config(Path(args.config) if args.config else None, config.data_dir)
     hub = open_hub(config)
-    engine = DeliveryEngine(
-        hub.storage, forwarding, Forwarder(forwarding.sinks, inline_max=forwarding.delivery.inline_max)
-    )
+    engine = DeliveryEngine(hub.storage, forwarding, Forwarder.from_config(forwarding))
 
     async def run() -> None:
         loop = asyncio.get_running_loop()

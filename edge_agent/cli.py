@@ -23,6 +23,7 @@ from typing import Any
 
 from sync_protocol import keys
 from sync_protocol._exceptions import StoreSyncError, TransactionInvalid
+from sync_protocol.canonical import DuplicateKey, loads_strict
 from sync_protocol.transaction import Transaction, parse_transaction
 from sync_protocol.wire import EnrollRequest, EnrollResponse
 
@@ -75,7 +76,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             if pending > 0 and not args.force:
                 raise EnrollRefused(
                     f"{pending} records of {current.store_id} epoch {current.epoch} are not synced yet; "
-                    "sync them first or pass --force (they stay in the outbox but will not be sent)"
+                    "sync them first or pass --force (they are then carried into the new epoch and sent)"
                 )
             # A new epoch needs a new key: the hub binds each key to one enrollment.
             key, staged = keys.generate(), cfg.key_path.with_name(cfg.key_path.name + ".new")
@@ -103,7 +104,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             os.replace(staged, cfg.key_path)
         if cfg.hub_ca is not None:  # kept with the identity: run and sync verify the hub the same way
             shutil.copyfile(cfg.hub_ca, cfg.data_dir / HUB_CA_FILE)
-        outbox.set_identity(
+        carried = outbox.set_identity(
             Identity(
                 store_id=answer.store_id,
                 epoch=answer.epoch,
@@ -113,14 +114,17 @@ def cmd_enroll(args: argparse.Namespace) -> int:
                 hub_public_key=answer.hub_public_key,
                 hub_key_id=answer.hub_key_id,
                 tz=answer.tz,
-            )
+            ),
+            key=key if staged is not None else None,
         )
     if args.json:
-        print(json.dumps({**answer.model_dump(), "hub_url": hub_url}))
+        print(json.dumps({**answer.model_dump(), "hub_url": hub_url, "carried_forward": carried}))
     else:
         print(
             f"enrolled store {answer.store_id} epoch {answer.epoch} (key {answer.key_id}, tz {answer.tz}) at {hub_url}"
         )
+        if carried:
+            print(f"{carried} records the hub had not acknowledged were carried into epoch {answer.epoch}")
     return 0
 
 
@@ -210,7 +214,9 @@ def _read_items(source: str) -> list[tuple[str, Any]]:
     """``(label, decoded item or ValueError)`` for a JSON object, a JSON array or JSON Lines."""
     text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     try:
-        doc = json.loads(text)
+        doc = loads_strict(text)
+    except DuplicateKey as exc:
+        return [("item 1", ValueError(str(exc)))]
     except ValueError:
         doc = None
     else:
@@ -222,7 +228,9 @@ def _read_items(source: str) -> list[tuple[str, Any]]:
         if not line.strip():
             continue
         try:
-            items.append((f"line {n}", json.loads(line)))
+            items.append((f"line {n}", loads_strict(line)))
+        except DuplicateKey as exc:
+            items.append((f"line {n}", ValueError(str(exc))))
         except json.JSONDecodeError as exc:
             items.append((f"line {n}", ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})")))
         except ValueError:

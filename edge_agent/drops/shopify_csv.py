@@ -9,7 +9,10 @@ Mapping to DESIGN §9 (details and the approximations in ``docs/file-drops.md``)
 
 - ``txn_id`` = Name without spaces (``#1001``); ``register_id`` = Device ID, else Location, else
   ``shopify``, sanitised to ``[A-Za-z0-9_-]``; ``occurred_at`` = Created at with its offset kept.
-- Lines from the Lineitem rows, plus a ``SHIPPING`` line when Shipping > 0.
+- Lines from the Lineitem rows, plus a ``SHIPPING`` line (line type ``shipping``) when Shipping > 0.
+  A transaction with a line that is not stock (shipping, a partial refund's ``REFUND`` adjustment
+  line, type ``adjustment``) is schema ``storesync.pos.v2``, so the hub never moves stock for it;
+  the others stay ``storesync.pos.v1``.
 - Discount Amount is the order's total discount: Lineitem discount goes to its own line, and the rest
   is allocated over the item lines in proportion to their amount, the rounding remainder on the last.
 - Taxes: when Subtotal + Shipping + Taxes = Total (prices without tax) the tax is allocated over all
@@ -31,6 +34,7 @@ from decimal import Decimal
 from typing import IO, Any
 
 from sync_protocol.money import fits_minor_units, format_amount, minor_unit_exponent
+from sync_protocol.transaction import SCHEMA_V2
 
 from .formats import (
     INDEXED,
@@ -292,7 +296,7 @@ def _map_order(rows: list[tuple[int, dict[str, str]]]) -> list[tuple[dict[str, A
     if shipping:
         method = head.get("Shipping Method", "")
         lines.append({"sku": SHIPPING_SKU, "name": method[:200] or "Shipping", "qty": "1",
-                      "unit_price": str(shipping), "discount": fmt(Decimal(0))})  # fmt: skip
+                      "unit_price": str(shipping), "discount": fmt(Decimal(0)), "type": "shipping"})  # fmt: skip
         line_at.append(line0)
     nets = [minor(Decimal(x["unit_price"]) * Decimal(x["qty"]) - Decimal(x["discount"])) for x in lines]
     tax_shares = [0] * len(lines) if inclusive else allocate(minor(taxes), nets)
@@ -328,6 +332,9 @@ def _map_order(rows: list[tuple[int, dict[str, str]]]) -> list[tuple[dict[str, A
         void = {"txn_id": txn_id + "-V", "kind": "void", **base, "lines": [], "tenders": [],
                 "total": fmt(Decimal(0)), "voided_txn_id": txn_id}  # fmt: skip
         out.append((void, locate))
+    for txn, _ in out:  # lines that are not stock say so: schema v2 (DESIGN §9); others stay v1
+        if any("type" in x for x in txn["lines"]):
+            txn["schema"] = SCHEMA_V2
     return out
 
 
@@ -336,8 +343,8 @@ def _refund(sale: dict[str, Any], name: str, refunded: Decimal, total: Decimal, 
     if refunded == total:
         lines = [dict(x) for x in sale["lines"]]
     else:
-        lines = [{"sku": REFUND_SKU, "name": f"Refund of {name}"[:200], "qty": "1",
-                  "unit_price": fmt(refunded), "discount": fmt(Decimal(0)), "tax": fmt(Decimal(0))}]  # fmt: skip
+        lines = [{"sku": REFUND_SKU, "name": f"Refund of {name}"[:200], "qty": "1", "unit_price": fmt(refunded),
+                  "discount": fmt(Decimal(0)), "tax": fmt(Decimal(0)), "type": "adjustment"}]  # fmt: skip
     tenders = [{"type": sale["tenders"][0]["type"] if sale["tenders"] else "other", "amount": fmt(refunded)}]
     return {
         "txn_id": sale["txn_id"] + "-R", "kind": "return", "register_id": sale["register_id"],
