@@ -268,8 +268,11 @@ def create_app(
         )
 
     @app.get("/metrics")
-    def metrics_endpoint() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+    def metrics_endpoint(authorization: str | None = Header(default=None)) -> Response:
+        # Per-store series only with the admin token; without it, fleet-wide series (docs/security.md).
+        scheme, _, given = (authorization or "").partition(" ")
+        full = scheme.lower() == "bearer" and hub.admin_token.matches(given.strip())
+        return Response(metrics.render(per_store=full), media_type=CONTENT_TYPE)
 
     @app.post(ENROLL_PATH, status_code=201, openapi_extra={"requestBody": json_body(inline_schema(EnrollRequest))})
     async def enroll(request: Request) -> Response:

@@ -169,7 +169,8 @@ def test_a_late_franchise_file_keeps_its_sale_times(tmp_path: Path) -> None:
         os.rename(staged, drop / "weekend.jsonl")  # keeps the modification time
         got = events_by_id(hub, {"S1:1:1", "S1:1:2", "S1:1:3"})
         fallbacks = hub.admin("/v1/admin/time-fallbacks?store=S1")["fallbacks"]
-        metrics = httpx.get(hub.url + "/metrics", timeout=10).text
+        admin = {"Authorization": f"Bearer {hub.admin_token}"}  # per-store series need the admin token
+        metrics = httpx.get(hub.url + "/metrics", headers=admin, timeout=10).text
     finally:
         agent.stop()
         hub.stop()
