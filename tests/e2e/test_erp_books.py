@@ -168,7 +168,8 @@ def test_a_late_franchise_file_keeps_its_sale_times(tmp_path: Path) -> None:
         os.utime(staged, (written.timestamp(), written.timestamp()))
         os.rename(staged, drop / "weekend.jsonl")  # keeps the modification time
         got = events_by_id(hub, {"S1:1:1", "S1:1:2", "S1:1:3"})
-        fallbacks = hub.admin("/v1/admin/time-fallbacks?store=S1")["fallbacks"]
+        headers = {"Authorization": f"Bearer {hub.admin_token}"}
+        listed = httpx.get(hub.url + "/v1/admin/time-fallbacks?store=S1", headers=headers, timeout=10)
         metrics = httpx.get(hub.url + "/metrics", timeout=10).text
     finally:
         agent.stop()
@@ -183,6 +184,8 @@ def test_a_late_franchise_file_keeps_its_sale_times(tmp_path: Path) -> None:
     assert q["method"] == "file-fallback" and {"pos_time_implausible", "batch_time_too_old"} <= set(q["flags"])
     assert abs((utc(old["time"]) - written).total_seconds()) < 5  # the file's own time, not the import moment
     assert old["data"]["txn"]["occurred_at"] == _local(too_old)  # the original is kept
+    assert listed.status_code == 200, listed.text
+    fallbacks = listed.json()["fallbacks"]
     assert [(f["seq"], f["method"], f["pos_time"]) for f in fallbacks] == [(2, "file-fallback", _local(too_old))]
     assert 'storesync_time_fallbacks{store="S1"} 1.0' in metrics
 
