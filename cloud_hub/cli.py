@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     serve.add_argument("--config", help="hub.toml with [[sinks]] and [delivery] (default: one jsonl sink)")
     serve.add_argument("--no-workers", action="store_true", help="no delivery workers (run `cloud-hub deliver`)")
+    serve.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate chain ($CLOUD_HUB_TLS_CERT)")
+    serve.add_argument("--tls-key", help="the certificate's PEM private key ($CLOUD_HUB_TLS_KEY)")
+    serve.add_argument(
+        "--tls-reload-interval", type=float, default=30.0, help="seconds between checks for a renewed certificate"
+    )
     _secret_args(serve)
 
     deliver = sub.add_parser("deliver", help="run only the delivery workers (no HTTP), for scale-out")
@@ -193,18 +198,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import create_app
+    from .tls import from_args
 
     if not 0 <= args.port <= 65535:
         raise InputError(f"port {args.port} is out of range 0-65535", field="port")
     _setup_logging(args.log_level)
     config = _config(args, host=args.host, port=args.port, verify=args.verify)
     forwarding = load_config(Path(args.config) if args.config else None, config.data_dir)
+    tls = from_args(args.tls_cert, args.tls_key)
     app = create_app(config, forwarding=forwarding, workers=not args.no_workers)
     server = uvicorn.Server(
         # h11 kept on the hub (auto would pick httptools, installed for the agent): its HTTP cost is small
         # next to ingest (docs/performance.md) and its framing behaviour is what the fault suites pin.
-        uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level, access_log=False, http="h11")
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level=args.log_level,
+            access_log=False,
+            http="h11",
+            ssl_context_factory=(lambda *_: tls.context) if tls is not None else None,
+        )
     )
+    scheme = "https" if tls is not None else "http"
+
+    async def reload_certs() -> None:
+        while tls is not None:
+            await asyncio.sleep(max(0.1, args.tls_reload_interval))
+            tls.maybe_reload()
 
     async def run() -> None:
         task = asyncio.create_task(server.serve())
@@ -215,8 +236,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             for srv in server.servers:
                 for sock in srv.sockets:
                     port = sock.getsockname()[1]
-            print(f"cloud-hub listening on http://{config.host}:{port}", flush=True)
-        await task
+            print(f"cloud-hub listening on {scheme}://{config.host}:{port}", flush=True)
+        reloader = asyncio.create_task(reload_certs())
+        try:
+            await task
+        finally:
+            reloader.cancel()
 
     # uvicorn re-raises a captured SIGTERM after its graceful shutdown; a no-op handler makes that exit 0.
     signal.signal(signal.SIGTERM, lambda *_: None)

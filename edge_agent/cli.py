@@ -12,7 +12,9 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Sequence
@@ -27,7 +29,7 @@ from sync_protocol.wire import EnrollRequest, EnrollResponse
 
 from . import __version__
 from ._exceptions import CaptureConflict, ConfigError, EnrollRefused, HubRejected, HubUnavailable
-from .config import AgentConfig, parse_hub_urls, resolve_data_dir
+from .config import HUB_CA_FILE, AgentConfig, check_hub_transport, hub_tls, parse_hub_urls, resolve_data_dir
 from .drops.cli import abs_path, add_drop_commands
 from .status import compute_status, format_status
 from .store import CaptureResult, Identity, Outbox
@@ -58,9 +60,12 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    cfg = _config(args)
+    cfg = _config(args, hub_ca=args.hub_ca, insecure_http=args.insecure_http or None)
     key = cfg.load_key()
     urls = parse_hub_urls(args.hub)
+    for url in urls:
+        check_hub_transport(url, cfg.insecure_http)
+    verify = hub_tls(cfg)
     hub_url = " ".join(urls)
     staged: Path | None = None
     with Outbox(cfg.db_path, create=False) as outbox:
@@ -84,7 +89,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
                 hostname=socket.gethostname()[:255],
                 agent_version=__version__,
             )
-            answer = _enroll_any(urls, request)
+            answer = _enroll_any(urls, request, verify)
             if answer.key_id != keys.key_id(key):
                 raise ConfigError(f"hub bound key {answer.key_id}, but our key is {keys.key_id(key)}")
             keys.public_from_hex(answer.hub_public_key)
@@ -97,6 +102,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             if not archive.exists():
                 os.link(cfg.key_path, archive)
             os.replace(staged, cfg.key_path)
+        if cfg.hub_ca is not None:  # kept with the identity: run and sync verify the hub the same way
+            shutil.copyfile(cfg.hub_ca, cfg.data_dir / HUB_CA_FILE)
         carried = outbox.set_identity(
             Identity(
                 store_id=answer.store_id,
@@ -121,11 +128,11 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     return 0
 
 
-def _enroll_any(urls: Sequence[str], request: EnrollRequest) -> EnrollResponse:
+def _enroll_any(urls: Sequence[str], request: EnrollRequest, verify: ssl.SSLContext | bool) -> EnrollResponse:
     """Enroll at the first of the hub URLs that answers (a refusal is final: the token is spent or wrong)."""
     for i, url in enumerate(urls):
         try:
-            with HubClient(url) as client:
+            with HubClient(url, verify=verify) as client:
                 return client.enroll(request)
         except HubUnavailable as exc:
             if i == len(urls) - 1:
@@ -175,6 +182,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         drop_dir=args.drop_dir,
         allowed_hosts=tuple(args.allow_host) if args.allow_host else None,
         allowed_origins=tuple(args.allow_origin) if args.allow_origin else None,
+        hub_ca=args.hub_ca,
+        insecure_http=args.insecure_http or None,
     )
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     run_agent(cfg)
@@ -317,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="hub base URL, e.g. https://hub.example.com; repeat for replicas (failover in this order)",
     )
     p.add_argument("--token", required=True)
+    p.add_argument("--hub-ca", type=abs_path, default=None, help="CA file (or the hub's own certificate) to trust")
+    p.add_argument("--insecure-http", action="store_true", help="allow plain http:// to a hub beyond loopback")
     p.add_argument("--force", action="store_true", help="enroll even though records are not synced")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_enroll)
@@ -327,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hub", action="append", default=None, help="use this hub URL from now on (repeatable)")
     p.add_argument("--sync-interval", type=float, default=None, help="seconds between sync passes (default 5)")
     p.add_argument("--drop-dir", type=abs_path, default=None, help="watch this folder for file drops")
+    p.add_argument("--hub-ca", type=abs_path, default=None, help="CA file (or the hub's own certificate) to trust")
+    p.add_argument("--insecure-http", action="store_true", help="allow plain http:// to a hub beyond loopback")
     p.add_argument("--allow-host", action="append", default=None, help="a further name Host may carry (repeatable)")
     p.add_argument(
         "--allow-origin", action="append", default=None, help="a web origin allowed to call the API (repeatable)"

@@ -6,7 +6,9 @@ The data folder comes from ``--data-dir``, else the ``EDGE_AGENT_DATA`` environm
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,6 +39,9 @@ ENV_NUMBERS = (
     "drop_settle",
 )
 ENV_DROP_DIR = "EDGE_AGENT_DROP_DIR"
+ENV_HUB_CA = "EDGE_AGENT_HUB_CA"
+ENV_INSECURE_HTTP = "EDGE_AGENT_INSECURE_HTTP"
+HUB_CA_FILE = "hub-ca.pem"
 ENV_HUB_URLS = "EDGE_AGENT_HUB_URLS"
 
 
@@ -95,6 +100,9 @@ class AgentConfig:
         drop_settle: Seconds a dropped file must stay unchanged before it is imported.
         allowed_hosts: Further names the capture API's ``Host`` header may carry (``--allow-host``).
         allowed_origins: Web origins allowed to call the capture API (``--allow-origin``); none by default.
+        hub_ca: CA bundle (or the hub's / an intercepting proxy's own certificate) to verify the hub with
+            (``--hub-ca``, ``$EDGE_AGENT_HUB_CA``); else ``hub-ca.pem`` in the data folder, else the system CAs.
+        insecure_http: Allow plain ``http://`` to a hub that is not on loopback (``--insecure-http``).
     """
 
     data_dir: Path
@@ -117,6 +125,8 @@ class AgentConfig:
     drop_settle: float = 2.0
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    hub_ca: Path | None = None
+    insecure_http: bool = False
 
     @classmethod
     def load(cls, data_dir: str | os.PathLike[str] | None = None, **overrides: object) -> AgentConfig:
@@ -139,6 +149,10 @@ class AgentConfig:
                     raise ConfigError(f"EDGE_AGENT_{name.upper()} must be a number, not {raw!r}") from None
         if os.environ.get(ENV_HUB_URLS):
             changes["hub_url"] = " ".join(parse_hub_urls(os.environ[ENV_HUB_URLS], field=ENV_HUB_URLS))
+        if os.environ.get(ENV_HUB_CA):
+            changes["hub_ca"] = Path(os.environ[ENV_HUB_CA]).expanduser().resolve()
+        if os.environ.get(ENV_INSECURE_HTTP, "").lower() in ("1", "true", "yes"):
+            changes["insecure_http"] = True
         if os.environ.get(ENV_DROP_DIR):
             changes["drop_dir"] = Path(os.environ[ENV_DROP_DIR]).expanduser().resolve()
         changes.update({k: v for k, v in overrides.items() if v is not None})
@@ -166,3 +180,42 @@ class AgentConfig:
             return keys.load_private_key(self.key_path)
         except KeyFileError as exc:
             raise ConfigError(str(exc)) from None
+
+
+def hub_tls(cfg: AgentConfig) -> ssl.SSLContext | bool:
+    """How to verify the hub's certificate: a context trusting ``hub_ca`` (or the data folder's
+    ``hub-ca.pem``), else True (the system's CA bundle). Verification is never switched off.
+
+    Raises:
+        ConfigError: the CA file does not load.
+    """
+    path = cfg.hub_ca or (cfg.data_dir / HUB_CA_FILE)
+    if cfg.hub_ca is None and not path.exists():
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"hub CA file {path} cannot be loaded: {exc}") from None
+
+
+def check_hub_transport(url: str, insecure_http: bool) -> None:
+    """Refuse plain ``http://`` to a hub that is not on loopback unless ``insecure_http``.
+
+    Raises:
+        ConfigError: naming the URL and the way out.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "http" or insecure_http:
+        return
+    host = (parts.hostname or "").lower()
+    if host == "localhost":
+        return
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    raise ConfigError(
+        f"{url}: plain http:// to a hub beyond this machine would send sales unencrypted; "
+        "use https:// (see docs/security.md) or pass --insecure-http"
+    )

@@ -86,6 +86,48 @@ class _Server(uvicorn.Server):
         self.should_exit = True
 
 
+def _open_status_outbox(config: AgentConfig, key: keys.Ed25519PrivateKey) -> Outbox:
+    """The status reader's connection, after checking that ``key`` is the enrolled one.
+
+    Raises:
+        ConfigError: no outbox, or the key is not the enrolled one.
+    """
+    if not config.db_path.exists():
+        raise ConfigError(f"no outbox at {config.db_path}; run 'edge-agent init' first")
+    status_outbox = Outbox(config.db_path, key=None)
+    ident = status_outbox.identity()
+    if ident is not None and ident.key_id != keys.key_id(key):
+        status_outbox.close()
+        raise ConfigError(
+            f"{config.key_path} (key {keys.key_id(key)}) is not the key enrolled as {ident.key_id}; "
+            "restore the enrolled key or enroll again"
+        )
+    if config.hub_url:
+        status_outbox.set_hub_url(config.hub_url.rstrip("/"))
+    return status_outbox
+
+
+def _server(config: AgentConfig, app: Any, say: Callable[[str], None]) -> _Server:
+    """The uvicorn server of the capture API."""
+    return _Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            # The capture path is mostly HTTP and event-loop overhead per request: httptools and uvloop
+            # (uvicorn's "standard" extras) take ~30% more POS requests/s than h11 on asyncio
+            # (docs/performance.md). Without them (not installable) uvicorn's pure-Python pair runs.
+            http=_HTTP,
+            loop=_LOOP,
+        ),
+        say,
+    )
+
+
 def run_agent(config: AgentConfig, announce: Callable[[str], None] | None = None) -> None:
     """Serve the capture API and run the background sync until SIGTERM or SIGINT.
 
@@ -100,18 +142,7 @@ def run_agent(config: AgentConfig, announce: Callable[[str], None] | None = None
             "add one per register with 'edge-agent register add R1' (docs/security.md)"
         )
     key = config.load_key()
-    if not config.db_path.exists():
-        raise ConfigError(f"no outbox at {config.db_path}; run 'edge-agent init' first")
-    status_outbox = Outbox(config.db_path, key=None)
-    ident = status_outbox.identity()
-    if ident is not None and ident.key_id != keys.key_id(key):
-        status_outbox.close()
-        raise ConfigError(
-            f"{config.key_path} (key {keys.key_id(key)}) is not the key enrolled as {ident.key_id}; "
-            "restore the enrolled key or enroll again"
-        )
-    if config.hub_url:
-        status_outbox.set_hub_url(config.hub_url.rstrip("/"))
+    status_outbox = _open_status_outbox(config, key)
     syncer = Syncer(config, Outbox(config.db_path, key=key, durable=False), key)
     heartbeat_outbox = Outbox(config.db_path, durable=False)
     scheduler = AgentScheduler(
@@ -142,23 +173,7 @@ def run_agent(config: AgentConfig, announce: Callable[[str], None] | None = None
         allowed_hosts=config.allowed_hosts,
         allowed_origins=config.allowed_origins,
     )
-    server = _Server(
-        uvicorn.Config(
-            app,
-            host=config.host,
-            port=config.port,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            server_header=False,
-            # The capture path is mostly HTTP and event-loop overhead per request: httptools and uvloop
-            # (uvicorn's "standard" extras) take ~30% more POS requests/s than h11 on asyncio
-            # (docs/performance.md). Without them (not installable) uvicorn's pure-Python pair runs.
-            http=_HTTP,
-            loop=_LOOP,
-        ),
-        say,
-    )
+    server = _server(config, app, say)
     scheduler.start()
     if watcher is not None:
         watcher.start()

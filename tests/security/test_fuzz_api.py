@@ -29,6 +29,7 @@ from sync_protocol.httpsig import sign_request
 from sync_protocol.wire import BURSTS_PATH, EnrollResponse
 
 EXAMPLES = int(os.environ.get("STORESYNC_FUZZ_EXAMPLES", "10"))
+NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
 Sender = Callable[[schemathesis.Case, bool], httpx.Response]
 
 
@@ -92,7 +93,9 @@ def test_hub_openapi_fuzz_never_answers_5xx(hub: Hub, enrolled_key: tuple[keys.E
     key, key_id = enrolled_key
     admin = {"Authorization": f"Bearer {hub.admin_token}"}
 
-    with httpx.Client(base_url=hub.url, timeout=30) as client:
+    # One connection per case: a refusal sent before the body is read closes the connection, and a reused
+    # keep-alive connection would then race that close (a client-side reset, not an answer of the hub).
+    with httpx.Client(base_url=hub.url, timeout=30, limits=NO_KEEPALIVE) as client:
 
         def send(case: schemathesis.Case, signed: bool) -> httpx.Response:
             kwargs = case.as_transport_kwargs(base_url=hub.url)
@@ -126,7 +129,7 @@ def agent_proc(tmp_path: Path) -> Iterator[Agent]:
 
 def test_agent_openapi_fuzz_never_answers_5xx(agent_proc: Agent) -> None:
     url = agent_proc.url
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, limits=NO_KEEPALIVE) as client:
 
         def send(case: schemathesis.Case, signed: bool) -> httpx.Response:
             kwargs = case.as_transport_kwargs(base_url=url)
