@@ -191,3 +191,13 @@ def test_metrics_show_per_store_series_only_with_the_admin_token(hub: Hub) -> No
     assert "SECRET" not in wrong.text
     full = httpx.get(hub.url + "/metrics", headers={"Authorization": f"Bearer {hub.admin_token}"}, timeout=10)
     assert 'store="SECRET2"' in full.text
+
+
+def test_an_id_past_64_bits_is_400_not_500(hub: Hub) -> None:
+    """Found by the schemathesis run: a derive-error id past 2^63 reached SQL and answered 500."""
+    r = httpx.post(
+        hub.url + "/v1/admin/derive-errors/68985889824388415488/rederive",
+        headers={"Authorization": f"Bearer {hub.admin_token}"},
+        timeout=10,
+    )
+    assert r.status_code == 400 and r.json()["message"].startswith("error_id"), r.text
