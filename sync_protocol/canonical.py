@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from ._exceptions import CanonicalEncodingError
+from ._exceptions import CanonicalEncodingError, ProtocolError
 
 _SAFE_INT = 2**53 - 1
 _PLAIN = frozenset({str, bool, type(None)})
@@ -125,9 +125,12 @@ def _refuse_float(_: str) -> Any:
     raise CanonicalEncodingError("floats are not allowed")
 
 
-class DuplicateKey(ValueError):
+class DuplicateKey(ProtocolError, ValueError):
     """A JSON object names the same key twice (readers disagree on which wins). ``key`` is the key,
-    masked to its last four characters when it looks like a card number."""
+    masked to its last four characters when it looks like a card number. Also a ``ValueError``, as
+    :mod:`json` readers expect of a hook."""
+
+    code = "duplicate_key"
 
     def __init__(self, key: str) -> None:
         from .cards import contains_pan
