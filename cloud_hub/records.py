@@ -17,16 +17,18 @@ from sync_protocol._exceptions import CanonicalEncodingError, TransactionInvalid
 from sync_protocol.canonical import DuplicateKey, loads_strict
 from sync_protocol.transaction import SCHEMA_V1, SCHEMAS, parse_transaction
 
+from ._exceptions import HubError
+
 CODES = ("bad_body", "unknown_schema", "invalid_transaction", "bad_time", "internal")
 
 
-class DeriveFailure(Exception):
+class DeriveFailure(HubError):
     """No events can be derived from a record; ``code`` is one of :data:`CODES`."""
 
     def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
-        super().__init__(f"{code}: {message}")
 
 
 def validated_doc(body: str, *, scan_cards: bool = True) -> dict[str, Any]:
