@@ -39,6 +39,7 @@ ENV_NUMBERS = (
     "drop_settle",
 )
 ENV_DROP_DIR = "EDGE_AGENT_DROP_DIR"
+ENV_RETENTION_AT = "EDGE_AGENT_RETENTION_AT"
 ENV_HUB_CA = "EDGE_AGENT_HUB_CA"
 ENV_INSECURE_HTTP = "EDGE_AGENT_INSECURE_HTTP"
 HUB_CA_FILE = "hub-ca.pem"
@@ -95,7 +96,9 @@ class AgentConfig:
         probe_interval: Seconds between reachability probes (``GET /healthz``) while backing off.
         probe_timeout: Seconds a reachability probe may take.
         retention_days: Acked records older than this, covered by a hub receipt, are pruned.
-        retention_interval: Seconds between runs of the retention job.
+        retention_interval: Seconds between runs of the retention job when ``retention_at`` is not set.
+        retention_at: Local time of day (``HH:MM``) for the nightly retention run (env
+            ``EDGE_AGENT_RETENTION_AT``); None runs it every ``retention_interval`` seconds.
         drop_dir: Folder watched for franchise file drops (``$EDGE_AGENT_DROP_DIR``); None: no watcher.
         drop_settle: Seconds a dropped file must stay unchanged before it is imported.
         allowed_hosts: Further names the capture API's ``Host`` header may carry (``--allow-host``).
@@ -121,6 +124,7 @@ class AgentConfig:
     probe_timeout: float = 1.0
     retention_days: float = 30.0
     retention_interval: float = 3600.0
+    retention_at: str | None = None
     drop_dir: Path | None = None
     drop_settle: float = 2.0
     allowed_hosts: tuple[str, ...] = ()
@@ -153,6 +157,8 @@ class AgentConfig:
             changes["hub_ca"] = Path(os.environ[ENV_HUB_CA]).expanduser().resolve()
         if os.environ.get(ENV_INSECURE_HTTP, "").lower() in ("1", "true", "yes"):
             changes["insecure_http"] = True
+        if os.environ.get(ENV_RETENTION_AT):
+            changes["retention_at"] = os.environ[ENV_RETENTION_AT]
         if os.environ.get(ENV_DROP_DIR):
             changes["drop_dir"] = Path(os.environ[ENV_DROP_DIR]).expanduser().resolve()
         changes.update({k: v for k, v in overrides.items() if v is not None})

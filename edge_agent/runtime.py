@@ -24,6 +24,7 @@ from .api import StatusReader, create_app
 from .capture import CaptureWriter
 from .config import AgentConfig
 from .guard import Guard, is_loopback
+from .housekeeping import Housekeeping
 from .registers import RegisterTokens
 from .scheduler import AgentScheduler
 from .store import Outbox, PruneResult, prune
@@ -151,8 +152,9 @@ def run_agent(config: AgentConfig, announce: Callable[[str], None] | None = None
         sync_interval=config.sync_interval,
         heartbeat_interval=config.heartbeat_interval,
         probe_interval=config.probe_interval,
-        retention=lambda: run_retention(config),
-        retention_interval=config.retention_interval,
+    )
+    housekeeping = Housekeeping(
+        lambda: run_retention(config), at=config.retention_at, interval=config.retention_interval
     )
     writer = CaptureWriter(lambda: Outbox(config.db_path, key=key), on_commit=scheduler.nudge)
     writer.start()
@@ -175,6 +177,7 @@ def run_agent(config: AgentConfig, announce: Callable[[str], None] | None = None
     )
     server = _server(config, app, say)
     scheduler.start()
+    housekeeping.start()
     if watcher is not None:
         watcher.start()
     try:
@@ -184,6 +187,7 @@ def run_agent(config: AgentConfig, announce: Callable[[str], None] | None = None
     finally:
         if watcher is not None:
             watcher.stop()
+        housekeeping.shutdown()
         scheduler.shutdown()
         writer.stop()
         heartbeat_outbox.close()

@@ -203,10 +203,10 @@ def test_rederive_after_the_cause_is_fixed_happens_exactly_once(storage, hub_key
     from cloud_hub._exceptions import AlreadyResolved, DeriveStillFails, NotFound
     from cloud_hub.records import DeriveFailure, validated_doc
 
-    def broken(body: str) -> dict:
+    def broken(body: str, **kw) -> dict:
         if '"seq":2' in body:
             raise DeriveFailure("invalid_transaction", "txn.currency: this hub's mapping does not know EUR")
-        return validated_doc(body)
+        return validated_doc(body, **kw)
 
     monkeypatch.setattr(forwarding, "validated_doc", broken)
     agent = enroll_agent(storage, "S1", hub_key)
