@@ -170,7 +170,7 @@ def test_a_late_franchise_file_keeps_its_sale_times(tmp_path: Path) -> None:
         got = events_by_id(hub, {"S1:1:1", "S1:1:2", "S1:1:3"})
         headers = {"Authorization": f"Bearer {hub.admin_token}"}
         listed = httpx.get(hub.url + "/v1/admin/time-fallbacks?store=S1", headers=headers, timeout=10)
-        metrics = httpx.get(hub.url + "/metrics", timeout=10).text
+        metrics = httpx.get(hub.url + "/metrics", headers=headers, timeout=10).text  # per-store series need it
     finally:
         agent.stop()
         hub.stop()
@@ -339,7 +339,8 @@ def test_failed_mappings_are_listed_counted_and_rederived_at_most_once(tmp_path:
     (err,) = hub.admin("/v1/admin/derive-errors?store=S1")["derive_errors"]
     assert (err["seq"], err["code"], err["resolved_at"]) == (2, "unknown_schema", None)
     assert "storesync.pos.v9" in err["reason"]
-    metrics = httpx.get(hub.url + "/metrics", timeout=10).text
+    admin = {"Authorization": f"Bearer {hub.admin_token}"}  # per-store series need the admin token
+    metrics = httpx.get(hub.url + "/metrics", headers=admin, timeout=10).text
     assert 'storesync_derive_errors{reason="unknown_schema",store="S1"} 1.0' in metrics
     assert hub.admin("/v1/admin/stores")["stores"][0]["derive_errors"] == 1
     auth = {"Authorization": f"Bearer {hub.admin_token}"}
@@ -380,7 +381,8 @@ def test_backlog_and_sync_lag_reach_the_hub(tmp_path: Path) -> None:
                 store = wait_for("the agent's backlog report", reported)
                 time.sleep(1.5)
                 later = hub.admin("/v1/admin/stores")["stores"][0]
-                metrics = httpx.get(hub.url + "/metrics", timeout=10).text
+                admin = {"Authorization": f"Bearer {hub.admin_token}"}  # per-store series need the admin token
+                metrics = httpx.get(hub.url + "/metrics", headers=admin, timeout=10).text
             finally:
                 agent.stop()
     finally:

@@ -61,7 +61,9 @@ def fuzz(schema_url: str, send: Sender) -> tuple[Counter[str], list[str]]:
             def run(case: schemathesis.Case, signed: bool) -> None:
                 response = send(case, signed)
                 counts[f"{case.method} {case.path}"] += 1
-                if response.status_code >= 500:
+                if response.status_code == 503 and "retry-after" in response.headers:
+                    counts["(503 busy: database lock wait under load, allowed by DESIGN §10)"] += 1
+                elif response.status_code >= 500:
                     failures.append(f"{case.method} {case.formatted_path} {response.status_code} {response.text[:200]}")
 
             try:
@@ -78,6 +80,18 @@ def report(name: str, counts: Counter[str], failures: list[str]) -> None:
         print(f"  {n:6d}  {label}")
     assert total > 0
     assert not failures, "\n".join(failures[:20])
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[Hub]:
+    """A hub whose rate limits are out of the way: the fuzzer sends hundreds of unsigned requests."""
+    h = Hub.create(tmp_path / "hub")
+    h.env = {f"CLOUD_HUB_RATE_{name}": "1e9" for name in ("AUTH_FAIL_BURST", "ENROLL_BURST", "BURST_BURST")}
+    h.start()
+    try:
+        yield h
+    finally:
+        h.stop()
 
 
 @pytest.fixture
