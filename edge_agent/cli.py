@@ -2,8 +2,9 @@
 
 Subcommands: ``init``, ``enroll``, ``run``, ``status``, ``verify``, ``capture``, ``import``, ``imports``,
 ``sync``. Each takes ``--data-dir`` (else ``$EDGE_AGENT_DATA``, else ``./edge-agent-data``). Exit
-codes: 0 success, 1 the command ran but found a problem (verify failed, a capture refused, records
-still pending), 2 an error (printed as one line on stderr).
+codes are those of :mod:`sync_protocol.cli`: 0 success, 1 the thing checked is not fine (status not in
+sync or blocked, verify failed, a capture refused, records still pending), 2 usage or configuration
+error, 3 the hub unreachable or refusing, 4 the data folder in use by another process.
 """
 
 from __future__ import annotations
@@ -19,13 +20,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from sync_protocol import cli as common_cli
 from sync_protocol import keys
 from sync_protocol._exceptions import StoreSyncError, TransactionInvalid
+from sync_protocol.proclock import ProcessLock
 from sync_protocol.transaction import Transaction, parse_transaction
 from sync_protocol.wire import EnrollRequest
 
 from . import __version__
-from ._exceptions import AgentError, CaptureConflict, ConfigError, EnrollRefused, HubRejected
+from ._exceptions import AgentError, CaptureConflict, ConfigError, EnrollRefused, HubError, HubRejected
 from .config import AgentConfig
 from .drops.cli import abs_path, add_drop_commands
 from .outbox import CaptureResult, Identity, Outbox
@@ -34,6 +39,23 @@ from .sync import Syncer
 from .transport import HubClient
 
 CAPTURE_CHUNK = 500
+LOCK_FILE = "agent.lock"
+
+
+def data_lock(cfg: AgentConfig, command: str) -> ProcessLock:
+    """The data folder's process lock, held by ``run`` and ``import`` for their whole life.
+
+    Raises:
+        LockHeld: another ``run`` or ``import`` holds it (named in the message).
+        ConfigError: the data folder does not exist.
+    """
+    if not cfg.data_dir.is_dir():
+        raise ConfigError(f"{cfg.data_dir} is not an agent data folder; run 'edge-agent init --data-dir DIR' first")
+    return ProcessLock(cfg.data_dir / LOCK_FILE, command)
+
+
+def _print_json(doc: Any) -> None:
+    print(json.dumps(doc))
 
 
 def _config(args: argparse.Namespace, **overrides: Any) -> AgentConfig:
@@ -44,22 +66,58 @@ def cmd_init(args: argparse.Namespace) -> int:
     cfg = _config(args)
     if cfg.key_path.exists():
         raise ConfigError(f"{cfg.key_path} already exists; refusing to overwrite the agent key")
-    cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = keys.generate()
-    keys.save_private_key(key, cfg.key_path)
+    try:
+        cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = keys.generate()
+        keys.save_private_key(key, cfg.key_path)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the agent data folder {cfg.data_dir}: {exc.strerror}; "
+            "pick a folder this user can write (--data-dir) or run as the service user"
+        ) from None
     Outbox(cfg.db_path).close()
     kid = keys.key_id(key)
     if args.json:
-        print(json.dumps({"key_id": kid, "public_key": keys.public_hex(key), "data_dir": str(cfg.data_dir)}))
+        _print_json({"key_id": kid, "public_key": keys.public_hex(key), "data_dir": str(cfg.data_dir)})
     else:
         print(f"initialised {cfg.data_dir}: key_id {kid}")
     return 0
+
+
+def _staged_key(cfg: AgentConfig) -> tuple[keys.Ed25519PrivateKey, Path]:
+    """The key staged for a new epoch: the one a lost enrollment answer left behind, else a new one.
+
+    Reusing the staged key makes a retried enrollment idempotent: the hub answers a retry with the same
+    token and key with the enrollment it already made.
+    """
+    staged = cfg.key_path.with_name(cfg.key_path.name + ".new")
+    if staged.exists():
+        try:
+            return keys.load_private_key(staged), staged
+        except StoreSyncError:
+            staged.unlink(missing_ok=True)
+    key = keys.generate()
+    keys.save_private_key(key, staged)
+    return key, staged
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
     cfg = _config(args)
     key = cfg.load_key()
     hub_url = args.hub.rstrip("/")
+    if not hub_url.startswith(("http://", "https://")):
+        raise ConfigError(f"--hub {args.hub!r} is not a URL; give the hub's address, e.g. https://hub.example.com")
+    try:
+        request = EnrollRequest(
+            token=args.token.strip(),
+            public_key=keys.public_hex(key),
+            hostname=socket.gethostname()[:255],
+            agent_version=__version__,
+        )
+    except ValidationError as exc:
+        raise ConfigError(
+            f"--token: {common_cli.validation_message(exc)}; copy the whole token printed by 'cloud-hub store add'"
+        ) from None
     staged: Path | None = None
     with Outbox(cfg.db_path, create=False) as outbox:
         current = outbox.identity()
@@ -72,22 +130,16 @@ def cmd_enroll(args: argparse.Namespace) -> int:
                     "sync them first or pass --force (they stay in the outbox but will not be sent)"
                 )
             # A new epoch needs a new key: the hub binds each key to one enrollment.
-            key, staged = keys.generate(), cfg.key_path.with_name(cfg.key_path.name + ".new")
-            staged.unlink(missing_ok=True)
-            keys.save_private_key(key, staged)
+            key, staged = _staged_key(cfg)
+            request = request.model_copy(update={"public_key": keys.public_hex(key)})
         try:
-            request = EnrollRequest(
-                token=args.token,
-                public_key=keys.public_hex(key),
-                hostname=socket.gethostname()[:255],
-                agent_version=__version__,
-            )
             with HubClient(hub_url) as client:
                 answer = client.enroll(request)
             if answer.key_id != keys.key_id(key):
                 raise ConfigError(f"hub bound key {answer.key_id}, but our key is {keys.key_id(key)}")
             keys.public_from_hex(answer.hub_public_key)
-        except BaseException:
+        except HubRejected:
+            # A definite refusal: the staged key was not bound. Anything else (no answer) keeps it for the retry.
             if staged is not None:
                 staged.unlink(missing_ok=True)
             raise
@@ -109,7 +161,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             )
         )
     if args.json:
-        print(json.dumps({**answer.model_dump(), "hub_url": hub_url}))
+        _print_json({**answer.model_dump(), "hub_url": hub_url})
     else:
         print(
             f"enrolled store {answer.store_id} epoch {answer.epoch} (key {answer.key_id}, tz {answer.tz}) at {hub_url}"
@@ -124,7 +176,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         args, host=args.host, port=args.port, hub_url=args.hub, sync_interval=args.sync_interval, drop_dir=args.drop_dir
     )
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    run_agent(cfg)
+    with data_lock(cfg, "edge-agent run"):
+        run_agent(cfg)
     return 0
 
 
@@ -133,13 +186,26 @@ def cmd_status(args: argparse.Namespace) -> int:
     with Outbox(cfg.db_path, create=False) as outbox:
         status = compute_status(outbox.snapshot())
     print(json.dumps(status, indent=2) if args.json else format_status(status))
-    return 0
+    in_sync = status["enrolled"] and not status["blocked"] and status["pending"] == 0
+    return 0 if in_sync else 1
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     cfg = _config(args)
     with Outbox(cfg.db_path, create=False) as outbox:
         report = outbox.verify()
+    if args.json:
+        _print_json(
+            {
+                "ok": report.ok,
+                "count": report.count,
+                "first_seq": report.first_seq,
+                "last_seq": report.last_seq,
+                "bad_seq": None if report.ok else report.bad_seq,
+                "reason": None if report.ok else report.reason,
+            }
+        )
+        return 0 if report.ok else 1
     if report.ok:
         span = f", seq {report.first_seq}..{report.last_seq}" if report.first_seq is not None else ""
         print(f"chain OK: {report.count} records{span}")
@@ -180,6 +246,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot read {args.file}: {exc.strerror}") from None
     lines: list[str] = [""] * len(items)
+    docs: list[dict[str, Any]] = [{} for _ in items]
     refused = 0
     with Outbox(cfg.db_path, key=key, create=False) as outbox:
         outbox.require_identity()
@@ -187,6 +254,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
         for i, (label, item) in enumerate(items):
             if isinstance(item, ValueError):
                 lines[i] = f"{label}: refused: {item}"
+                docs[i] = {"item": label, "result": "refused", "errors": [{"field": None, "reason": str(item)}]}
                 refused += 1
                 continue
             try:
@@ -194,6 +262,8 @@ def cmd_capture(args: argparse.Namespace) -> int:
             except TransactionInvalid as exc:
                 reasons = "; ".join(f"{e.field}: {e.reason}" for e in exc.errors)
                 lines[i] = f"{label}: refused: {reasons}"
+                errors = [{"field": e.field, "reason": e.reason} for e in exc.errors]
+                docs[i] = {"item": label, "result": "refused", "errors": errors}
                 refused += 1
         for start in range(0, len(valid), CAPTURE_CHUNK):
             chunk = valid[start : start + CAPTURE_CHUNK]
@@ -202,11 +272,20 @@ def cmd_capture(args: argparse.Namespace) -> int:
                 label = items[i][0]
                 if isinstance(result, CaptureResult):
                     lines[i] = f"{label}: {'duplicate of' if result.duplicate else 'stored as'} seq {result.seq}"
+                    docs[i] = {
+                        "item": label,
+                        "result": "duplicate" if result.duplicate else "stored",
+                        "seq": result.seq,
+                    }
                 else:
                     kind = "conflict" if isinstance(result, CaptureConflict) else result.code
                     lines[i] = f"{label}: refused ({kind}): {result}"
+                    docs[i] = {"item": label, "result": "refused", "code": kind, "message": str(result)}
                     refused += 1
-    print("\n".join(lines))
+    if args.json:
+        _print_json({"ok": refused == 0, "items": len(items), "refused": refused, "results": docs})
+    else:
+        print("\n".join(lines))
     return 1 if refused else 0
 
 
@@ -227,36 +306,49 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 result = syncer.run_pass(force=False)
         finally:
             syncer.close()
-    if result.result == "ok":
+    ok = result.pending == 0 and result.result in ("ok", "waiting")
+    if args.json:
+        _print_json(
+            {
+                "ok": ok,
+                "result": result.result,
+                "sent": result.sent,
+                "acked_through": result.acked_through,
+                "pending": result.pending,
+                "message": result.message,
+            }
+        )
+    elif result.result == "ok":
         print(f"synced: acked_through {result.acked_through}, pending {result.pending}")
     else:
         print(f"{result.result}: {result.message} (acked_through {result.acked_through}, pending {result.pending})")
-    return 0 if result.pending == 0 and result.result in ("ok", "waiting") else 1
+    return 0 if ok else 1
 
 
-class _Parser(argparse.ArgumentParser):
-    """Argument errors are one line and exit code 2, like every other error."""
-
-    def error(self, message: str) -> Any:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+JSON_HELP = "print one JSON object on stdout (errors too)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="edge-agent", description="StoreSync edge agent")
+    parser = common_cli.Parser(
+        prog="edge-agent",
+        description="StoreSync edge agent",
+        epilog="Exit codes: 0 ok, 1 not fine (not in sync, verify failed, records refused), 2 usage or "
+        "configuration error, 3 hub unreachable or refusing, 4 data folder in use, 130 interrupted.",
+    )
     parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
-    common = _Parser(add_help=False)
+    common = common_cli.Parser(add_help=False)
     common.add_argument("--data-dir", help="data folder (default: $EDGE_AGENT_DATA or ./edge-agent-data)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=common_cli.Parser)
 
     p = sub.add_parser("init", parents=[common], help="create the agent key and the outbox")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("enroll", parents=[common], help="enroll with the hub using a one-time token")
     p.add_argument("--hub", required=True, help="hub base URL, e.g. https://hub.example.com")
-    p.add_argument("--token", required=True)
+    p.add_argument("--token", required=True, help="one-time enrollment token from 'cloud-hub store add'")
     p.add_argument("--force", action="store_true", help="enroll even though records are not synced")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_enroll)
 
     p = sub.add_parser("run", parents=[common], help="serve the capture API and sync in the background")
@@ -265,18 +357,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hub", default=None, help="use this hub URL from now on")
     p.add_argument("--sync-interval", type=float, default=None, help="seconds between sync passes (default 5)")
     p.add_argument("--drop-dir", type=abs_path, default=None, help="watch this folder for file drops")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="log info lines too")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("status", parents=[common], help="show sync status")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("status", parents=[common], help="show sync status (exit 1 unless in sync)")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("verify", parents=[common], help="check the outbox chain and signatures")
+    p = sub.add_parser("verify", parents=[common], help="check the outbox chain and signatures (exit 1 on a bad one)")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("capture", parents=[common], help="store transactions from a file or stdin")
     p.add_argument("file", metavar="FILE", help="JSON object, JSON array or JSON Lines; - for stdin")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_capture)
 
     add_drop_commands(sub, common)
@@ -285,24 +379,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until-synced", action="store_true", help="keep trying until nothing is pending")
     p.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds (default 60)")
     p.add_argument("--hub", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_sync)
     return parser
+
+
+def _hub_url(args: argparse.Namespace) -> str:
+    return str(getattr(args, "hub", None) or "the hub")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``edge-agent`` console script."""
     args = build_parser().parse_args(argv)
-    try:
-        code = int(args.func(args))
-    except HubRejected as exc:
-        print(f"edge-agent: error: hub refused (HTTP {exc.status}) {exc}", file=sys.stderr)
-        code = 2
-    except (AgentError, StoreSyncError) as exc:
-        print(f"edge-agent: error: {exc}", file=sys.stderr)
-        code = 2
-    except KeyboardInterrupt:
-        code = 130
-    return code
+
+    def rejected(exc: HubRejected) -> tuple[int, str]:
+        hint = ""
+        if exc.status == 404:
+            hint = f"; is {_hub_url(args)} the hub's address?"
+        return common_cli.EXIT_HUB, f"hub at {_hub_url(args)} refused (HTTP {exc.status}) {exc}{hint}"
+
+    handlers: list[tuple[Any, Any]] = [
+        (HubRejected, rejected),
+        (HubError, lambda exc: (common_cli.EXIT_HUB, str(exc))),
+        ((AgentError, StoreSyncError), lambda exc: (common_cli.EXIT_USAGE, str(exc))),
+    ]
+    return common_cli.run(
+        "edge-agent", lambda: args.func(args), handlers=handlers, json_mode=bool(getattr(args, "json", False))
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -188,7 +188,10 @@ class Agent(Service):
 
     def status(self) -> dict[str, Any]:
         """Status from the CLI: works whether or not the agent process runs."""
-        return dict(json.loads(agent_cli("status", "--data-dir", str(self.data_dir), "--json").stdout))
+        res = agent_cli("status", "--data-dir", str(self.data_dir), "--json", check=False)
+        if res.returncode not in (0, 1):  # 1: not in sync (pending or blocked), still a status
+            raise RuntimeError(f"edge-agent status exited {res.returncode}: {res.stderr.strip()}")
+        return dict(json.loads(res.stdout))
 
     def post(self, txn: Any, client: httpx.Client | None = None) -> httpx.Response:
         c = client or httpx.Client(timeout=10)

@@ -20,6 +20,7 @@ import json
 import multiprocessing
 import os
 import resource
+import signal
 import threading
 import time
 from collections import deque
@@ -206,6 +207,9 @@ def make_pool(workers: int) -> Executor:
 
 
 def _watch(owner: int) -> None:
+    # Ctrl-C reaches the whole process group: the owner decides when to stop, workers just finish their chunk.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     def loop() -> None:
         while True:
             time.sleep(PARENT_CHECK_S)

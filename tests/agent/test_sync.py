@@ -94,8 +94,10 @@ def enroll(hub: HubProcess, data: Path, store_id: str = "S1", *extra: str) -> su
 
 def status(data: Path) -> dict[str, Any]:
     result = run_cli("status", "--json", "--data-dir", str(data))
-    assert result.returncode == 0, result.stderr
-    return dict(json.loads(result.stdout))
+    doc = dict(json.loads(result.stdout))
+    in_sync = doc["enrolled"] and not doc["blocked"] and doc["pending"] == 0
+    assert result.returncode == (0 if in_sync else 1), result.stderr
+    return doc
 
 
 def test_enroll_capture_sync_with_running_agent(hub: HubProcess, tmp_path: Path) -> None:
