@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import threading
 from collections.abc import Mapping
 
@@ -12,6 +11,7 @@ from sync_protocol.httpsig import Verified, verify_request
 from sync_protocol.wire import ErrorBody
 
 from ._exceptions import BurstRejected, Unauthorized
+from .credentials import AdminToken
 from .storage import Storage
 
 
@@ -67,8 +67,8 @@ def verify_signed_request(method: str, path: str, headers: Mapping[str, str], bo
         raise BurstRejected(401, ErrorBody(error="unauthenticated", message=str(exc))) from None
 
 
-def check_admin(authorization: str | None, token: str) -> None:
-    """Accept ``Authorization: Bearer <admin token>``, comparing in constant time.
+def check_admin(authorization: str | None, token: AdminToken) -> None:
+    """Accept ``Authorization: Bearer <admin token>``, comparing SHA-256 digests in constant time.
 
     Raises:
         Unauthorized: when the header is missing or the token is wrong.
@@ -76,5 +76,5 @@ def check_admin(authorization: str | None, token: str) -> None:
     if not authorization:
         raise Unauthorized("admin endpoints need 'Authorization: Bearer <admin token>'")
     scheme, _, given = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+    if scheme.lower() != "bearer" or not token.matches(given.strip()):
         raise Unauthorized("admin token is wrong")

@@ -33,6 +33,15 @@ def _data_dir_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="hub data folder (default: $CLOUD_HUB_DATA or ./cloud-hub-data)")
 
 
+def _secret_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--hub-key-file", help="receipt key (PEM, mode 0600) shared by replicas (default: $CLOUD_HUB_KEY_FILE)"
+    )
+    p.add_argument(
+        "--admin-token-file", help="admin token file shared by replicas (default: $CLOUD_HUB_ADMIN_TOKEN_FILE)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``cloud-hub``."""
     parser = _Parser(prog="cloud-hub", description="StoreSync cloud hub")
@@ -46,11 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     serve.add_argument("--config", help="hub.toml with [[sinks]] and [delivery] (default: one jsonl sink)")
     serve.add_argument("--no-workers", action="store_true", help="no delivery workers (run `cloud-hub deliver`)")
+    _secret_args(serve)
 
     deliver = sub.add_parser("deliver", help="run only the delivery workers (no HTTP), for scale-out")
     _data_dir_arg(deliver)
     deliver.add_argument("--config", help="hub.toml with [[sinks]] and [delivery]")
     deliver.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    _secret_args(deliver)
     deliveries.add_cli(sub, _data_dir_arg)
 
     store = sub.add_parser("store", help="manage stores")
@@ -69,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace, **kw: Any) -> HubConfig:
+    for name in ("hub_key_file", "admin_token_file"):
+        if getattr(args, name, None):
+            kw["key_file" if name == "hub_key_file" else name] = Path(getattr(args, name))
     return HubConfig(data_dir=resolve_data_dir(args.data_dir), **kw)
 
 

@@ -1,26 +1,27 @@
-"""Hub configuration and the data folder (``hub.db``, ``hub.key``, ``admin.token``).
+"""Hub configuration and the data folder (``hub.db``, ``hub.key``, ``admin.token``) and the storage URL.
 
 The data folder is ``--data-dir``, else ``$CLOUD_HUB_DATA``, else ``./cloud-hub-data``. On first use
 the folder is created with mode 0700, the hub's Ed25519 signing key with mode 0600, and a random admin
-token with mode 0600 (``$CLOUD_HUB_ADMIN_TOKEN`` overrides the file). Neither secret is ever logged.
+token with mode 0600. Replicas share both through files or env variables instead (:mod:`cloud_hub.credentials`).
+Neither secret is ever logged.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from sync_protocol import keys
-from sync_protocol._exceptions import KeyFileError
 
+from . import credentials
 from ._exceptions import ConfigError
-from .storage import Storage
+from .credentials import AdminToken
+from .storage import Storage, open_storage, sqlite_url
 
 DATA_ENV = "CLOUD_HUB_DATA"
-TOKEN_ENV = "CLOUD_HUB_ADMIN_TOKEN"
+TOKEN_ENV = credentials.TOKEN_ENV
 DEFAULT_DATA_DIR = "cloud-hub-data"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8700
@@ -55,6 +56,9 @@ class HubConfig:
         verify: ``"last"`` checks the last signature of each burst, ``"all"`` every signature.
         limits: Burst size limits.
         busy_timeout_ms: How long a request waits for the database write lock before a 503.
+        key_file: Receipt key file shared by replicas (else ``$CLOUD_HUB_KEY_FILE``, ``$CLOUD_HUB_KEY``, ``hub.key``).
+        admin_token_file: Admin token file shared by replicas (else the env, else ``admin.token``).
+        database: Storage URL (``sqlite:///PATH``); ``None`` is ``hub.db`` in the data folder.
     """
 
     data_dir: Path = field(default_factory=lambda: Path(DEFAULT_DATA_DIR))
@@ -63,10 +67,18 @@ class HubConfig:
     verify: Verify = "last"
     limits: Limits = field(default_factory=Limits)
     busy_timeout_ms: int = 5_000
+    key_file: Path | None = None
+    admin_token_file: Path | None = None
+    database: str | None = None
 
     @property
     def db_path(self) -> Path:
         return self.data_dir / "hub.db"
+
+    @property
+    def storage_url(self) -> str:
+        """The database to open: ``database``, else ``sqlite:///DATA_DIR/hub.db``."""
+        return self.database or sqlite_url(self.db_path)
 
     @property
     def key_path(self) -> Path:
@@ -101,53 +113,23 @@ def ensure_data_dir(config: HubConfig) -> None:
 
 
 def load_or_create_hub_key(config: HubConfig) -> keys.Ed25519PrivateKey:
-    """The hub's receipt-signing key, created (mode 0600) on first use.
+    """The hub's receipt-signing key (see :mod:`cloud_hub.credentials` for where it comes from).
 
     Raises:
-        ConfigError: when the key file is unreadable, too open, or not an Ed25519 key.
+        ConfigError: when the key cannot be read, is too open, or is not an Ed25519 key.
     """
     ensure_data_dir(config)
-    path = config.key_path
-    try:
-        if not path.exists():
-            try:
-                keys.save_private_key(keys.generate(), path)
-            except KeyFileError:
-                pass  # another process created it first; load theirs
-        return keys.load_private_key(path)
-    except KeyFileError as exc:
-        raise ConfigError(str(exc)) from None
+    return credentials.load_hub_key(config.key_path, config.key_file)
 
 
-def load_or_create_admin_token(config: HubConfig) -> str:
-    """The admin bearer token: ``$CLOUD_HUB_ADMIN_TOKEN``, else ``admin.token`` (created on first use).
+def load_or_create_admin_token(config: HubConfig) -> AdminToken:
+    """The admin token check (see :mod:`cloud_hub.credentials` for where it comes from).
 
     Raises:
-        ConfigError: when the token file cannot be read or created.
+        ConfigError: when the token cannot be read or created.
     """
-    env = os.environ.get(TOKEN_ENV)
-    if env:
-        return env.strip()
     ensure_data_dir(config)
-    path = config.token_path
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise ConfigError(f"cannot create {path}: {exc.strerror}") from None
-    else:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(32) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-    try:
-        token = path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    if not token:
-        raise ConfigError(f"{path} is empty; delete it to have a new token made")
-    return token
+    return credentials.load_admin_token(config.token_path, config.admin_token_file)
 
 
 @dataclass
@@ -157,23 +139,23 @@ class Hub:
     config: HubConfig
     storage: Storage
     hub_key: keys.Ed25519PrivateKey
-    admin_token: str
+    admin_token: AdminToken
 
     def close(self) -> None:
         self.storage.close()
 
 
 def open_hub(config: HubConfig) -> Hub:
-    """Open (creating on first use) the data folder, ``hub.db``, ``hub.key`` and ``admin.token``.
+    """Open (creating on first use) the data folder, ``hub.key``, ``admin.token`` and the database at
+    ``config.storage_url``.
 
     Raises:
         ConfigError: a file cannot be created or used.
+        InputError: the storage URL names no supported engine.
         StorageError: the database cannot be opened or migrated.
     """
-    from .storage.sqlite import SQLiteStorage
-
     ensure_data_dir(config)
     hub_key = load_or_create_hub_key(config)
     token = load_or_create_admin_token(config)
-    storage = SQLiteStorage(config.db_path, busy_timeout_ms=config.busy_timeout_ms)
+    storage = open_storage(config.storage_url, busy_timeout_ms=config.busy_timeout_ms)
     return Hub(config, storage, hub_key, token)

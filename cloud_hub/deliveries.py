@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ._exceptions import InputError, NotFound
 from .auth import check_admin
+from .credentials import AdminToken
 from .forwarding import ForwardingConfig
 from .metrics import _age
 from .storage import DELIVERY_STATES, Delivery, DeliverySelector, Storage, iso_utc
@@ -173,7 +174,7 @@ def _opt_int(doc: dict[str, Any], key: str) -> int | None:
     return value
 
 
-def register_routes(app: FastAPI, storage: Storage, token: str, config: ForwardingConfig | None) -> None:
+def register_routes(app: FastAPI, storage: Storage, token: AdminToken, config: ForwardingConfig | None) -> None:
     """``/v1/admin/sinks`` and ``/v1/admin/deliveries[/replay|/skip]`` (admin bearer token)."""
 
     @app.get("/v1/admin/sinks")

@@ -40,7 +40,7 @@ from typing import Any
 from ._exceptions import ConfigError
 from .events import SinkConfig, derive_events, event_json, route, source_of
 from .sinks import KINDS
-from .storage import LedgerRow, NewDelivery, NewEvent, Storage, UnitOfWork, Writer
+from .storage import EventRecorder, LedgerRow, NewDelivery, NewEvent, Storage, UnitOfWork, Writer
 from .timenorm import TimePolicy, normalize_times
 
 log = logging.getLogger("cloud_hub.forwarding")
@@ -365,7 +365,7 @@ class Forwarder:
                     deliveries.append(NewDelivery(index, sink, store_id, due))
         return plan
 
-    def _write(self, tx: UnitOfWork, plan: _Plan) -> None:
+    def _write(self, tx: EventRecorder, plan: _Plan) -> None:
         for epoch, seq, reason, at in plan.errors:
             tx.record_derive_error(plan.store_id, epoch, seq, reason, at)
         tx.insert_events(plan.events, plan.deliveries)

@@ -10,7 +10,7 @@ import pytest
 from cloud_hub.storage import Storage
 from cloud_hub.storage.sqlite import SQLiteStorage
 
-# Every adapter must pass tests/hub/test_storage_contract*.py: add a factory here (PostgreSQL skips without a server).
+# Every adapter must pass the contract suites (test_storage_contract.py, test_recorder_*.py): add a factory here.
 ADAPTERS: dict[str, Callable[[Path], Storage]] = {
     "sqlite-file": lambda tmp: SQLiteStorage(tmp / "hub.db", busy_timeout_ms=2_000),
     "sqlite-memory": lambda tmp: SQLiteStorage(":memory:"),

@@ -1,7 +1,7 @@
-"""The storage contract, forwarding half: events, deliveries, claims, strict lanes, cursors, sink stats.
+"""Contract of the event recorder: events, deliveries, claims, strict lanes, cursors, sink stats.
 
 Every adapter in ``ADAPTERS`` (tests/hub/conftest.py) must pass these tests. They use the
-:class:`~cloud_hub.storage.UnitOfWork` interface only: no SQL, no adapter internals.
+:class:`~cloud_hub.storage.EventRecorder` interface only (plus a seeded stream): no SQL, no adapter internals.
 """
 
 from __future__ import annotations

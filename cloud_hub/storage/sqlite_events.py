@@ -1,5 +1,5 @@
-"""SQLite side of forwarding: events, deliveries, register times (migration 2), as a mixin of the
-adapter's unit of work.
+"""SQLite side of the event recorder: events, deliveries and lanes, register times (migration 2), as a
+mixin of the adapter's unit of work.
 
 Delivery rows are never deleted: ``done`` rows are the audit trail and can be replayed. Two partial
 indexes keep the hot queries on open rows only, so finished work does not slow claiming down:
@@ -17,7 +17,8 @@ from typing import Any
 import apsw
 
 from .._exceptions import StorageError
-from . import Delivery, DeliverySelector, DeliveryUpdate, NewDelivery, NewEvent, Refusal, SinkCounts
+from .recorders import EventRecorder
+from .records import Delivery, DeliverySelector, DeliveryUpdate, NewDelivery, NewEvent, Refusal, SinkCounts
 
 MIGRATION_2 = """
 CREATE TABLE events (
@@ -101,8 +102,9 @@ def _where(sel: DeliverySelector) -> tuple[str, list[Any]]:
     return (" AND ".join(terms) or "1"), args
 
 
-class SQLiteForwarding:
-    """Forwarding operations; mixed into the adapter's unit of work (``self._c`` is the connection)."""
+class SQLiteEvents(EventRecorder):
+    """:class:`~cloud_hub.storage.EventRecorder` on SQLite; mixed into the adapter's unit of work
+    (``self._c`` is the connection)."""
 
     _c: apsw.Connection
 
