@@ -1,32 +1,50 @@
-"""The ``cloud-hub`` command: ``serve``, ``deliver``, ``deliveries``, ``store add``, ``stores``.
+"""The ``cloud-hub`` command: ``init``, ``serve``, ``deliver``, ``deliveries``, ``store add``, ``stores``.
 
-Bad input prints one line ``cloud-hub: error: ...`` naming the field and exits with status 2.
+Only ``init`` creates a hub; every other command refuses a folder that is not one. Errors are one line
+``cloud-hub: error: ...`` naming the field, with the exit codes of :mod:`sync_protocol.cli` (2 for bad
+input or configuration, 4 when another ``serve`` holds a SQLite hub's data folder).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import os
 import signal
+import socket
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import admin, deliveries, registry
+from sync_protocol import cli as common_cli
+from sync_protocol import sdnotify
+from sync_protocol.proclock import ProcessLock
+
+from . import __version__, admin, deliveries, registry
 from ._exceptions import ConfigError, HubError, InputError
-from .config import DEFAULT_HOST, DEFAULT_PORT, HubConfig, open_hub, resolve_data_dir
+from .config import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    HubConfig,
+    init_hub,
+    open_hub,
+    require_hub_folder,
+    resolve_data_dir,
+)
 from .forwarding import load_config
 
 HUB_URL_ENV = "CLOUD_HUB_URL"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line, exit 2, like every other bad input
-        self.exit(2, f"cloud-hub: error: {message}\n")
+PUBLIC_URL_ENV = "CLOUD_HUB_PUBLIC_URL"
+HOST_ENV = "CLOUD_HUB_HOST"
+PORT_ENV = "CLOUD_HUB_PORT"
+AGENT_DATA_HINT = "/var/lib/storesync-agent"
+LOCK_FILE = "hub.lock"
+_Parser = common_cli.Parser
 
 
 def _data_dir_arg(p: argparse.ArgumentParser) -> None:
@@ -44,15 +62,28 @@ def _secret_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``cloud-hub``."""
-    parser = _Parser(prog="cloud-hub", description="StoreSync cloud hub")
+    parser = _Parser(
+        prog="cloud-hub",
+        description="StoreSync cloud hub",
+        epilog="Exit codes: 0 ok, 1 not fine, 2 usage or configuration error, 4 data folder in use, 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"cloud-hub {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    init = sub.add_parser("init", help="create a hub data folder: receipt key, admin token, database")
+    _data_dir_arg(init)
+    init.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
     serve = sub.add_parser("serve", help="run the hub HTTP server")
     _data_dir_arg(serve)
-    serve.add_argument("--host", default=DEFAULT_HOST)
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    serve.add_argument("--host", default=None, help=f"listen address (default ${HOST_ENV} or {DEFAULT_HOST})")
+    serve.add_argument(
+        "--port", type=int, default=None, help=f"listen port (default ${PORT_ENV} or {DEFAULT_PORT}; 0: any)"
+    )
     serve.add_argument("--verify", choices=("last", "all"), default="last", help="signatures checked per burst")
-    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    serve.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default="info", help="default info"
+    )
     serve.add_argument("--config", help="hub.toml with [[sinks]] and [delivery] (default: one jsonl sink)")
     serve.add_argument("--no-workers", action="store_true", help="no delivery workers (run `cloud-hub deliver`)")
     _secret_args(serve)
@@ -60,21 +91,30 @@ def build_parser() -> argparse.ArgumentParser:
     deliver = sub.add_parser("deliver", help="run only the delivery workers (no HTTP), for scale-out")
     _data_dir_arg(deliver)
     deliver.add_argument("--config", help="hub.toml with [[sinks]] and [delivery]")
-    deliver.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    deliver.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default="info", help="default info"
+    )
     _secret_args(deliver)
     deliveries.add_cli(sub, _data_dir_arg)
 
     store = sub.add_parser("store", help="manage stores")
     store_sub = store.add_subparsers(dest="store_command", required=True, parser_class=_Parser)
     add = store_sub.add_parser("add", help="register a store and print a one-time enrollment token")
-    add.add_argument("store_id")
+    add.add_argument("store_id", help="the store's id (letters, digits, '-', '_')")
     add.add_argument("--tz", required=True, help="IANA time zone, e.g. Europe/Berlin")
-    add.add_argument("--hub-url", help=f"hub URL for the printed hint (default: ${HUB_URL_ENV})")
-    add.add_argument("--json", action="store_true")
+    add.add_argument(
+        "--hub-url", help=f"the hub's public URL for the printed command (default: ${PUBLIC_URL_ENV}, ${HUB_URL_ENV})"
+    )
+    add.add_argument(
+        "--agent-data-dir",
+        default=AGENT_DATA_HINT,
+        help=f"agent data folder in the printed command ({AGENT_DATA_HINT})",
+    )
+    add.add_argument("--json", action="store_true", help="print the token as one JSON object")
     _data_dir_arg(add)
 
     stores = sub.add_parser("stores", help="list stores and their sync progress")
-    stores.add_argument("--json", action="store_true")
+    stores.add_argument("--json", action="store_true", help="print the stores as one JSON object")
     _data_dir_arg(stores)
     return parser
 
@@ -108,7 +148,7 @@ def cmd_store_add(args: argparse.Namespace) -> int:
         doc = {"store_id": issued.store_id, "tz": issued.tz, "token": issued.token, "expires_at": issued.expires_at}
         print(json.dumps(doc))
         return 0
-    url = args.hub_url or os.environ.get(HUB_URL_ENV) or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+    url = (args.hub_url or os.environ.get(PUBLIC_URL_ENV) or os.environ.get(HUB_URL_ENV) or "").rstrip("/")
     if issued.new_store:
         print(f"Store {issued.store_id} registered (tz {issued.tz}).")
     else:
@@ -119,7 +159,32 @@ def cmd_store_add(args: argparse.Namespace) -> int:
     print(f"Enrollment token (single use, expires {issued.expires_at}):")
     print(issued.token)
     print("On the store machine run:")
-    print(f"  edge-agent enroll --hub {url} --token {issued.token}")
+    hub_url = url or "https://HUB-ADDRESS"
+    print(f"  edge-agent enroll --data-dir {args.agent_data_dir} --hub {hub_url} --token {issued.token}")
+    if not url:
+        print(
+            f"(replace https://HUB-ADDRESS with the address stores reach this hub at; set ${PUBLIC_URL_ENV} "
+            "or pass --hub-url to have it printed here)"
+        )
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """``cloud-hub init``: the only command that creates a hub."""
+    config = _config(args)
+    hub = init_hub(config)
+    try:
+        from sync_protocol import keys
+
+        kid = keys.key_id(hub.hub_key)
+    finally:
+        hub.close()
+    if args.json:
+        print(json.dumps({"data_dir": str(config.data_dir), "hub_key_id": kid, "database": config.storage_url}))
+        return 0
+    print(f"initialised hub {config.data_dir}: receipt key {kid}, database {config.storage_url}")
+    print(f"admin token: {config.token_path} (mode 0600; never printed)")
+    print(f"next: cloud-hub store add STORE_ID --tz ZONE --data-dir {config.data_dir}")
     return 0
 
 
@@ -156,31 +221,89 @@ def cmd_stores(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """``cloud-hub serve``: run uvicorn until SIGTERM or Ctrl-C."""
+    """``cloud-hub serve``: run uvicorn until SIGTERM or Ctrl-C, holding a SQLite hub's folder lock."""
+    host = args.host or os.environ.get(HOST_ENV) or DEFAULT_HOST
+    port = args.port
+    if port is None:
+        raw = os.environ.get(PORT_ENV) or str(DEFAULT_PORT)
+        try:
+            port = int(raw)
+        except ValueError:
+            raise ConfigError(f"${PORT_ENV} must be a port number, not {raw!r}") from None
+    if not 0 <= port <= 65535:
+        raise InputError(f"port {port} is out of range 0-65535", field="port")
+    _setup_logging(args.log_level)
+    config = _config(args, host=host, port=port, verify=args.verify)
+    require_hub_folder(config)
+    lock = ProcessLock(config.data_dir / LOCK_FILE, "cloud-hub serve") if _is_sqlite(config) else None
+    try:
+        return _serve(args, config)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _is_sqlite(config: HubConfig) -> bool:
+    return config.storage_url.startswith("sqlite:")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here so a busy port is one clear line, not an asyncio trace.
+
+    Raises:
+        ConfigError: the address is in use or cannot be bound.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        hint = (
+            "another hub or program listens there; stop it or pick another --port"
+            if exc.errno == errno.EADDRINUSE
+            else "check --host"
+        )
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; {hint}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _serve(args: argparse.Namespace, config: HubConfig) -> int:
     import uvicorn
 
     from .app import create_app
 
-    if not 0 <= args.port <= 65535:
-        raise InputError(f"port {args.port} is out of range 0-65535", field="port")
-    _setup_logging(args.log_level)
-    config = _config(args, host=args.host, port=args.port, verify=args.verify)
-    forwarding = load_config(Path(args.config) if args.config else None, config.data_dir)
-    app = create_app(config, forwarding=forwarding, workers=not args.no_workers)
+    listener = _listen(config.host, config.port)
+    try:
+        forwarding = load_config(Path(args.config) if args.config else None, config.data_dir)
+        app = create_app(config, forwarding=forwarding, workers=not args.no_workers)
+    except BaseException:
+        listener.close()
+        raise
     server = uvicorn.Server(
         uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level, access_log=False)
     )
 
     async def run() -> None:
-        task = asyncio.create_task(server.serve())
+        task = asyncio.create_task(server.serve(sockets=[listener]))
         while not server.started and not task.done():
             await asyncio.sleep(0.02)
         if server.started:
-            port = config.port
-            for srv in server.servers:
-                for sock in srv.sockets:
-                    port = sock.getsockname()[1]
+            port = listener.getsockname()[1]
             print(f"cloud-hub listening on http://{config.host}:{port}", flush=True)
+            sdnotify.notify("READY=1", f"STATUS=serving on {config.host}:{port}")
+            tick = [time.monotonic()]  # the event loop's last heartbeat: the watchdog pings only while it is recent
+            watchdog = sdnotify.Watchdog(lambda: time.monotonic() - tick[0] < 10).start()
+            try:
+                while not task.done():
+                    tick[0] = time.monotonic()
+                    await asyncio.wait([task], timeout=1)
+            finally:
+                sdnotify.notify("STOPPING=1")
+                watchdog.stop()
         await task
 
     # uvicorn re-raises a captured SIGTERM after its graceful shutdown; a no-op handler makes that exit 0.
@@ -189,9 +312,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         asyncio.run(run())
     except KeyboardInterrupt:
         pass
+    finally:
+        listener.close()
     if not server.started:
         print("cloud-hub: error: server did not start (see the log above)", file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 
@@ -238,22 +363,24 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cloud-hub`` console script."""
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "serve":
-            return cmd_serve(args)
-        if args.command == "deliver":
-            return cmd_deliver(args)
-        if args.command == "deliveries":
-            return cmd_deliveries(args)
-        if args.command == "store":
-            return cmd_store_add(args)
-        return cmd_stores(args)
-    except (InputError, ConfigError) as exc:
-        print(f"cloud-hub: error: {exc.message}", file=sys.stderr)
-        return 2
-    except HubError as exc:
-        print(f"cloud-hub: error: {exc.message}", file=sys.stderr)
-        return 1
+    commands = {
+        "init": cmd_init,
+        "serve": cmd_serve,
+        "deliver": cmd_deliver,
+        "deliveries": cmd_deliveries,
+        "store": cmd_store_add,
+        "stores": cmd_stores,
+    }
+    handlers: list[tuple[Any, Any]] = [
+        ((InputError, ConfigError), lambda exc: (common_cli.EXIT_USAGE, exc.message)),
+        (HubError, lambda exc: (common_cli.EXIT_PROBLEM, exc.message)),
+    ]
+    return common_cli.run(
+        "cloud-hub",
+        lambda: commands[args.command](args),
+        handlers=handlers,
+        json_mode=bool(getattr(args, "json", False)),
+    )
 
 
 if __name__ == "__main__":

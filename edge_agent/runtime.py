@@ -17,7 +17,7 @@ from typing import Any
 
 import uvicorn
 
-from sync_protocol import keys
+from sync_protocol import keys, sdnotify
 
 from ._exceptions import ConfigError
 from .api import StatusReader, create_app
@@ -37,6 +37,7 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, announce: Callable[[str], None]) -> None:
         super().__init__(config)
         self._announce = announce
+        self.bound: str | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -46,7 +47,9 @@ class _Server(uvicorn.Server):
                 for sock in server.sockets:
                     host, port = sock.getsockname()[:2]
                     break
-            self._announce(f"edge-agent listening on http://{host}:{port}")
+            self.bound = f"http://{host}:{port}"
+            self._announce(f"edge-agent listening on {self.bound}")
+            sdnotify.notify("READY=1", f"STATUS=capturing on {self.bound}")
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -122,11 +125,15 @@ def run_agent(config: AgentConfig, announce: Callable[[str], None] | None = None
     scheduler.start()
     if watcher is not None:
         watcher.start()
+    # systemd's watchdog is pinged only while the outbox writer thread is alive and the server serves.
+    watchdog = sdnotify.Watchdog(lambda: writer.alive() and server.started and not server.should_exit).start()
     try:
         server.run()
     except SystemExit as exc:  # uvicorn exits when it cannot bind
         raise ConfigError(f"cannot serve on {config.host}:{config.port} (see the error above)") from exc
     finally:
+        sdnotify.notify("STOPPING=1")
+        watchdog.stop()
         if watcher is not None:
             watcher.stop()
         scheduler.shutdown()

@@ -138,6 +138,8 @@ class Hub(Service):
     @classmethod
     def create(cls, data_dir: Path, port: int | None = None, *extra: str) -> Hub:
         data_dir.mkdir(parents=True, exist_ok=True)
+        if not any((data_dir / name).exists() for name in (".storesync-hub", "hub.key", "hub.db")):
+            hub_cli("init", "--data-dir", str(data_dir))  # only init creates a hub
         port = port or free_port()
         argv = [sys.executable, "-m", "cloud_hub", "serve", "--data-dir", str(data_dir), "--port", str(port)]
         return cls("hub", [*argv, *extra], data_dir, port, data_dir / "hub.log")

@@ -100,7 +100,7 @@ def run(
         if isinstance(exc, SystemExit):
             raise
         for types, handle in handlers:
-            if isinstance(exc, types):
+            if isinstance(exc, types) and not isinstance(exc, LockHeld):
                 code, message = handle(exc)
                 emit_error(prog, message, json_mode=json_mode, code=getattr(exc, "code", "error"), exit_code=code)
                 return code

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cloud_hub._exceptions import InputError
-from cloud_hub.config import HubConfig, open_hub
+from cloud_hub.config import HubConfig, init_hub
 from cloud_hub.storage import Store, open_storage, sqlite_path, sqlite_url
 from cloud_hub.storage.sqlite import SQLiteStorage
 
@@ -57,7 +57,7 @@ def test_the_data_folder_default_is_hub_db_as_before(tmp_path: Path, monkeypatch
     monkeypatch.delenv("CLOUD_HUB_ADMIN_TOKEN", raising=False)
     config = HubConfig(data_dir=Path("data"))
     assert config.storage_url == "sqlite:///data/hub.db"
-    hub = open_hub(config)
+    hub = init_hub(config)
     try:
         assert isinstance(hub.storage, SQLiteStorage) and hub.storage.path == os.path.join("data", "hub.db")
     finally:
@@ -71,7 +71,7 @@ def test_the_data_folder_default_is_hub_db_as_before(tmp_path: Path, monkeypatch
 def test_an_explicit_database_url_wins_over_the_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("CLOUD_HUB_ADMIN_TOKEN", raising=False)
     other = tmp_path / "elsewhere.db"
-    hub = open_hub(HubConfig(data_dir=tmp_path / "data", database=sqlite_url(other)))
+    hub = init_hub(HubConfig(data_dir=tmp_path / "data", database=sqlite_url(other)))
     try:
         assert isinstance(hub.storage, SQLiteStorage) and hub.storage.path == str(other)
     finally:
