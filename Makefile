@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PKGS := sync_protocol edge_agent cloud_hub tui storesync_harness
 
-.PHONY: demo test bench lint format faults clean
+.PHONY: demo test bench bench-quick lint format faults clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,6 +21,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(BIN)/python bench/run.py --quick
 
 faults: $(STAMP)
 	$(BIN)/python -m storesync_harness.faults --verbose $(FAULTS_ARGS)

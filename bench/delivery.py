@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -71,6 +72,7 @@ def run_sink(cfg: SinkConfig, n: int, batch: int) -> dict[str, Any]:
         config = ForwardingConfig((cfg,), DeliverySettings(batch_size=batch, poll_s=0.05, lease_s=120))
         engine = DeliveryEngine(storage, config, Forwarder([]))
         t0 = time.perf_counter()
+        load0 = os.getloadavg()[0]
         engine.start()
         counts: dict[str, int] = {}
         while time.perf_counter() - t0 < 900:
@@ -89,6 +91,7 @@ def run_sink(cfg: SinkConfig, n: int, batch: int) -> dict[str, Any]:
         "bench": "delivery", "sink": cfg.kind, "events": n, "done": done, "dead": counts.get("dead", 0),
         "batch": batch, "seconds": round(wall, 2), "events_per_s": round(done / wall, 1),
         "target_events_per_s": 10_000 if cfg.kind == "nats" else None,
+        "load_avg_1m": {"start": round(load0, 2), "end": round(os.getloadavg()[0], 2)},
     }  # fmt: skip
 
 
@@ -146,6 +149,7 @@ def bench_delivery(root: Path, events: int, which: list[str], emit: Any = None) 
             cfg = SinkConfig.from_dict({"name": "hook", "kind": "webhook", "url": receiver.url + "/h"})
             figure = run_sink(cfg, events, batch=1_000)
             figure["receiver_raw_per_s"] = round(raw, 1)  # the stand-in's own ceiling, same concurrency
+            figure["baseline"] = {"what": "bare POSTs to the receiver, 8 concurrent", "requests_per_s": round(raw, 1)}
         finally:
             receiver.stop()
 

@@ -3,7 +3,11 @@
 Prints a table for people and one JSON object per figure for tools. Each figure that has a baseline
 measures it in the same run, so ratios hold on a noisy machine.
 
-    python bench/run.py [capture] [catchup] [drops] [delivery] [--records N] [--naive-records N] [--capture-txns N]
+    python bench/run.py [ceilings] [capture] [catchup] [backlog] [drops] [delivery] [--quick] [--records N] ...
+
+Every figure carries its target (``target_*``), its baseline (``baseline``: a peer, a ceiling or a
+naive client, measured in this run) and the 1-minute load average while it was measured.
+``--quick`` runs every benchmark with tiny counts (tests/test_bench.py does, so they cannot rot).
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import multiprocessing as mp
 import shutil
 import statistics
 import sys
@@ -20,12 +23,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from storesync_harness.pos import Pos
-from storesync_harness.processes import Agent, Hub, agent_cli
-from sync_protocol import keys
-from sync_protocol.httpsig import sign_request
+import backlog
+import catchup
+import ceilings
+import delivery
+import drops
+from measure import rss_mb, sampled
+from peers import nats_peer, pct, run_clients, sale_payloads, sqlite_fsync_ceiling
+from storesync_harness.processes import Agent, Hub
 
 RESULTS: list[dict[str, Any]] = []
 
@@ -35,20 +40,16 @@ def emit(figure: dict[str, Any]) -> None:
     print(json.dumps(figure), flush=True)
 
 
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
-
 # --------------------------------------------------------------------------- capture
 
 
-def _pos_client(port: int, register: str, n: int, out: Any) -> None:
-    pos = Pos(register, seed=11)
-    payloads = [json.dumps(pos.sale()).encode() for _ in range(n)]
+def _pos_client(port: int, register: str, n: int, go: Any, out: Any) -> None:
+    payloads = sale_payloads(register, n)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     lat = []
     errors = 0
+    go.wait()
+    start = time.perf_counter()
     for body in payloads:
         t0 = time.perf_counter()
         conn.request("POST", "/v1/transactions", body, {"Content-Type": "application/json"})
@@ -56,165 +57,123 @@ def _pos_client(port: int, register: str, n: int, out: Any) -> None:
         resp.read()
         lat.append(time.perf_counter() - t0)
         errors += resp.status != 201
+    end = time.perf_counter()
     conn.close()
-    out.put((lat, errors))
+    out.put((lat, errors, start, end))
 
 
-def bench_capture(root: Path, txns: int, clients: int = 4) -> None:
+def bench_capture(root: Path, txns: int, clients: int = 4, peer: bool = True) -> None:
+    """Capture by 4 POS clients, beside the NATS peer and the SQLite fsync ceiling measured in this run."""
     hub = Hub.create(root / "hub").start()
     try:
         agent = Agent.enrolled(root / "cap-agent", hub, "CAP").start()
     finally:
         hub.stop()  # capture must not depend on the hub; the agent keeps capturing offline
     try:
+        assert agent.proc is not None
         per = txns // clients
-        q: Any = mp.Queue()
-        procs = [mp.Process(target=_pos_client, args=(agent.port, f"B{i}", per, q)) for i in range(clients)]
-        t0 = time.perf_counter()
-        for p in procs:
-            p.start()
-        results = [q.get(timeout=600) for _ in procs]
-        wall = time.perf_counter() - t0
-        for p in procs:
-            p.join()
-        lat = [x * 1000 for r in results for x in r[0]]
-        errors = sum(r[1] for r in results)
-        emit({
-            "bench": "capture", "clients": clients, "transactions": len(lat), "errors": errors,
-            "median_ms": round(statistics.median(lat), 3), "p99_ms": round(pct(lat, 99), 3),
-            "max_ms": round(max(lat), 3), "tx_per_s": round(len(lat) / wall, 1),
-            "target_p99_ms": 10, "target_tx_per_s": 1000,
-        })  # fmt: skip
+        with sampled(agent=agent.proc.pid) as s:
+            lat, errors, wall = run_clients(_pos_client, [(agent.port, f"B{i}", per) for i in range(clients)])
+        agent_peak = rss_mb(agent.proc.pid, "VmHWM")
         st = agent.status()
         assert st["last_seq"] == len(lat) - errors, st
     finally:
         agent.stop()
         hub.stop()
+    lat = [x * 1000 for x in lat]
+    tx_per_s = len(lat) / wall
+    with sampled() as s_base:
+        nats = nats_peer(txns, clients) if peer else None
+        fsync = sqlite_fsync_ceiling(root, seconds=2.0)
+    emit({
+        "bench": "capture", "clients": clients, "transactions": len(lat), "errors": errors,
+        "median_ms": round(statistics.median(lat), 3), "p99_ms": round(pct(lat, 99), 3),
+        "max_ms": round(max(lat), 3), "tx_per_s": round(tx_per_s, 1),
+        "target_p99_ms": 10, "target_tx_per_s": 1000,
+        "baseline": {"peer_nats_jetstream_file": nats, "ceiling_sqlite_fsync": fsync},
+        "ratio_vs_nats": round(tx_per_s / nats["msg_per_s"], 2) if nats else None,
+        "p99_ratio_vs_nats": round(pct(lat, 99) / nats["p99_ms"], 2) if nats else None,
+        "ratio_vs_fsync_commits": round(tx_per_s / fsync["commits_per_s"], 2),
+        "rss_mb": {"agent": s.rss_max_mb().get("agent"), "agent_peak": agent_peak},
+        "load_avg_1m": s.load_avg(), "baseline_load_avg_1m": s_base.load_avg(),
+    })  # fmt: skip
 
 
-# --------------------------------------------------------------------------- catch-up
-
-
-def _backlog(agent: Agent, n: int) -> None:
-    """Capture n transactions straight into the outbox (the agent was offline for a long time)."""
-    regs = [Pos(f"R{i}", seed=5) for i in range(4)]
-    chunk = 20_000
-    done = 0
-    while done < n:
-        m = min(chunk, n - done)
-        lines = "\n".join(json.dumps(regs[(done + i) % 4].sale()) for i in range(m))
-        agent_cli("capture", "--data-dir", str(agent.data_dir), "-", input=lines)
-        done += m
-        print(f"  backlog {done}/{n}", file=sys.stderr, flush=True)
-
-
-def _naive(hub: Hub, agent: Agent, n: int) -> float:
-    """One record per signed POST, sequential, keep-alive: what a simple client would do."""
-    import sqlite3
-
-    con = sqlite3.connect(agent.data_dir / "outbox.db")
-    rows = con.execute("SELECT seq, body, chain, sig FROM outbox ORDER BY seq LIMIT ?", (n,)).fetchall()
-    con.close()
-    store = json.loads(rows[0][1])["store_id"]
-    key = keys.load_private_key(agent.data_dir / "agent.key")
-    kid = keys.key_id(key)
-    t0 = time.perf_counter()
-    with httpx.Client(timeout=30) as client:
-        for seq, body, chain, sig in rows:
-            payload = json.dumps({
-                "store_id": store, "epoch": 1, "first_seq": seq, "sent_at": "2026-11-22T00:00:00.000+00:00",
-                "records": [{"seq": seq, "body": body, "chain": bytes(chain).hex(), "sig": bytes(sig).hex()}],
-            }).encode()  # fmt: skip
-            headers = sign_request("POST", "/v1/bursts", payload, key, kid)
-            headers["Content-Type"] = "application/json"
-            r = client.post(hub.url + "/v1/bursts", content=payload, headers=headers)
-            if r.status_code != 200:
-                raise RuntimeError(f"naive client got {r.status_code}: {r.text}")
-    return len(rows) / (time.perf_counter() - t0)
-
-
-def bench_catchup(root: Path, records: int, naive_records: int) -> None:
-    hub = Hub.create(root / "hub2").start()
-    try:
-        fast = Agent.enrolled(root / "fast-agent", hub, "FAST")
-        naive = Agent.enrolled(root / "naive-agent", hub, "NAIVE")
-        print(f"building a {records}-record backlog ...", file=sys.stderr, flush=True)
-        _backlog(fast, records)
-        _backlog(naive, naive_records)
-
-        # The baseline first, on an idle hub: measured after the catch-up it would share the hub with
-        # the forwarding of the 100,000 events the catch-up produced.
-        naive_rate = _naive(hub, naive, naive_records)
-        t0 = time.perf_counter()
-        agent_cli("sync", "--data-dir", str(fast.data_dir), "--until-synced", "--timeout", "900")
-        wall = time.perf_counter() - t0
-        st = fast.status()
-        assert st["acked_through"] == records and st["pending"] == 0, st
-        assert len(hub.ledger("FAST")) == records
-        rate = records / wall
-        emit({
-            "bench": "catchup", "records": records, "seconds": round(wall, 2), "records_per_s": round(rate, 1),
-            "naive_records": naive_records, "naive_records_per_s": round(naive_rate, 1),
-            "ratio_vs_naive": round(rate / naive_rate, 1), "target_records_per_s": 20000, "target_ratio": 20,
-        })  # fmt: skip
-    finally:
-        hub.stop()
+def capture_line(f: dict[str, Any]) -> str:
+    nats, fsync = f["baseline"]["peer_nats_jetstream_file"], f["baseline"]["ceiling_sqlite_fsync"]
+    peer = (
+        f"; NATS JetStream file stream {nats['msg_per_s']} msg/s p99 {nats['p99_ms']} ms (ratio {f['ratio_vs_nats']}×)"
+        if nats
+        else ""
+    )
+    return (
+        f"capture   {f['transactions']} tx, {f['clients']} POS clients: median {f['median_ms']} ms, "
+        f"p99 {f['p99_ms']} ms (target ≤ 10), {f['tx_per_s']} tx/s (target ≥ 1000), errors {f['errors']}{peer}; "
+        f"SQLite fsync'd commits {fsync['commits_per_s']}/s (ratio {f['ratio_vs_fsync_commits']}×); "
+        f"agent RSS {f['rss_mb']['agent']} MB; load {f['load_avg_1m']}"
+    )
 
 
 def table() -> None:
     print("\n=== StoreSync benchmarks ===")
     for f in RESULTS:
         if f["bench"] == "capture":
-            print(
-                f"capture   {f['transactions']} tx, {f['clients']} POS clients: median {f['median_ms']} ms, "
-                f"p99 {f['p99_ms']} ms (target ≤ 10), {f['tx_per_s']} tx/s (target ≥ 1000), errors {f['errors']}"
-            )
+            print(capture_line(f))
         elif f["bench"] == "catchup":
-            print(
-                f"catch-up  {f['records']} records in {f['seconds']} s: {f['records_per_s']} records/s "
-                f"(target ≥ 20000); naive one-per-request {f['naive_records_per_s']} records/s; "
-                f"ratio {f['ratio_vs_naive']}× (target ≥ 20×)"
-            )
+            print(catchup.table_line(f))
+        elif f["bench"] == "backlog":
+            print(backlog.table_line(f))
+        elif f["bench"] == "ceiling":
+            print(ceilings.table_line(f))
         elif f["bench"] == "drops":
-            from drops import table_line
-
-            print(table_line(f))
+            print(drops.table_line(f))
         elif f["bench"] == "delivery":
-            from delivery import table_line as delivery_line
+            print(delivery.table_line(f))
 
-            print(delivery_line(f))
+
+QUICK = {
+    "records": 2_000, "naive_records": 200, "capture_txns": 400, "backlog_records": 3_000, "drop_rows": 3_000,
+    "drop_orders": 600, "delivery_events": 300,
+}  # fmt: skip
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    benches = ["capture", "catchup", "delivery", "drops"]
+    benches = ["ceilings", "capture", "catchup", "backlog", "drops", "delivery"]
     ap.add_argument("which", nargs="*", help=f"benchmarks to run: {', '.join(benches)} (default: all)")
+    ap.add_argument("--quick", action="store_true", help="tiny counts: checks that every benchmark still runs")
     ap.add_argument("--delivery-events", type=int, default=100_000)
-    ap.add_argument("--records", type=int, default=100_000)
-    ap.add_argument("--naive-records", type=int, default=3_000)
+    ap.add_argument("--records", type=int, default=100_000, help="catch-up backlog of the burst client")
+    ap.add_argument("--naive-records", type=int, default=3_000, help="records the naive client sends")
     ap.add_argument("--capture-txns", type=int, default=8_000)
+    ap.add_argument("--backlog-records", type=int, default=1_000_000, help="pending records of the backlog agent")
     ap.add_argument("--drop-rows", type=int, default=1_000_000, help="rows of the JSONL drop file")
     ap.add_argument("--drop-orders", type=int, default=200_000, help="orders of the Shopify export")
+    ap.add_argument("--no-peer", action="store_true", help="skip the NATS peer (no NATS server on 127.0.0.1:4222)")
     ap.add_argument("--keep", action="store_true", help="keep the data folder")
     args = ap.parse_args()
     unknown = sorted(set(args.which) - set(benches))
     if unknown:
         ap.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(benches)}")
     args.which = args.which or benches
+    if args.quick:
+        for name, value in QUICK.items():
+            setattr(args, name, value)
     root = Path(tempfile.mkdtemp(prefix="storesync-bench-"))
     try:
+        if "ceilings" in args.which:
+            ceilings.all_ceilings(root, emit, quick=args.quick)
         if "capture" in args.which:
-            bench_capture(root, args.capture_txns)
+            bench_capture(root, args.capture_txns, peer=not args.no_peer)
         if "catchup" in args.which:
-            bench_catchup(root, args.records, args.naive_records)
+            catchup.bench_catchup(root, args.records, args.naive_records, emit)
+        if "backlog" in args.which:
+            backlog.bench_backlog(root, args.backlog_records, emit)
         if "drops" in args.which:
-            from drops import bench_drops
-
-            bench_drops(root, args.drop_rows, args.drop_orders, 2, emit)
+            drops.bench_drops(root, args.drop_rows, args.drop_orders, 2, emit)
         if "delivery" in args.which:
-            from delivery import bench_delivery
-
-            bench_delivery(root, args.delivery_events, ["nats", "webhook"], emit)
+            sinks = ["webhook"] if args.no_peer else ["nats", "webhook"]
+            delivery.bench_delivery(root, args.delivery_events, sinks, emit)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

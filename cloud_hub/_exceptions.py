@@ -11,6 +11,8 @@ The tree::
      ├── Unauthorized             missing or wrong credentials (401 unauthenticated)
      ├── StorageError             the database failed (500)
      │    └── StorageBusy         the database stayed locked past the busy timeout (503 busy)
+     │         ├── StorageRetryable  serialization failure or deadlock: the unit of work may run again (503)
+     │         └── StorageUnavailable  the database cannot be reached right now (503 unavailable)
      └── BurstRejected            a burst answered with a non-2xx ErrorBody (401/403/409/422)
 
 The HTTP layer turns every ``HubError`` into a JSON ``sync_protocol.wire.ErrorBody``. Messages never
@@ -111,6 +113,26 @@ class StorageBusy(StorageError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class StorageRetryable(StorageBusy):
+    """A serialization failure or deadlock: nothing was stored, and running the unit of work again is safe.
+
+    :meth:`cloud_hub.storage.Storage.run` retries it a bounded number of times; past that it answers
+    like ``StorageBusy`` (503 with ``Retry-After``).
+    """
+
+    def __init__(self, message: str = "the hub database hit a write conflict; retry shortly") -> None:
+        super().__init__(message)
+
+
+class StorageUnavailable(StorageBusy):
+    """The database server cannot be reached (down, restarting, network cut): 503 with ``Retry-After``."""
+
+    code = "unavailable"
+
+    def __init__(self, message: str = "the hub database is unreachable; retry shortly", retry_after: int = 2) -> None:
+        super().__init__(message, retry_after)
 
 
 class BurstRejected(HubError):

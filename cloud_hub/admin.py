@@ -99,5 +99,8 @@ def ledger_view(
     return {
         "store_id": store_id,
         "epoch": epoch,
-        "records": [{"seq": r.seq, "body": r.body, "chain": r.chain.hex(), "received_at": r.received_at} for r in rows],
+        "records": [
+            {"seq": r.seq, "body": r.body, "chain": r.chain.hex(), "sig": r.sig.hex(), "received_at": r.received_at}
+            for r in rows
+        ],
     }

@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--config", help="hub.toml with [[sinks]] and [delivery] (default: one jsonl sink)")
     serve.add_argument("--no-workers", action="store_true", help="no delivery workers (run `cloud-hub deliver`)")
+    serve.add_argument(
+        "--shared-data-dir",
+        action="store_true",
+        help="let other serve processes use this SQLite data folder at the same time (replicas on one host)",
+    )
     _secret_args(serve)
 
     deliver = sub.add_parser("deliver", help="run only the delivery workers (no HTTP), for scale-out")
@@ -235,7 +240,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level)
     config = _config(args, host=host, port=port, verify=args.verify)
     require_hub_folder(config)
-    lock = ProcessLock(config.data_dir / LOCK_FILE, "cloud-hub serve") if _is_sqlite(config) else None
+    exclusive = _is_sqlite(config) and not args.shared_data_dir
+    lock = ProcessLock(config.data_dir / LOCK_FILE, "cloud-hub serve") if exclusive else None
     try:
         return _serve(args, config)
     finally:

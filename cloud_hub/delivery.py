@@ -237,8 +237,8 @@ class DeliveryEngine:
 
     def _claim(self, w: _SinkWorker, claim: str) -> list[Delivery]:
         now = time.time()
-        with self.storage.transaction() as tx:
-            return tx.claim_deliveries(
+        return self.storage.run(
+            lambda tx: tx.claim_deliveries(
                 w.cfg.name,
                 strict=w.cfg.ordering == "strict",
                 now=now,
@@ -246,10 +246,11 @@ class DeliveryEngine:
                 claim=claim,
                 limit=self.settings.batch_size,
             )
+        )
 
     def _finish(self, claim: str, updates: list[DeliveryUpdate]) -> int:
-        with self.storage.transaction() as tx:
-            return tx.finish_deliveries(claim, updates, iso_utc_now())
+        at = iso_utc_now()
+        return self.storage.run(lambda tx: tx.finish_deliveries(claim, updates, at))
 
     def _release(self, w: _SinkWorker) -> None:
         now = time.time()

@@ -300,11 +300,14 @@ class Forwarder:
             if not rows:
                 return 0
             plan = self._plan(tx, store_id, epoch, rows)
-        with storage.transaction() as tx:
-            if tx.forward_cursor(store_id, epoch) != derived:
+
+        def write(tx: UnitOfWork) -> int:
+            if tx.forward_cursor(store_id, epoch) != derived:  # read under the cursor's lock
                 return 0  # another worker derived them first
             self._write(tx, plan)
-        return len(rows)
+            return len(rows)
+
+        return storage.run(write)
 
     def _zone(self, tx: UnitOfWork, store_id: str) -> str:
         tz = self._tz.get(store_id)

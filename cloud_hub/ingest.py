@@ -248,16 +248,19 @@ def ingest_burst(
     Raises:
         BurstRejected: 401/403 (nothing changed), 409 gap or conflict, 422 record refused (good
             records before it kept; the body carries ``acked_through`` and the receipt).
-        StorageBusy: the database stayed locked past the busy timeout.
+        StorageBusy: the database stayed locked past the busy timeout, or is unreachable.
     """
     received = now or datetime.now(UTC)
     at = iso_utc(received)
-    with storage.transaction() as tx:
+
+    def work(tx: UnitOfWork) -> _Outcome:
         writer = authorize(tx.writer_by_key(key_id), request, key_id)
         stream = tx.get_stream(writer.store_id, writer.epoch)
         if stream is None:
             raise StorageError(f"writer {writer.store_id}/{writer.epoch} has no stream")
-        out = _apply(tx, writer, stream, request, at=at, verify_all=verify_all, after_store=after_store)
+        return _apply(tx, writer, stream, request, at=at, verify_all=verify_all, after_store=after_store)
+
+    out = storage.run(work)  # a serialization failure or deadlock runs the burst again (nothing was stored)
     receipt = Receipt.issue(hub_key, request.store_id, request.epoch, out.acked_through, out.head_chain)
     if out.status != 200:
         raise BurstRejected(

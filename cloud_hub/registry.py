@@ -17,7 +17,7 @@ from sync_protocol._exceptions import KeyFileError
 from sync_protocol.wire import EnrollRequest, EnrollResponse
 
 from ._exceptions import InputError, InvalidToken
-from .storage import EnrollmentToken, Storage, Store, StoreSummary, Writer, iso_utc
+from .storage import EnrollmentToken, Storage, Store, StoreSummary, UnitOfWork, Writer, iso_utc
 
 STORE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TOKEN_TTL = timedelta(days=7)
@@ -127,7 +127,8 @@ def enroll(
     kid = keys.key_id(public)
     at = iso_utc(now)
     digest = token_hash(request.token)
-    with storage.transaction() as tx:
+
+    def work(tx: UnitOfWork) -> tuple[Store, int]:
         tok = tx.get_token(digest)
         if tok is not None and tok.used_at is not None:
             # A retry whose first answer was lost: same token, same key, the writer it made still current.
@@ -140,7 +141,7 @@ def enroll(
                 and bound.enrolled_at == tok.used_at
                 and bound.superseded_at is None
             ):
-                return _answer(store.store_id, bound.epoch, kid, store.tz, hub_key)
+                return store, bound.epoch
         if tok is None or tok.used_at is not None or tok.expires_at <= at:
             raise InvalidToken("enrollment token is unknown, already used or expired")
         store = tx.get_store(tok.store_id)
@@ -154,6 +155,9 @@ def enroll(
         tx.supersede_writers(store.store_id, epoch, at)
         tx.insert_writer(Writer(store.store_id, epoch, kid, request.public_key, at, request.hostname))
         tx.create_stream(store.store_id, epoch, chain.genesis(store.store_id, epoch))
+        return store, epoch
+
+    store, epoch = storage.run(work)  # two replicas enrolling one store at once: the later runs again
     return _answer(store.store_id, epoch, kid, store.tz, hub_key)
 
 

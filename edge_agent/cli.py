@@ -27,11 +27,19 @@ from sync_protocol import keys
 from sync_protocol._exceptions import StoreSyncError, TransactionInvalid
 from sync_protocol.proclock import ProcessLock
 from sync_protocol.transaction import Transaction, parse_transaction
-from sync_protocol.wire import EnrollRequest
+from sync_protocol.wire import EnrollRequest, EnrollResponse
 
 from . import __version__
-from ._exceptions import AgentError, CaptureConflict, ConfigError, EnrollRefused, HubError, HubRejected
-from .config import AgentConfig
+from ._exceptions import (
+    AgentError,
+    CaptureConflict,
+    ConfigError,
+    EnrollRefused,
+    HubError,
+    HubRejected,
+    HubUnavailable,
+)
+from .config import AgentConfig, parse_hub_urls
 from .drops.cli import abs_path, add_drop_commands
 from .outbox import CaptureResult, Identity, Outbox
 from .status import compute_status, format_status
@@ -104,9 +112,8 @@ def _staged_key(cfg: AgentConfig) -> tuple[keys.Ed25519PrivateKey, Path]:
 def cmd_enroll(args: argparse.Namespace) -> int:
     cfg = _config(args)
     key = cfg.load_key()
-    hub_url = args.hub.rstrip("/")
-    if not hub_url.startswith(("http://", "https://")):
-        raise ConfigError(f"--hub {args.hub!r} is not a URL; give the hub's address, e.g. https://hub.example.com")
+    urls = parse_hub_urls(args.hub)
+    hub_url = " ".join(urls)
     try:
         request = EnrollRequest(
             token=args.token.strip(),
@@ -133,8 +140,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             key, staged = _staged_key(cfg)
             request = request.model_copy(update={"public_key": keys.public_hex(key)})
         try:
-            with HubClient(hub_url) as client:
-                answer = client.enroll(request)
+            answer = _enroll_any(urls, request)
             if answer.key_id != keys.key_id(key):
                 raise ConfigError(f"hub bound key {answer.key_id}, but our key is {keys.key_id(key)}")
             keys.public_from_hex(answer.hub_public_key)
@@ -169,11 +175,33 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     return 0
 
 
+def _enroll_any(urls: Sequence[str], request: EnrollRequest) -> EnrollResponse:
+    """Enroll at the first of the hub URLs that answers (a refusal is final: the token is spent or wrong)."""
+    for i, url in enumerate(urls):
+        try:
+            with HubClient(url) as client:
+                return client.enroll(request)
+        except HubUnavailable as exc:
+            if i == len(urls) - 1:
+                raise
+            print(f"edge-agent: {url} unavailable ({exc}); trying {urls[i + 1]}", file=sys.stderr)
+    raise ConfigError("no hub URL given")  # pragma: no cover - argparse requires --hub
+
+
+def _hub_override(args: argparse.Namespace) -> str | None:
+    return " ".join(parse_hub_urls(args.hub)) if args.hub else None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .runtime import run_agent
 
     cfg = _config(
-        args, host=args.host, port=args.port, hub_url=args.hub, sync_interval=args.sync_interval, drop_dir=args.drop_dir
+        args,
+        host=args.host,
+        port=args.port,
+        hub_url=_hub_override(args),
+        sync_interval=args.sync_interval,
+        drop_dir=args.drop_dir,
     )
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     with data_lock(cfg, "edge-agent run"):
@@ -290,7 +318,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    cfg = _config(args, hub_url=args.hub)
+    cfg = _config(args, hub_url=_hub_override(args))
     key = cfg.load_key()
     deadline = time.monotonic() + args.timeout
     with Outbox(cfg.db_path, key=key, create=False) as outbox:
@@ -345,7 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("enroll", parents=[common], help="enroll with the hub using a one-time token")
-    p.add_argument("--hub", required=True, help="hub base URL, e.g. https://hub.example.com")
+    p.add_argument(
+        "--hub",
+        required=True,
+        action="append",
+        help="hub base URL, e.g. https://hub.example.com; repeat for replicas (failover in this order)",
+    )
     p.add_argument("--token", required=True, help="one-time enrollment token from 'cloud-hub store add'")
     p.add_argument("--force", action="store_true", help="enroll even though records are not synced")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
@@ -354,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", parents=[common], help="serve the capture API and sync in the background")
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default 8787; 0 picks a free one)")
-    p.add_argument("--hub", default=None, help="use this hub URL from now on")
+    p.add_argument("--hub", action="append", default=None, help="use this hub URL from now on (repeatable)")
     p.add_argument("--sync-interval", type=float, default=None, help="seconds between sync passes (default 5)")
     p.add_argument("--drop-dir", type=abs_path, default=None, help="watch this folder for file drops")
     p.add_argument("-v", "--verbose", action="store_true", help="log info lines too")
@@ -378,14 +411,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sync", parents=[common], help="run a sync pass now")
     p.add_argument("--until-synced", action="store_true", help="keep trying until nothing is pending")
     p.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds (default 60)")
-    p.add_argument("--hub", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--hub", action="append", default=None, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_sync)
     return parser
 
 
 def _hub_url(args: argparse.Namespace) -> str:
-    return str(getattr(args, "hub", None) or "the hub")
+    hub = getattr(args, "hub", None)
+    if isinstance(hub, list):
+        hub = " ".join(hub)
+    return str(hub or "the hub")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,8 +7,10 @@ The data folder comes from ``--data-dir``, else the ``EDGE_AGENT_DATA`` environm
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sync_protocol import keys
 from sync_protocol._exceptions import KeyFileError
@@ -34,6 +36,31 @@ ENV_NUMBERS = (
     "drop_settle",
 )
 ENV_DROP_DIR = "EDGE_AGENT_DROP_DIR"
+ENV_HUB_URLS = "EDGE_AGENT_HUB_URLS"
+
+
+def parse_hub_urls(values: str | Sequence[str] | None, *, field: str = "--hub") -> tuple[str, ...]:
+    """Hub base URLs from repeated ``--hub`` values or one text with several separated by spaces or commas.
+
+    Several URLs name replicas of one hub (docs/replicas.md); the agent fails over between them in order.
+    They are kept as one space-separated text wherever a single URL used to be (URLs hold no spaces).
+
+    Raises:
+        ConfigError: naming ``field`` when a value is not an ``http://`` or ``https://`` URL with a host.
+    """
+    if values is None:
+        return ()
+    items = [values] if isinstance(values, str) else list(values)
+    out: list[str] = []
+    for item in items:
+        for raw in item.replace(",", " ").split():
+            parts = urlsplit(raw)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ConfigError(f"{field}: {raw!r} is not an http:// or https:// URL with a host")
+            url = raw.rstrip("/")
+            if url not in out:
+                out.append(url)
+    return tuple(out)
 
 
 def resolve_data_dir(arg: str | os.PathLike[str] | None) -> Path:
@@ -58,7 +85,7 @@ class AgentConfig:
         backoff_cap: Longest retry delay in seconds.
         blocked_retry: Seconds between retries while the hub refuses our records.
         heartbeat_interval: Seconds between heartbeats written to the outbox.
-        hub_url: Overrides the hub URL stored at enrollment, when set.
+        hub_url: Overrides the hub URL(s) stored at enrollment, when set (several: space-separated, in order).
         probe_interval: Seconds between reachability probes (``GET /healthz``) while backing off.
         probe_timeout: Seconds a reachability probe may take.
         retention_days: Acked records older than this, covered by a hub receipt, are pruned.
@@ -91,7 +118,7 @@ class AgentConfig:
         """Build a configuration: defaults, then ``EDGE_AGENT_<FIELD>`` variables, then non-None overrides.
 
         Numeric fields can be set from the environment, e.g. ``EDGE_AGENT_RETENTION_DAYS=90`` or
-        ``EDGE_AGENT_BACKOFF_CAP=10``.
+        ``EDGE_AGENT_BACKOFF_CAP=10``; ``EDGE_AGENT_HUB_URLS`` lists hub URLs (spaces or commas between).
 
         Raises:
             ConfigError: when such a variable is not a number.
@@ -105,6 +132,8 @@ class AgentConfig:
                     changes[name] = int(raw) if name in ("burst_records", "port") else float(raw)
                 except ValueError:
                     raise ConfigError(f"EDGE_AGENT_{name.upper()} must be a number, not {raw!r}") from None
+        if os.environ.get(ENV_HUB_URLS):
+            changes["hub_url"] = " ".join(parse_hub_urls(os.environ[ENV_HUB_URLS], field=ENV_HUB_URLS))
         if os.environ.get(ENV_DROP_DIR):
             changes["drop_dir"] = Path(os.environ[ENV_DROP_DIR]).expanduser().resolve()
         changes.update({k: v for k, v in overrides.items() if v is not None})

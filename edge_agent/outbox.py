@@ -169,7 +169,7 @@ class Identity:
         epoch: The writer epoch the hub opened for our key.
         key_id: Our key id.
         public_key: Our public key, 64 hex digits.
-        hub_url: Base URL of the hub.
+        hub_url: Base URL of the hub; several replicas' URLs separated by spaces, in failover order.
         hub_public_key: The hub's receipt key, 64 hex digits.
         hub_key_id: Key id of the hub's receipt key.
         tz: The store's IANA time zone.
@@ -183,6 +183,11 @@ class Identity:
     hub_public_key: str
     hub_key_id: str
     tz: str
+
+    @property
+    def hub_urls(self) -> tuple[str, ...]:
+        """The hub URLs in failover order."""
+        return tuple(u.rstrip("/") for u in self.hub_url.split())
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@ error stops it, with one burst in flight. Every answer is handled as the protoco
 - 413 or a timeout: the burst size is halved.
 - 429/503: wait ``Retry-After``; network errors and other 5xx: exponential backoff with full jitter.
 
+With several hub URLs (replicas of one hub, docs/replicas.md) the agent stays on one until it fails: a
+hub it cannot connect to is skipped at once for the next URL in the same pass; any other failure
+(timeout, dropped connection, 5xx, 429) moves to the next URL for the next attempt, after the usual backoff.
 While backing off, :meth:`Syncer.probe_tick` (run every ``probe_interval`` by the scheduler) asks
 ``GET /healthz`` whether a hub we could not reach answers again, and if so ends the wait at once, so
 an outage costs no more than a probe interval after the hub is back. A ``Retry-After`` is never cut
@@ -70,6 +73,15 @@ class PassResult:
     retry_in: float | None = None
 
 
+@dataclass
+class _Progress:
+    """What the current pass achieved so far (kept across a failover)."""
+
+    sent: int = 0
+    contacted: bool = False
+    rewinds: int = 0
+
+
 @contextmanager
 def pass_lock(path: os.PathLike[str] | str) -> Iterator[bool]:
     """An exclusive, non-blocking file lock so only one process syncs a store at a time."""
@@ -125,7 +137,8 @@ class Syncer:
         self._hub_down = False
         self._backoff_until = 0.0
         self._retry_after_until = 0.0
-        self._hub_url = ""
+        self._urls: tuple[str, ...] = ()
+        self._url_index = 0
         state = outbox.sync_state()
         size = state.get("burst_size")
         self.burst_size = int(size) if size else config.burst_records
@@ -156,7 +169,7 @@ class Syncer:
         state = self.outbox.sync_state()
         now = datetime.now(UTC)
         due = parse_time(state.get("next_attempt_at"))
-        self._hub_url = self.config.hub_url or ident.hub_url
+        self._set_urls(ident)
         if not force and due is not None and now < due:
             wait = (due - now).total_seconds()
             if not self._backing_off and state.get("last_sync_result") == "offline":
@@ -168,55 +181,37 @@ class Syncer:
         if ident.key_id != self.key_id:
             message = f"enrolled key is {ident.key_id} but this process signs with {self.key_id}; restart edge-agent"
             return self._block(ident, "key_changed", message, None, state)
-        hub_url = self.config.hub_url or ident.hub_url
-        if not hub_url:
+        urls = self._set_urls(ident)
+        if not urls:
             return self._block(ident, "no_hub", "no hub URL is configured; run 'edge-agent enroll'", None, state)
         try:
             hub_key = keys.public_from_hex(ident.hub_public_key)
         except KeyFileError:
             return self._block(ident, "no_hub_key", "the hub key from enrollment is missing or malformed", None, state)
-        if self._client is None or self._client.base_url != hub_url.rstrip("/"):
-            self.close()
-            self._client = HubClient(
-                hub_url, connect_timeout=self.config.connect_timeout, read_timeout=self.config.read_timeout
-            )
-        sent = 0
-        rewinds = 0
-        contacted = False
-        try:
-            while True:
-                acked = self.outbox.acked_through()
-                records = self.outbox.pending(acked, self.burst_size)
-                idle_probe = self._last_contact is None or now - self._last_contact > IDLE_PROBE_EVERY
-                if not records and self._probed and not idle_probe:
-                    break
-                try:
-                    sent += self._burst(ident, hub_key, records, acked + 1)
-                    contacted = True
-                except HubRejected as exc:
-                    contacted = True
-                    if exc.error == "gap" and exc.body is not None and exc.body.expected_seq is not None:
-                        rewinds += 1
-                        self._rewind(exc.body.expected_seq, rewinds)
+        progress = _Progress()
+        tried = 1
+        while True:
+            self._connect(urls[self._url_index])
+            try:
+                self._send_pending(ident, hub_key, now, progress)
+                break
+            except HubUnavailable as exc:
+                if len(urls) > 1:
+                    self._fail_over(urls, exc)
+                    if exc.unreachable and tried < len(urls):
+                        tried += 1  # nothing reached the dead one: try the next replica at once
                         continue
-                    if exc.status == 413 and len(records) > 1:
-                        self.burst_size = max(1, len(records) // 2)
-                        continue
-                    raise
-                self._probed = True
-                if not records:
-                    break
-        except HubUnavailable as exc:
-            return self._offline(ident, exc, state, sent)
-        except HubRejected as exc:
-            seq = exc.body.seq if exc.body is not None else None
-            if seq is None and exc.body is not None:
-                seq = exc.body.expected_seq
-            return self._block(ident, exc.error, str(exc), seq, state, status=exc.status, sent=sent)
-        except UnrecoverableGap as exc:
-            return self._block(ident, exc.code, str(exc), exc.seq, state, sent=sent)
-        except BadReceipt as exc:
-            return self._block(ident, exc.code, str(exc), None, state, sent=sent)
+                return self._offline(ident, exc, state, progress.sent)
+            except HubRejected as exc:
+                seq = exc.body.seq if exc.body is not None else None
+                if seq is None and exc.body is not None:
+                    seq = exc.body.expected_seq
+                return self._block(ident, exc.error, str(exc), seq, state, status=exc.status, sent=progress.sent)
+            except UnrecoverableGap as exc:
+                return self._block(ident, exc.code, str(exc), exc.seq, state, sent=progress.sent)
+            except BadReceipt as exc:
+                return self._block(ident, exc.code, str(exc), None, state, sent=progress.sent)
+        sent, contacted = progress.sent, progress.contacted
         fields: dict[str, Any] = {
             "last_sync_result": "ok",
             "last_error": None,
@@ -230,6 +225,61 @@ class Syncer:
         if contacted or state.get("last_sync_result") != "ok" or state.get("next_attempt_at"):
             self.outbox.update_sync(**fields)
         return self._result("ok", ident, sent=sent)
+
+    def _send_pending(
+        self, ident: Identity, hub_key: keys.Ed25519PublicKey, now: datetime, progress: _Progress
+    ) -> None:
+        """Send bursts until nothing is pending (or one probe, when due); errors propagate."""
+        while True:
+            acked = self.outbox.acked_through()
+            records = self.outbox.pending(acked, self.burst_size)
+            idle_probe = self._last_contact is None or now - self._last_contact > IDLE_PROBE_EVERY
+            if not records and self._probed and not idle_probe:
+                return
+            try:
+                progress.sent += self._burst(ident, hub_key, records, acked + 1)
+                progress.contacted = True
+            except HubRejected as exc:
+                progress.contacted = True
+                if exc.error == "gap" and exc.body is not None and exc.body.expected_seq is not None:
+                    progress.rewinds += 1
+                    self._rewind(exc.body.expected_seq, progress.rewinds)
+                    continue
+                if exc.status == 413 and len(records) > 1:
+                    self.burst_size = max(1, len(records) // 2)
+                    continue
+                raise
+            self._probed = True
+            if not records:
+                return
+
+    # -- several hub URLs (replicas) ------------------------------------------------------------
+
+    def _set_urls(self, ident: Identity) -> tuple[str, ...]:
+        """The hub URLs in failover order (config override, else enrollment); keeps the current one."""
+        raw = self.config.hub_url or ident.hub_url
+        urls = tuple(u.rstrip("/") for u in raw.split())
+        if urls != self._urls:
+            self._urls, self._url_index = urls, 0
+        return urls
+
+    def _connect(self, url: str) -> None:
+        if self._client is None or self._client.base_url != url:
+            self.close()
+            self._client = HubClient(
+                url, connect_timeout=self.config.connect_timeout, read_timeout=self.config.read_timeout
+            )
+
+    def _fail_over(self, urls: tuple[str, ...], exc: HubUnavailable) -> None:
+        """Move to the next hub URL for the next attempt (a burst is idempotent: a resend is a duplicate)."""
+        old = urls[self._url_index]
+        self._url_index = (self._url_index + 1) % len(urls)
+        log.warning("hub %s unavailable (%s); failing over to %s", old, exc, urls[self._url_index])
+
+    @property
+    def hub_url(self) -> str:
+        """The hub URL the next burst goes to ("" before the first pass)."""
+        return self._urls[self._url_index] if self._urls else ""
 
     def _rewind(self, expected_seq: int, rewinds: int) -> None:
         if rewinds > MAX_REWINDS_PER_PASS:
@@ -270,14 +320,18 @@ class Syncer:
             return "due"
         if mono < self._retry_after_until:
             return None  # the hub asked us to wait: honour it
-        if not self._hub_url:
+        if not self._urls:
             return None
-        if hub_answers(self._hub_url, self.config.probe_timeout):
-            if self._hub_down:
-                log.info("hub answers again; ending the backoff")
-                self._backing_off = False
-                return "up"
-            return None
+        n = len(self._urls)
+        for i in range(n):  # the current hub first, then the other replicas in order
+            index = (self._url_index + i) % n
+            if hub_answers(self._urls[index], self.config.probe_timeout):
+                if self._hub_down:
+                    log.info("hub %s answers; ending the backoff", self._urls[index])
+                    self._url_index = index
+                    self._backing_off = False
+                    return "up"
+                return None
         self._hub_down = True
         return None
 

@@ -1,8 +1,10 @@
 """`make demo`: two stores, their agents and a hub on SQLite, with a hub outage in the middle.
 
-Prints what happens as it happens, then a summary a person can check. Exits 0 only when every
-transaction the POS was told is saved is in the hub ledger exactly once, and every ledger record has
-exactly one transaction event in the hub's embedded jsonl sink.
+Prints what happens as it happens, then a summary a person can check. The verdict is the harness's
+content checker (``storesync_harness.invariants``): exit 0 only when every transaction the POS was
+told is saved is in the hub ledger exactly once, with exactly the content the POS sent, chained and
+signed with its store's key, and has exactly one transaction event, carrying that transaction, in the
+hub's embedded jsonl sink.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from storesync_harness.invariants import PosJournal, check_stores
 from storesync_harness.pos import Pos
 from storesync_harness.processes import Agent, Hub, agent_cli
 
@@ -27,33 +30,14 @@ def say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-TXN_TYPES = ("retail.pos.sale.v1", "retail.pos.return.v1", "retail.pos.void.v1")
-
-
-def check_events(hub: Hub, stores: list[str]) -> bool:
-    """The embedded jsonl sink holds one transaction event per ledger record, and nothing else."""
-    say("waiting for the delivery workers to write every event to the jsonl sink ...")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        sink = next(s for s in hub.admin("/v1/admin/sinks")["sinks"] if s["name"] == "events")
-        if sink["pending"] == 0 and sink["in_flight"] == 0:
-            break
-        time.sleep(0.3)
+def show_events(hub: Hub) -> None:
+    """Events per type in the embedded jsonl sink."""
     events = [json.loads(line) for line in (hub.data_dir / "events.jsonl").read_text().splitlines()]
     per_type = Counter(e["type"] for e in events)
     print()
     print(f"{'event type':<30} {'events':>7}   (jsonl sink {hub.data_dir / 'events.jsonl'})")
     for type_, n in sorted(per_type.items()):
         print(f"{type_:<30} {n:>7}")
-    txn_ids = Counter(e["id"] for e in events if e["type"] in TXN_TYPES)
-    want = {f"{s}:1:{r['seq']}" for s in stores for r in hub.ledger(s)}
-    once = all(n == 1 for n in txn_ids.values()) and set(txn_ids) == want
-    dead = sink["dead"]
-    print(
-        f"sales/returns/voids in the ledger: {len(want)}; with exactly one event: "
-        f"{'all' if once else 'NO'}; dead letters: {dead}"
-    )
-    return once and dead == 0 and len({e["id"] for e in events}) == len(events)
 
 
 def main() -> int:
@@ -79,6 +63,7 @@ def main() -> int:
 
         registers = {s: [Pos(f"{s[:3]}R{i}", seed=7) for i in (1, 2)] for s, _ in STORES}
         accepted: dict[str, list[dict]] = {s: [] for s, _ in STORES}
+        journal = PosJournal()  # every POS call, exact text and answer: the verdict's reference
         retries = {s: 0 for s, _ in STORES}
         refused = {s: 0 for s, _ in STORES}
         total = args.per_store
@@ -97,21 +82,21 @@ def main() -> int:
                 for store_id, agent in agents.items():
                     pos = registers[store_id][i % 2]
                     txn = pos.mixed()
-                    r = agent.post(txn, client)
+                    r = journal.post(client, agent.url, txn)
                     if r.status_code != 201:
                         say(f"  unexpected {r.status_code} from {store_id}: {r.text}")
                         refused[store_id] += 1
                         continue
                     accepted[store_id].append(txn)
                     if i % 25 == 0:  # the POS lost the answer and retries the same transaction
-                        again = agent.post(txn, client)
+                        again = journal.post(client, agent.url, txn)
                         if again.status_code == 200 and again.json()["duplicate"]:
                             retries[store_id] += 1
                 if i and i % 100 == 0:
                     say(f"{i} transactions per store captured")
             # A bad transaction shows the clear error a POS integrator gets.
             bad = dict(registers[STORES[0][0]][0].sale(), total="0.01")
-            r = agent.post(bad, client)
+            r = journal.post(client, agents[STORES[0][0]].url, bad)
             say(f"a transaction whose totals do not add up gets {r.status_code}: {r.json()['errors'][0]}")
 
         say("waiting for every store to catch up ...")
@@ -140,9 +125,19 @@ def main() -> int:
                   f"{conflicts:>9} {'ok' if chain_ok else 'BROKEN':>6}")  # fmt: skip
         print()
         print("POS retries: the same transaction sent twice; the agent answered 200 duplicate with the original seq.")
-        ok &= check_events(hub, list(agents))
+        say("waiting for the delivery workers to write every event to the jsonl sink ...")
+        verdict = check_stores(hub, journal, {s: a.data_dir for s, a in agents.items()})
+        show_events(hub)
+        print()
+        print("content check: " + verdict.counts())
+        for line in verdict.event_lines():
+            print(line)
+        for detail in verdict.details:
+            print(f"  ! {detail}")
+        ok &= verdict.ok and verdict.found == verdict.acknowledged
         say(
-            "RESULT: every captured transaction is in the hub ledger exactly once, and its event reached the sink"
+            "RESULT: every acknowledged transaction is in the hub ledger exactly once, with the content the POS "
+            "sent and a valid signature, and its event reached the sink once"
             if ok
             else "RESULT: MISMATCH"
         )

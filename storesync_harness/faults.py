@@ -16,7 +16,26 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .crashmatrix import MatrixResult, run_matrix
+from .invariants import Verdict
 from .longoutage import HOURS_72, OutageResult, run_long_outage
+
+
+def _verdict_lines(v: Verdict) -> list[str]:
+    lines = [
+        f"  acknowledged to the POS  {v.acknowledged}",
+        f"  found at the hub         {v.found}",
+        f"  lost                     {v.lost}",
+        f"  duplicated               {v.duplicated}",
+        f"  unexpected at the hub    {v.unexpected}",
+        f"  content mismatches       {v.mismatched}",
+        f"  chain errors             {v.chain_errors}",
+        f"  bad signatures           {v.bad_signatures}",
+    ]
+    lines += [f"  {line}" for line in v.event_lines()]
+    if not v.events_checked:
+        lines.append("  events                   not checked")
+    lines.append(f"  edge-agent verify        {'OK' if v.agent_verify_ok else 'FAILED'}")
+    return lines
 
 
 def format_report(matrix: MatrixResult | None, outage: OutageResult | None) -> str:
@@ -29,16 +48,10 @@ def format_report(matrix: MatrixResult | None, outage: OutageResult | None) -> s
         for kind, t in matrix.tallies.items():
             lines.append(f"  {kind:26s} {t.trials:6d} {t.faults_injected:6d} {t.failed_trials:6d}")
         v = matrix.final
-        lines += [
-            f"  acknowledged to the POS  {v.acknowledged}",
-            f"  found at the hub         {v.found}",
-            f"  lost                     {v.lost}",
-            f"  duplicated               {v.duplicated}",
-            f"  unexpected at the hub    {v.unexpected}",
-            f"  chain errors             {v.chain_errors}",
-            f"  edge-agent verify        {'OK' if v.agent_verify_ok else 'FAILED'}",
-            f"  POS requests left without an answer {matrix.in_doubt_seen}, abandoned by the POS {matrix.abandoned}",
-        ]
+        lines += _verdict_lines(v)
+        lines.append(
+            f"  POS requests left without an answer {matrix.in_doubt_seen}, abandoned by the POS {matrix.abandoned}"
+        )
         lines += [f"  ! {f}" for f in matrix.failures[:20]]
         lines += [f"  ! {d}" for d in v.details[:10]]
     if outage is not None:
@@ -53,12 +66,12 @@ def format_report(matrix: MatrixResult | None, outage: OutageResult | None) -> s
             f"p50 {outage.p50_ms:.1f} ms, p99 {outage.p99_ms:.1f} ms, max {outage.max_ms:.1f} ms",
             f"  capture latency with nothing syncing: p50 {outage.baseline_p50_ms:.1f} ms, "
             f"p99 {outage.baseline_p99_ms:.1f} ms",
-            f"  acknowledged {v.acknowledged}, found {v.found}, lost {v.lost}, duplicated {v.duplicated}, "
-            f"chain errors {v.chain_errors}, edge-agent verify {'OK' if v.agent_verify_ok else 'FAILED'}",
         ]
+        lines += _verdict_lines(v)
         lines += [f"  ! {d}" for d in v.details[:10]]
     ok = (matrix is None or matrix.ok) and (outage is None or outage.ok)
-    lines.append("RESULT: " + ("PASS - nothing lost, nothing duplicated, chains intact" if ok else "FAIL"))
+    passed = "PASS - nothing lost or duplicated, content and signatures intact, events once per sink"
+    lines.append("RESULT: " + (passed if ok else "FAIL"))
     return "\n".join(lines)
 
 

@@ -9,7 +9,6 @@ the till wait.
 
 from __future__ import annotations
 
-import json
 import random
 import statistics
 import time
@@ -19,7 +18,17 @@ from pathlib import Path
 
 import httpx
 
-from .invariants import LedgerWatcher, Verdict, agent_verify, judge
+from .invariants import (
+    LedgerWatcher,
+    PosJournal,
+    Verdict,
+    agent_verify,
+    encode,
+    jsonl_events,
+    judge,
+    store_public_key,
+    wait_delivered,
+)
 from .pos import Pos
 from .processes import Agent, Hub, agent_cli
 from .rig import STORE, PosDriver
@@ -86,7 +95,7 @@ def run_long_outage(
     agent = Agent.enrolled(workdir / "agent", hub, STORE, "Europe/Berlin", "--sync-interval", "1")
     hub.stop()  # the outage begins
     agent.start()
-    keys: set[tuple[str, str]] = set()
+    journal = PosJournal()  # the backlog's lines, booked with the CLI's answer for each
     registers = [Pos(f"B{i}", seed=seed) for i in range(1, 5)]
     rng = random.Random(seed)
     try:
@@ -95,12 +104,14 @@ def run_long_outage(
         while done < records:
             n = min(CHUNK, records - done)
             path = workdir / "backlog.jsonl"
-            with path.open("w", encoding="utf-8") as fh:
-                for i in range(n):
-                    txn = registers[(done + i) % len(registers)].mixed()
-                    keys.add((txn["register_id"], txn["txn_id"]))
-                    fh.write(json.dumps(txn, separators=(",", ":")) + "\n")
-            agent_cli("capture", "--data-dir", str(agent.data_dir), str(path))
+            texts = [encode(registers[(done + i) % len(registers)].mixed()) for i in range(n)]
+            path.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+            res = agent_cli("capture", "--data-dir", str(agent.data_dir), str(path), check=False)
+            answers = res.stdout.splitlines()
+            for i, text in enumerate(texts):
+                line = answers[i] if i < len(answers) else ""
+                status = 201 if ": stored as seq" in line else 200 if ": duplicate of seq" in line else 422
+                journal.record(text, status, line)
             done += n
             say(f"captured {done}/{records} offline ({time.monotonic() - started:.0f}s)")
         path.unlink(missing_ok=True)
@@ -145,13 +156,16 @@ def run_long_outage(
             out.p50_ms = statistics.median(lat) if lat else 0.0
             out.p99_ms = _percentile(lat, 0.99)
             out.max_ms = max(lat, default=0.0)
-            watcher = LedgerWatcher(STORE)
+            watcher = LedgerWatcher(STORE, store_public_key(agent.data_dir))
             watcher.update(hub)
-            acknowledged = keys | pos.book.acknowledged
-            out.verdict = judge(watcher, acknowledged, set(pos.book.abandoned), attempted=keys | pos.book.attempted)
+            for call in pos.journal.calls:  # the live POS's calls join the backlog's
+                journal.record(call.sent, call.status, call.answer)
+            wait_delivered(hub, timeout=timeout)
+            sinks = {"events": jsonl_events(hub.data_dir / "events.jsonl")}
+            out.verdict = judge(watcher, journal, sinks=sinks)
             out.verdict.agent_verify_ok, text = agent_verify(agent.data_dir)
             if not out.verdict.agent_verify_ok:
-                out.verdict.details.append(f"edge-agent verify: {text}")
+                out.verdict.note(f"edge-agent verify: {text}")
         finally:
             pos.close()
     finally:

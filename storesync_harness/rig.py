@@ -21,11 +21,39 @@ from typing import Any
 import httpx
 
 from .faultproxy import FaultProxy
-from .invariants import Key, LedgerWatcher
+from .invariants import (
+    Key,
+    LedgerWatcher,
+    PosJournal,
+    Verdict,
+    agent_verify,
+    jsonl_events,
+    judge,
+    store_public_key,
+    wait_delivered,
+)
 from .pos import Pos
 from .processes import Agent, Hub
 
 STORE = "S1"
+# Two sinks, so "exactly one event per sink" is checked per sink: an archive and a stream, both jsonl files.
+HUB_TOML = """
+[delivery]
+poll_s = 0.2
+
+[[sinks]]
+name = "archive"
+kind = "jsonl"
+role = "archive"
+path = "archive.jsonl"
+
+[[sinks]]
+name = "stream"
+kind = "jsonl"
+role = "stream"
+path = "stream.jsonl"
+"""
+SINK_FILES = {"archive": "archive.jsonl", "stream": "stream.jsonl"}
 # Agent settings for the rig: short timeouts so stalls and outages cost seconds, not minutes.
 AGENT_ENV = {
     "EDGE_AGENT_READ_TIMEOUT": "3",
@@ -41,11 +69,12 @@ def _key(txn: dict[str, Any]) -> Key:
 
 @dataclass
 class PosLedger:
-    """What the POS knows: acknowledged keys, keys in doubt, every key sent, capture latencies."""
+    """What the POS still has to do: keys in doubt (to retry), keys given up, capture latencies.
 
-    acknowledged: set[Key] = field(default_factory=set)
+    What it sent and what it was answered is in :class:`~storesync_harness.invariants.PosJournal`.
+    """
+
     in_doubt: dict[Key, dict[str, Any]] = field(default_factory=dict)
-    attempted: set[Key] = field(default_factory=set)
     abandoned: set[Key] = field(default_factory=set)
     latencies_ms: list[float] = field(default_factory=list)
     refused: int = 0
@@ -66,6 +95,7 @@ class PosDriver:
         self.pos = [Pos(f"R{i + 1}", seed=seed) for i in range(registers)]
         self.interval = interval
         self.book = PosLedger()
+        self.journal = PosJournal()
         self.measure = False
         self._lock = threading.Lock()
         self._active = threading.Event()
@@ -97,11 +127,9 @@ class PosDriver:
     def post(self, txn: dict[str, Any]) -> bool:
         """Post one transaction and book the outcome; True when the POS got a definite answer."""
         key = _key(txn)
-        with self._lock:
-            self.book.attempted.add(key)
         started = time.perf_counter()
         try:
-            r = self._client.post(self.agent_url + "/v1/transactions", json=txn)
+            r = self.journal.post(self._client, self.agent_url, txn)
         except httpx.HTTPError:
             with self._lock:
                 self.book.in_doubt[key] = txn
@@ -109,7 +137,6 @@ class PosDriver:
         elapsed = (time.perf_counter() - started) * 1000
         with self._lock:
             if r.status_code in (200, 201):
-                self.book.acknowledged.add(key)
                 self.book.in_doubt.pop(key, None)
                 if self.measure:
                     self.book.latencies_ms.append(elapsed)
@@ -166,14 +193,18 @@ class Rig:
 
     def __init__(self, workdir: Path, agent_env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
-        self.hub = Hub.create(workdir / "hub", None, "--log-level", "warning")
+        (workdir / "hub").mkdir(parents=True, exist_ok=True)
+        config = workdir / "hub" / "hub.toml"
+        config.write_text(HUB_TOML, encoding="utf-8")
+        self.hub = Hub.create(workdir / "hub", None, "--log-level", "warning", "--config", str(config))
         self.hub.start()
         self.proxy = FaultProxy(upstream_port=self.hub.port, upstream_timeout=30.0).start()
         self.agent = Agent.enrolled(workdir / "agent", self.hub, STORE, "Europe/Berlin")
         self.agent.argv += ["--hub", self.proxy.url, "--sync-interval", "0.5"]
         self.agent.env.update(AGENT_ENV if agent_env is None else agent_env)
         self.agent.start()
-        self.watcher = LedgerWatcher(STORE)
+        self.public_key = store_public_key(self.agent.data_dir)
+        self.watcher = LedgerWatcher(STORE, self.public_key)
 
     def close(self) -> None:
         for stop in (self.agent.stop, self.proxy.stop, self.hub.stop):
@@ -195,6 +226,21 @@ class Rig:
             self.hub.start()
         if not self.agent.running:
             self.agent.start()
+
+    def sink_events(self) -> dict[str, list[dict[str, Any]]]:
+        """Every event each of the rig's sinks received, once the hub has delivered everything."""
+        wait_delivered(self.hub)
+        return {name: jsonl_events(self.hub.data_dir / path) for name, path in SINK_FILES.items()}
+
+    def full_check(self, journal: PosJournal) -> Verdict:
+        """The whole ledger again from genesis, every sink, and ``edge-agent verify``, against ``journal``."""
+        fresh = LedgerWatcher(STORE, self.public_key)
+        fresh.update(self.hub)
+        verdict = judge(fresh, journal, sinks=self.sink_events())
+        verdict.agent_verify_ok, text = agent_verify(self.agent.data_dir)
+        if not verdict.agent_verify_ok:
+            verdict.note(f"edge-agent verify: {text}")
+        return verdict
 
     def agent_status(self) -> dict[str, Any]:
         return dict(httpx.get(self.agent.url + "/v1/status", timeout=10).json())

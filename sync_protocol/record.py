@@ -10,6 +10,7 @@ from typing import Any
 from . import chain as _chain
 from ._exceptions import BadSignature, ChainBroken, RecordInvalid
 from .canonical import canonical_dumps
+from .cards import find_pans, mask_value
 from .keys import Ed25519PrivateKey, Ed25519PublicKey, sign, verify
 
 BODY_VERSION = 1
@@ -62,8 +63,13 @@ def seal(key: Ed25519PrivateKey, prev_chain: bytes, seq: int, body: str) -> Sign
 def check_body(body: str, *, store_id: str, epoch: int, seq: int) -> dict[str, Any]:
     """Parse a body and check that it names the writer and seq it is filed under.
 
+    A record whose transaction (or any other part of the body) holds a full card number is refused
+    too: the hub re-checks what a store signed, so an old or compromised agent cannot put card data
+    into the ledger, the events or the sinks (DESIGN §9).
+
     Raises:
-        RecordInvalid: when the body is not JSON or names another store, epoch or seq.
+        RecordInvalid: when the body is not JSON, names another store, epoch or seq, or holds a
+            card number (named by its path, never repeated).
     """
     try:
         doc = json.loads(body)
@@ -73,7 +79,14 @@ def check_body(body: str, *, store_id: str, epoch: int, seq: int) -> dict[str, A
         raise RecordInvalid(seq, "body is not a JSON object")
     for field, want in (("store_id", store_id), ("epoch", epoch), ("seq", seq)):
         if doc.get(field) != want:
-            raise RecordInvalid(seq, f"body {field} is {doc.get(field)!r}, expected {want!r}")
+            raise RecordInvalid(seq, f"body {field} is {mask_value(doc.get(field))!r}, expected {want!r}")
+    txn = doc.get("txn")
+    rest = {k: v for k, v in doc.items() if k != "txn"}
+    for where, part in (("txn", txn), ("", rest)):
+        path = next(find_pans(part), None)
+        if path is not None:
+            shown = f"{where}.{path}" if where and path else (where or path)
+            raise RecordInvalid(seq, f"{shown} holds what looks like a full card number; only card_last4 is stored")
     return doc
 
 

@@ -7,9 +7,11 @@ Tests that need PostgreSQL or NATS skip with a reason on a machine without them;
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -18,6 +20,8 @@ from storesync_harness.processes import Agent, Hub
 from sync_protocol import keys
 
 REQUIRE_SERVICES = os.environ.get("STORESYNC_REQUIRE_SERVICES") == "1"
+POSTGRES_URL = os.environ.get("STORESYNC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+"""The test server (trust auth); each test gets a schema of its own in it, dropped afterwards."""
 
 
 def service_up(host: str, port: int) -> bool:
@@ -36,6 +40,32 @@ def require_service(name: str, host: str, port: int) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{reason} and STORESYNC_REQUIRE_SERVICES=1", pytrace=False)
     pytest.skip(reason)
+
+
+def require_postgres() -> None:
+    """Skip (or, under CI, fail) when the test PostgreSQL is not reachable."""
+    parts = urlsplit(POSTGRES_URL)
+    require_service("PostgreSQL", parts.hostname or "127.0.0.1", parts.port or 5432)
+
+
+def drop_schema(schema: str) -> None:
+    """Drop a test schema and everything in it."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A storage URL on the test PostgreSQL with a fresh, empty schema, dropped after the test."""
+    require_postgres()
+    schema = f"storesync_test_{os.getpid()}_{secrets.token_hex(4)}"
+    try:
+        yield f"{POSTGRES_URL}?schema={schema}"
+    finally:
+        drop_schema(schema)
 
 
 @pytest.fixture

@@ -175,8 +175,10 @@ def test_any_consistent_sale_round_trips(lines: list[tuple[int, Decimal, Decimal
     assert again.canonical_json() == txn.canonical_json()
 
 
-def test_non_ascii_digits_are_not_luhn_checked_as_ascii() -> None:
-    # Arabic-Indic digits are not a card number format; they must not crash the Luhn check.
+def test_non_ascii_digits_are_read_as_digits() -> None:
+    # DESIGN §9 (revised): a card number in Arabic-Indic (or any other decimal) digits is still a card
+    # number; the detector maps every Unicode decimal digit to ASCII before the Luhn check.
     raw = variant(note="٤١١١١١١١١١١١١١١١")
-    assert "note" in errors_of(raw)  # refused as an unknown field, not as a card number
+    assert "card number" in errors_of(raw)["note"]
+    raw = variant(note="٤١١١١١١١١١١١١١١٢")  # not Luhn-valid: only an unknown field
     assert "card" not in errors_of(raw)["note"]

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.drops.report import ERRORS_SUFFIX, RESULT_SUFFIX, read_result
+from sync_protocol.cards import mask_pans, mask_value
 
 from . import agent_data
 from .format import parse_time
@@ -195,7 +196,7 @@ class DropTracker:
             rejected=s.rejected,
             done=s.transactions,
             total=s.transactions,
-            reason=s.reason,
+            reason=mask_pans(s.reason) if s.reason else None,
             errors_report=errors if errors.exists() else None,
             finished_at=parse_time(s.finished_at),
             sha256=s.sha256 or None,
@@ -214,7 +215,10 @@ def _int(value: Any) -> int | None:
 
 
 def read_error_report(path: Path, limit: int = 500) -> list[dict[str, Any]]:
-    """The first ``limit`` lines of an ``.errors.jsonl`` report (unreadable lines shown as text)."""
+    """The first ``limit`` lines of an ``.errors.jsonl`` report (unreadable lines shown as text).
+
+    Card numbers are masked to their last four digits, also in a report written by an older agent.
+    """
     out: list[dict[str, Any]] = []
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
@@ -225,8 +229,8 @@ def read_error_report(path: Path, limit: int = 500) -> list[dict[str, Any]]:
             try:
                 doc = json.loads(line)
             except ValueError:
-                doc = {"reason": line.strip()}
-            out.append(doc if isinstance(doc, dict) else {"reason": str(doc)})
+                doc = {"reason": mask_pans(line.strip())}
+            out.append(mask_value(doc) if isinstance(doc, dict) else {"reason": mask_pans(str(doc))})
     return out
 
 

@@ -13,6 +13,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Label, Static
 
+from sync_protocol.cards import mask_value
+
 from .agent_data import TxnDetail
 
 
@@ -99,5 +101,5 @@ class TxnScreen(ModalScreen[None]):
             yield Label(f"Sale {r.txn_id}", classes="dialog-title")
             yield Static(head, id="txn-head")
             with VerticalScroll(id="txn-body"):
-                yield Static(json.dumps(d.body.get("txn", d.body), indent=2, ensure_ascii=False))
+                yield Static(json.dumps(mask_value(d.body.get("txn", d.body)), indent=2, ensure_ascii=False))
             yield Footer()

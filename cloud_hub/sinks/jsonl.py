@@ -4,20 +4,26 @@ Options:
     path: The file to append to (created with its folder).
     fsync: ``true`` (default) to fsync after every batch; the delivery is marked done only after.
 
-Idempotent: the sink keeps an in-memory index of the ids already in the file (built by reading the
-file when the sink opens) and skips an event whose id is there, so a redelivery after a crash
-between the write and the hub's "done" never writes a line twice. A torn last line (a crash in the
-middle of a write) is cut off when the file is opened, and its event is written again.
+Idempotent across processes: any number of delivery processes (``cloud-hub serve`` replicas,
+``cloud-hub deliver``) may append to one file. Every batch is written under an exclusive
+``flock`` on the file itself; holding it, the sink first reads what other writers appended since it
+last looked (its index of event ids is rebuilt from the file, never trusted from memory alone), then
+appends only the events whose id is not in the file yet, then fsyncs, then lets go. So a redelivery
+after a crash between the write and the hub's "done", or a lease taken over by another process,
+never writes a line twice. A torn last line found under the lock (a writer died in the middle of a
+write) is cut off, and its event is written again. The file must be on a local file system
+(``flock`` over NFS is not relied on).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..events import SinkConfig, event_json
 from .base import Outcome, Sink, SinkError, map_transport_errors
@@ -35,79 +41,94 @@ class JsonlSink(Sink):
             raise ValueError(f"sink {config.name}: jsonl needs 'path'")
         self.path = Path(str(raw))
         self.fsync = bool(self.options.get("fsync", True))
-        self._index: set[str] | None = None
+        self._index: set[str] = set()
+        self._offset = 0  # bytes of the file already read into the index
+        self._file_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the file indexed
         self._lock = asyncio.Lock()
 
     @property
     def written_ids(self) -> frozenset[str]:
-        """The ids in the file (after the first delivery or :meth:`open`)."""
-        return frozenset(self._index or ())
+        """The ids in the file, as of this process's last look (after :meth:`open` or a delivery)."""
+        return frozenset(self._index)
 
-    def _load(self) -> set[str]:
-        index: set[str] = set()
+    def _create(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():
-            fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o640)
-            os.fsync(fd)
-            os.close(fd)
-            dfd = os.open(self.path.parent, os.O_RDONLY)
+        if self.path.exists():
+            return
+        fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o640)
+        os.fsync(fd)
+        os.close(fd)
+        dfd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def _catch_up(self, f: BinaryIO) -> None:
+        """Under the lock: read what was appended since the last look; cut off a torn last line."""
+        st = os.fstat(f.fileno())
+        file_id = (st.st_dev, st.st_ino)
+        if file_id != self._file_id or st.st_size < self._offset:  # first look, replaced or truncated
+            self._index, self._offset, self._file_id = set(), 0, file_id
+        if st.st_size == self._offset:
+            return
+        f.seek(self._offset)
+        good = self._offset
+        for raw in f:
+            if not raw.endswith(b"\n"):
+                break  # torn write: cut it off below
             try:
-                os.fsync(dfd)
+                self._index.add(json.loads(raw)["id"])
+            except (ValueError, KeyError, TypeError):
+                pass  # a foreign or damaged line is kept but not indexed
+            good += len(raw)
+        if good != st.st_size:
+            f.truncate(good)
+            f.flush()
+            os.fsync(f.fileno())
+        self._offset = good
+
+    def _locked(self, events: Sequence[Mapping[str, Any]] | None) -> set[str]:
+        """Catch up with the file and append the events it lacks, all under ``flock``; the ids written."""
+        self._create()
+        with open(self.path, "a+b") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                self._catch_up(f)
+                written: set[str] = set()
+                if not events:
+                    return written
+                fresh: list[str] = []
+                for event in events:
+                    eid = event["id"]
+                    if eid in self._index or eid in written:
+                        continue
+                    written.add(eid)
+                    fresh.append(event_json(event) + "\n")
+                if fresh:
+                    data = "".join(fresh).encode("utf-8")
+                    f.write(data)
+                    f.flush()
+                    if self.fsync:
+                        os.fsync(f.fileno())
+                    self._offset += len(data)
+                    self._index.update(written)
+                return written
             finally:
-                os.close(dfd)
-            return index
-        good = 0
-        with open(self.path, "rb") as f:
-            for raw in f:
-                if not raw.endswith(b"\n"):
-                    break  # torn write: cut it off below
-                try:
-                    index.add(json.loads(raw)["id"])
-                except (ValueError, KeyError, TypeError):
-                    pass  # a foreign or damaged line is kept but not indexed
-                good += len(raw)
-        if good != self.path.stat().st_size:
-            with open(self.path, "r+b") as f:
-                f.truncate(good)
-                f.flush()
-                os.fsync(f.fileno())
-        return index
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     async def open(self) -> None:
-        """Build the id index now (otherwise it is built on the first delivery)."""
+        """Build the id index from the file now (otherwise it is built on the first delivery)."""
         async with self._lock:
-            if self._index is None:
-                self._index = await asyncio.to_thread(self._load)
-
-    def _append(self, lines: list[str]) -> None:
-        data = "".join(lines).encode("utf-8")
-        with open(self.path, "ab") as f:
-            f.write(data)
-            f.flush()
-            if self.fsync:
-                os.fsync(f.fileno())
+            await asyncio.to_thread(self._locked, None)
 
     async def deliver(self, events: Sequence[Mapping[str, Any]]) -> list[Outcome]:
         """Append the events not yet in the file; duplicates are ok without a second line."""
         async with self._lock:
             try:
                 with map_transport_errors(f"write {self.path}"):
-                    if self._index is None:
-                        self._index = await asyncio.to_thread(self._load)
-                    index = self._index
-                    fresh: list[str] = []
-                    ids: list[str] = []
-                    for event in events:
-                        eid = event["id"]
-                        if eid in index or eid in ids:
-                            continue
-                        ids.append(eid)
-                        fresh.append(event_json(event) + "\n")
-                    if fresh:
-                        await asyncio.to_thread(self._append, fresh)
-                        index.update(ids)
+                    new = await asyncio.to_thread(self._locked, events)
             except SinkError as exc:
-                self._index = None  # the file may hold part of the batch: re-read it next time
+                self._file_id = None  # the file may hold part of the batch: re-read it all next time
                 return [exc.outcome(e["id"]) for e in events]
-        new = set(ids)
         return [Outcome.ok(e["id"], reason="" if e["id"] in new else "duplicate") for e in events]

@@ -14,8 +14,9 @@ implements the small recorder interfaces of :mod:`cloud_hub.storage.recorders`
 :func:`open_storage` picks the adapter from a storage URL: ``sqlite:///relative/hub.db``,
 ``sqlite:////absolute/hub.db`` (as SQLAlchemy spells them: the path is everything after
 ``sqlite:///``), ``sqlite://`` or ``sqlite:///:memory:`` for a private in-memory database. A plain
-path without a scheme is a SQLite file. Adapters, one module per engine: :mod:`cloud_hub.storage.sqlite`
-(embedded default). Every adapter passes the recorder contract suites in ``tests/hub/``.
+path without a scheme is a SQLite file. ``postgresql://user@host:port/db?schema=NAME`` is PostgreSQL.
+Adapters, one module per engine: :mod:`cloud_hub.storage.sqlite` (embedded default) and
+:mod:`cloud_hub.storage.postgres`. Every adapter passes the recorder contract suites in ``tests/hub/``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from .records import (
 )
 
 SQLITE_PREFIX = "sqlite://"
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 def sqlite_url(path: str | Path) -> str:
@@ -80,7 +82,17 @@ def open_storage(url_or_path: str | Path, *, busy_timeout_ms: int = 5_000) -> St
         from .sqlite import SQLiteStorage
 
         return SQLiteStorage(sqlite_path(url) if scheme else url, busy_timeout_ms=busy_timeout_ms)
-    raise InputError(f"storage URL scheme {scheme!r} is not supported (use sqlite:///PATH)", field="database")
+    if scheme in POSTGRES_SCHEMES:
+        try:
+            from .postgres import PostgresStorage
+        except ImportError:  # pragma: no cover - the postgres extra is not installed
+            raise InputError(
+                "PostgreSQL storage needs the postgres extra: pip install 'storesync[postgres]'", field="database"
+            ) from None
+        return PostgresStorage(url, busy_timeout_ms=busy_timeout_ms)
+    raise InputError(
+        f"storage URL scheme {scheme!r} is not supported (use sqlite:///PATH or postgresql://...)", field="database"
+    )
 
 
 __all__ = [

@@ -17,10 +17,13 @@ union. Code that needs only one concern types its argument with that recorder.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import random
+import time
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypeVar
 
+from .._exceptions import StorageRetryable
 from .records import (
     Conflict,
     Delivery,
@@ -37,6 +40,10 @@ from .records import (
     Stream,
     Writer,
 )
+
+T = TypeVar("T")
+RETRY_ATTEMPTS = 4
+"""How often :meth:`Storage.run` runs a unit of work that hit a serialization failure or deadlock."""
 
 
 class RegistryRecorder(abc.ABC):
@@ -243,6 +250,25 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+    def run(self, work: Callable[[UnitOfWork], T], *, attempts: int = RETRY_ATTEMPTS) -> T:
+        """``work(tx)`` in a write transaction, run again (after a short random pause) when the database
+        refused it as a serialization failure or deadlock, at most ``attempts`` times in all.
+
+        ``work`` must have no effect outside the transaction: it may run more than once.
+
+        Raises:
+            StorageRetryable: still conflicting after ``attempts`` runs (503 with ``Retry-After``).
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.transaction() as tx:
+                    return work(tx)
+            except StorageRetryable:
+                if attempt >= attempts:
+                    raise
+                time.sleep(random.uniform(0, 0.005 * 2**attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def __enter__(self) -> Storage:
         return self

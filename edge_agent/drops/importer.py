@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sync_protocol.cards import mask_pans, redact_csv_row, redact_row
+
 from ..outbox import Outbox, now_local
 from . import ledger, load
 from .formats import Checkpoint, DropRejected
@@ -304,6 +306,8 @@ class Importer:
         reason: str | None = None,
     ) -> ImportSummary:
         dest = row["dest_name"]
+        if reason is not None:
+            reason = mask_pans(reason)  # a refused header or cell is never quoted with a card number in it
         summary = ImportSummary(file=dest, sha256=row["sha256"], format=fmt, started_at=row["started_at"])
         for name, value in (counts or {}).items():
             setattr(summary, name, value)
@@ -407,10 +411,10 @@ class _Bookkeeping:
                     "field": "txn_id",
                     "reason": f"{item.register_id}/{item.txn_id} is already stored as seq {out.seq} with "
                     "different content; the outbox keeps the first",
-                    "row": item.raw if isinstance(item.raw, str) else item.raw[0],
+                    "row": redact_row(item.raw) if isinstance(item.raw, str) else redact_csv_row(item.raw[0]),
                 }
                 if isinstance(item.raw, list) and len(item.raw) > 1:
-                    rec["rows"] = list(item.raw)
+                    rec["rows"] = [redact_csv_row(r) for r in item.raw]
                 self.writer.write_lines(json.dumps(rec, ensure_ascii=False).encode("utf-8") + b"\n", 1)
                 wrote = True
             elif out.duplicate:

@@ -16,6 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from sync_protocol.cards import mask_pans, redact_csv_row, redact_row
+
 from .formats import Parsed
 
 ERRORS_SUFFIX = ".errors.jsonl"
@@ -40,18 +42,20 @@ def error_records(item: Parsed) -> list[dict[str, Any]]:
     """The errors-file lines of one rejected item: ``{line, field, reason, row}``.
 
     ``row`` is the original text of the row the error is on. When the transaction spans several rows,
-    ``rows`` holds all of them, so staff can fix the transaction and drop just those rows again.
+    ``rows`` holds all of them, so staff can fix the transaction and drop just those rows again. A card
+    number in a row is masked to its last four digits (``•••• 1111``): it never reaches the disk.
     """
     out = []
     for err in item.errors:
+        row = item.row_at(err.line)
         rec: dict[str, Any] = {
             "line": err.line,
             "field": err.field,
-            "reason": err.reason,
-            "row": item.row_at(err.line),
+            "reason": mask_pans(err.reason),
+            "row": redact_row(row) if isinstance(item.raw, str) else redact_csv_row(row),
         }
         if isinstance(item.raw, list) and len(item.raw) > 1:
-            rec["rows"] = list(item.raw)
+            rec["rows"] = [redact_csv_row(r) for r in item.raw]
         out.append(rec)
     return out
 

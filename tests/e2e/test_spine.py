@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from storesync_harness.invariants import PosJournal, check_stores
 from storesync_harness.pos import Pos
 from storesync_harness.processes import Agent, Hub, agent_cli
 from sync_protocol import chain, keys
@@ -18,20 +19,15 @@ from sync_protocol.record import SignedRecord, verify_run
 pytestmark = pytest.mark.slow
 
 
-def assert_ledger_exact(hub: Hub, store_id: str, sent: list[dict], epoch: int = 1) -> list[dict]:
-    """The hub ledger holds exactly the transactions sent: no gap, no duplicate, chain verified."""
-    ledger = hub.ledger(store_id, epoch)
-    seqs = [r["seq"] for r in ledger]
-    assert seqs == list(range(1, len(sent) + 1)), "ledger seqs must be 1..N with no gap"
-    keys_in_ledger = [
-        (json.loads(r["body"])["txn"]["register_id"], json.loads(r["body"])["txn"]["txn_id"]) for r in ledger
-    ]
-    assert len(set(keys_in_ledger)) == len(keys_in_ledger), "a transaction is in the ledger twice"
-    assert set(keys_in_ledger) == {(t["register_id"], t["txn_id"]) for t in sent}
-    prev = chain.genesis(store_id, epoch)
-    for r in ledger:
-        prev = chain.link(prev, r["body"])
-        assert prev.hex() == r["chain"], f"chain broken at seq {r['seq']}"
+def assert_ledger_exact(hub: Hub, agent: Agent, journal: PosJournal, store_id: str = "S1") -> list[dict]:
+    """The content checker: every acknowledged transaction once, with the content sent, signed, chained,
+    its event in the hub's jsonl sink once; the ledger holds seqs 1..N with nothing else."""
+    verdict = check_stores(hub, journal, {store_id: agent.data_dir})
+    assert verdict.ok, (verdict.counts(), verdict.event_lines(), verdict.details)
+    assert verdict.found == verdict.acknowledged == len(journal.acknowledged) > 0
+    ledger = hub.ledger(store_id)
+    assert [r["seq"] for r in ledger] == list(range(1, len(ledger) + 1)), "ledger seqs must be 1..N with no gap"
+    assert len(ledger) == len(journal.attempted), "the ledger holds something the POS did not send"
     return ledger
 
 
@@ -42,22 +38,23 @@ def test_thousand_captured_offline_then_caught_up(tmp_path: Path) -> None:
         hub.stop()
         pos = [Pos(f"R{i}", seed=1) for i in (1, 2)]
         sent = []
+        journal = PosJournal()
         with httpx.Client(timeout=10) as client:
             for i in range(1000):
                 txn = pos[i % 2].mixed()
-                r = agent.post(txn, client)
+                r = journal.post(client, agent.url, txn)
                 assert r.status_code == 201, r.text
                 assert r.json() == {"seq": i + 1, "duplicate": False}
                 sent.append(txn)
             # A POS retry while offline gets the original seq back.
-            r = agent.post(sent[10], client)
+            r = journal.post(client, agent.url, sent[10])
             assert (r.status_code, r.json()) == (200, {"seq": 11, "duplicate": True})
         st = agent.status()
         assert st["pending"] == 1000 and st["acked_through"] == 0
         hub.start()
         st = agent.wait_synced(timeout=90)
         assert st["acked_through"] == 1000
-        assert_ledger_exact(hub, "S1", sent)
+        assert_ledger_exact(hub, agent, journal)
         stream = hub.admin("/v1/admin/stores/S1")
         assert stream["streams"][0]["acked_through"] == 1000
         assert stream["streams"][0]["conflicts"] == []
@@ -91,9 +88,10 @@ def _post_burst(hub: Hub, agent_dir: Path, records: list[SignedRecord], epoch: i
 
 def test_resending_an_old_burst_changes_nothing(hub: Hub, agent: Agent) -> None:
     pos = Pos("R1", seed=2)
-    sent = [pos.mixed() for _ in range(50)]
-    for txn in sent:
-        assert agent.post(txn).status_code == 201
+    journal = PosJournal()
+    with httpx.Client(timeout=10) as client:
+        for _ in range(50):
+            assert journal.post(client, agent.url, pos.mixed()).status_code == 201
     agent.wait_synced()
     before = hub.ledger("S1")
     old = _outbox_records(agent.data_dir / "outbox.db", 10, 30)
@@ -101,7 +99,7 @@ def test_resending_an_old_burst_changes_nothing(hub: Hub, agent: Agent) -> None:
     assert r.status_code == 200, r.text
     assert r.json()["stored"] == 0 and r.json()["duplicates"] == 21 and r.json()["acked_through"] == 50
     assert hub.ledger("S1") == before
-    assert_ledger_exact(hub, "S1", sent)
+    assert_ledger_exact(hub, agent, journal)
 
 
 def test_tampered_outbox_row_is_refused_by_verify_and_hub(tmp_path: Path, hub: Hub) -> None:

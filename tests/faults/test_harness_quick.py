@@ -26,6 +26,8 @@ def test_crash_matrix_and_every_proxy_fault_keep_the_promise(tmp_path: Path) -> 
     final = result.final
     assert final.acknowledged > 300, report
     assert (final.lost, final.duplicated, final.unexpected, final.chain_errors) == (0, 0, 0, 0), report
+    assert (final.mismatched, final.bad_signatures, final.event_problems) == (0, 0, 0), report
+    assert final.events_checked == ["archive", "stream"], report
     assert final.found == final.acknowledged
     assert final.agent_verify_ok is True
     assert result.ok and "RESULT: PASS" in report
@@ -36,6 +38,7 @@ def test_shortened_long_outage_catches_up_exactly(tmp_path: Path) -> None:
     report = format_report(None, result)
     assert result.ok, report
     assert result.verdict.found == result.verdict.acknowledged >= 20_000
+    assert result.verdict.events_checked == ["events"] and result.verdict.event_problems == 0, report
     assert result.pos_posts > 20, report
     assert result.catchup_s < 120, report
     assert result.p99_ms < 1000, report

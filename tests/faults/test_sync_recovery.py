@@ -19,7 +19,7 @@ import pytest
 from edge_agent.outbox import Outbox
 from edge_agent.retention import prune
 from storesync_harness.faultproxy import FaultProxy
-from storesync_harness.invariants import LedgerWatcher, agent_verify, judge
+from storesync_harness.invariants import PosJournal, agent_verify, check_stores
 from storesync_harness.pos import Pos
 from storesync_harness.processes import Agent, Hub, agent_cli
 
@@ -58,10 +58,11 @@ def _wait(pred, timeout: float = 30.0, what: str = "condition"):  # type: ignore
     raise AssertionError(f"{what} not met within {timeout} s")
 
 
-def _post_all(agent: Agent, txns: list[dict]) -> None:
+def _post_all(agent: Agent, txns: list[dict], journal: PosJournal | None = None) -> None:
+    journal = journal or PosJournal()
     with httpx.Client(timeout=10) as client:
         for txn in txns:
-            assert agent.post(txn, client).status_code == 201
+            assert journal.post(client, agent.url, txn).status_code == 201
 
 
 def _synced(agent: Agent) -> bool:
@@ -88,32 +89,26 @@ def _restore(hub: Hub, backup: Path) -> None:
     hub.start()
 
 
-def _keys(txns: list[dict]) -> set[tuple[str, str]]:
-    return {(t["register_id"], t["txn_id"]) for t in txns}
-
-
 def test_hub_restored_from_old_backup_is_refilled_exactly(tmp_path: Path, hub: Hub) -> None:
     agent = _agent(tmp_path, hub, FAST)
     agent.start()
     pos = Pos("R1", seed=21)
+    journal = PosJournal()
     try:
         first = [pos.mixed() for _ in range(60)]
-        _post_all(agent, first)
+        _post_all(agent, first, journal)
         _wait(lambda: _synced(agent), what="first 60 synced")
         _backup(hub, tmp_path / "hub-backup.db")  # the hub at seq 60
         more = [pos.mixed() for _ in range(90)]
-        _post_all(agent, more)
+        _post_all(agent, more, journal)
         _wait(lambda: _synced(agent) and _status(agent)["acked_through"] == 150, what="150 synced")
         _restore(hub, tmp_path / "hub-backup.db")  # the hub forgot seq 61..150
         last = [pos.mixed()]
-        _post_all(agent, last)
+        _post_all(agent, last, journal)
         _wait(lambda: _synced(agent) and _status(agent)["acked_through"] == 151, timeout=60, what="refill")
-        watcher = LedgerWatcher("S1")
-        watcher.update(hub)
-        everything = first + more + last
-        verdict = judge(watcher, _keys(everything), set())
-        assert verdict.ok, verdict.details
-        assert watcher.last_seq == 151 and verdict.found == 151
+        verdict = check_stores(hub, journal, {"S1": agent.data_dir})  # content, signatures, events once
+        assert verdict.ok, (verdict.counts(), verdict.event_lines(), verdict.details)
+        assert verdict.found == verdict.acknowledged == 151 and len(hub.ledger("S1")) == 151
     finally:
         agent.stop()
     with Outbox(agent.data_dir / "outbox.db") as outbox:

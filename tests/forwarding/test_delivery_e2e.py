@@ -24,6 +24,7 @@ import pytest
 from cloudevents.v1.http import from_json
 from forwarding_support import require_nats
 
+from storesync_harness.invariants import PosJournal, check_stores
 from storesync_harness.pos import Pos
 from storesync_harness.processes import Agent, Hub, Service, free_port, hub_cli
 from storesync_harness.standins import StandIn, start
@@ -144,7 +145,7 @@ retry = {{ base_s = 0.2, cap_s = 1.0, max_attempts = 60 }}
 """
 
 
-def drive(agent: Agent, store: str, return_channel: str) -> list[tuple[int, dict[str, Any]]]:
+def drive(agent: Agent, store: str, return_channel: str, journal: PosJournal) -> list[tuple[int, dict[str, Any]]]:
     """Sales, a store return (restock), a return of another channel's order (damaged), a void."""
     pos = Pos(f"{store}R1", seed=5)
     txns: list[dict[str, Any]] = [pos.sale() for _ in range(22)]
@@ -156,7 +157,7 @@ def drive(agent: Agent, store: str, return_channel: str) -> list[tuple[int, dict
     sent = []
     with httpx.Client(timeout=10) as client:
         for txn in txns:
-            r = agent.post(txn, client)
+            r = journal.post(client, agent.url, txn)
             assert r.status_code == 201, r.text
             sent.append((r.json()["seq"], txn))
     return sent
@@ -212,7 +213,8 @@ def test_two_stores_five_sinks_exactly_once_across_a_hub_kill(
         s2 = Agent.enrolled(tmp_path / "s2", hub, "S2", "America/New_York", "--sync-interval", "1").start()
         agents.append(s2)
         erp.faults(answer_status=503)  # the ERP is down while the stores sell: its lanes back up
-        sent = {"S1": drive(s1, "S1", "webshop"), "S2": drive(s2, "S2", "amazon")}
+        journal = PosJournal()
+        sent = {"S1": drive(s1, "S1", "webshop", journal), "S2": drive(s2, "S2", "amazon", journal)}
         for a in agents:
             a.wait_synced(timeout=60)
         erp.faults(answer_status=None)
@@ -252,6 +254,18 @@ def test_two_stores_five_sinks_exactly_once_across_a_hub_kill(
         assert len(msg_ids) == len(set(msg_ids)) and set(msg_ids) == want["bus"]
         by_id = {json.loads(line)["id"]: line for line in lines}
         assert all(m.data.decode() == by_id[m.headers["Nats-Msg-Id"]] for m in msgs)
+
+        # The content checker: what each POS sent is what the ledger holds (signed, chained), and the
+        # archive and the bus each carry exactly one event per record whose data is that transaction.
+        verdict = check_stores(
+            hub,
+            journal,
+            {"S1": s1.data_dir, "S2": s2.data_dir},
+            sink_files={"archive": hub.data_dir / "events.jsonl"},
+            sinks={"bus": [json.loads(m.data) for m in msgs]},
+        )
+        assert verdict.ok, (verdict.counts(), verdict.event_lines(), verdict.details)
+        assert verdict.found == verdict.acknowledged == 50
 
         # ERPNext: one invoice per sale and return, one stock entry per write-off, the void cancelled.
         invoices = erp.get("/_standin/docs/Sales Invoice")["docs"]

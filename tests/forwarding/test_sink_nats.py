@@ -97,3 +97,16 @@ async def test_publish_throughput(stream: dict[str, str], capsys: pytest.Capture
     with capsys.disabled():
         print(f"\nNATS JetStream publish: {rate:,.0f} events/s")
     assert rate > 2_000  # target is ≥ 10,000/s on 2 cores; this bound only catches a collapse
+
+
+async def test_two_publishers_of_the_same_events_store_each_once(stream: dict[str, str]) -> None:
+    """Two delivery processes (two connections) racing on the same events: ``Nats-Msg-Id`` dedups them."""
+    import asyncio
+
+    events = sample_events(15)
+    async with make_sink(stream) as one, make_sink(stream) as two:
+        a, b = await asyncio.gather(one.deliver(events), two.deliver(events[::-1]))
+    assert all(o.done for o in a + b)
+    assert sum(o.reason == "duplicate" for o in a + b) == len(events)
+    msgs = await stored(stream)
+    assert sorted(m.headers["Nats-Msg-Id"] for m in msgs) == sorted(e["id"] for e in events)

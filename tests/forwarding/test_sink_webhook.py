@@ -126,3 +126,17 @@ async def test_connection_refused_is_transient_unknown() -> None:
     async with hook(f"http://127.0.0.1:{free_port()}/h") as s:
         outcomes = await s.deliver(sample_events(1))
     assert outcomes[0].status == "transient" and "connection failed" in outcomes[0].reason
+
+
+async def test_two_senders_of_the_same_events_reach_the_receiver_once_each(receiver: StandIn) -> None:
+    """Two delivery processes (two sinks, two connections) racing on the same events: same key, one effect."""
+    import asyncio
+
+    events = sample_events(10)
+    async with hook(receiver.url + "/h") as one, hook(receiver.url + "/h") as two:
+        a, b = await asyncio.gather(one.deliver(events), two.deliver(events[::-1]))
+    assert all(o.done for o in a + b)
+    got = [e["id"] for e in receiver.get("/_standin/events")["events"]]
+    assert sorted(got) == sorted(e["id"] for e in events)
+    reqs = receiver.requests()
+    assert len(reqs) == 2 * len(events) and all(r["idempotency_key"] for r in reqs)

@@ -1,4 +1,4 @@
-"""Fixtures for the hub tests: a real SQLite file, a hub signing key, and the storage contract's adapters."""
+"""Fixtures for the hub tests: the storage contract's engines (SQLite file and memory, real PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,19 @@ ADAPTERS: dict[str, Callable[[Path], Storage]] = {
 }
 
 
-@pytest.fixture(params=sorted(ADAPTERS))
+ENGINES = [*sorted(ADAPTERS), "postgresql"]
+
+
+@pytest.fixture(params=ENGINES)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
-    """One storage per adapter in ``ADAPTERS`` (the contract tests run once for each)."""
-    storage = ADAPTERS[request.param](tmp_path)
+    """One storage per engine: SQLite file, SQLite memory, and PostgreSQL in a fresh schema of the test
+    server (skipped when it is not reachable, a failure under ``STORESYNC_REQUIRE_SERVICES=1``)."""
+    if request.param == "postgresql":
+        from cloud_hub.storage.postgres import PostgresStorage
+
+        url = request.getfixturevalue("postgres_url")
+        storage: Storage = PostgresStorage(url, busy_timeout_ms=2_000, pool_size=6)
+    else:
+        storage = ADAPTERS[request.param](tmp_path)
     yield storage
     storage.close()

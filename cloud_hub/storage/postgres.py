@@ -1,0 +1,194 @@
+"""PostgreSQL storage adapter (psycopg 3 with ``psycopg_pool``): the hub's engine for several replicas.
+
+Selected by a storage URL ``postgresql://user@host:port/db`` (libpq's URI, any libpq parameter in the
+query) with one addition, ``?schema=NAME``: the tables live in that schema (created on first use),
+else in the connection's default ``search_path``.
+
+- A pool of connections (autocommit, explicit transactions), checked before each use, so a
+  connection broken by a server restart is replaced rather than handed out.
+- ``transaction()`` is READ COMMITTED with row locks taken by the recorders (``FOR UPDATE`` on a
+  stream, ``FOR UPDATE SKIP LOCKED`` in claims); ``snapshot()`` is REPEATABLE READ READ ONLY.
+- Errors map onto the hub's: a lock or free connection not had within the busy timeout is
+  ``StorageBusy``; a serialization failure or deadlock is ``StorageRetryable`` (``Storage.run``
+  retries it); a server that cannot be reached is ``StorageUnavailable``. All three answer 503 with
+  ``Retry-After``; nothing from psycopg ever reaches the HTTP layer.
+- Forward-only migrations (:mod:`.postgres_schema`) run at open, under an advisory lock.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import errors, sql
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from .._exceptions import InputError, StorageBusy, StorageError, StorageRetryable, StorageUnavailable
+from .postgres_events import PgEvents
+from .postgres_recorders import PgLedger, PgRegistry
+from .postgres_schema import MIGRATIONS
+from .recorders import Storage, UnitOfWork
+from .records import iso_utc
+
+SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+MIGRATE_LOCK = 0x5353_4D47  # "SSMG": the advisory lock key of migrations (per database)
+
+
+class _PgWork(PgRegistry, PgLedger, PgEvents, UnitOfWork):
+    """A unit of work on one pooled connection inside an open transaction: every recorder at once."""
+
+    def __init__(self, conn: psycopg.Connection[Any], write: bool) -> None:
+        self._c = conn
+        self._write = write
+
+
+def split_url(url: str) -> tuple[str, str | None]:
+    """The libpq conninfo of a storage URL and its ``schema`` parameter (removed from the conninfo).
+
+    Raises:
+        InputError: the schema name is not a plain lower-case SQL identifier.
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = None
+    kept = []
+    for key, value in query:
+        if key == "schema":
+            schema = value
+        else:
+            kept.append((key, value))
+    if schema is not None and not SCHEMA_RE.fullmatch(schema):
+        raise InputError(f"schema {schema!r} in the storage URL is not a lower-case SQL name", field="database")
+    return urlunsplit(parts._replace(query=urlencode(kept))), schema
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and ``/readyz``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class PostgresStorage(Storage):
+    """The psycopg 3 adapter.
+
+    Args:
+        url: ``postgresql://...`` storage URL (see the module docstring).
+        busy_timeout_ms: How long to wait for a row lock or a free pooled connection before ``StorageBusy``.
+        pool_size: Most connections this process opens.
+        connect_timeout_s: How long to wait for the server when opening.
+    """
+
+    latest_schema = MIGRATIONS[-1][0]
+
+    def __init__(
+        self, url: str, *, busy_timeout_ms: int = 5_000, pool_size: int = 10, connect_timeout_s: float = 10.0
+    ) -> None:
+        self.url = redact(url)
+        conninfo, self.schema = split_url(url)
+        self.busy_timeout_ms = busy_timeout_ms
+        options = f"-c lock_timeout={int(busy_timeout_ms)}"
+        if self.schema:
+            options += f" -c search_path={self.schema}"
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "options": options,
+            "connect_timeout": max(1, int(connect_timeout_s)),
+            # A cut network shows as an error within seconds, not after the kernel's two hours.
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 10_000,
+        }
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=max(1, pool_size),
+            kwargs=kwargs,
+            open=False,
+            check=ConnectionPool.check_connection,
+            timeout=busy_timeout_ms / 1000,
+            reconnect_timeout=3600.0,
+            name="storesync-hub",
+        )
+        try:
+            self._pool.open(wait=True, timeout=connect_timeout_s)
+        except PoolTimeout:
+            self._pool.close()
+            raise StorageUnavailable(f"cannot connect to {self.url} within {connect_timeout_s:g} s") from None
+        try:
+            self.applied = self._migrate()
+        except BaseException:
+            self._pool.close()
+            raise
+
+    @contextmanager
+    def _txn(self, write: bool) -> Iterator[_PgWork]:
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                if not write:
+                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                yield _PgWork(conn, write)
+        except PoolTimeout:
+            raise StorageBusy("no database connection became free in time; retry shortly") from None
+        except (errors.SerializationFailure, errors.DeadlockDetected):
+            raise StorageRetryable() from None
+        except (errors.LockNotAvailable, errors.QueryCanceled):
+            raise StorageBusy() from None
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StorageUnavailable(f"the hub database is unreachable: {_first_line(exc)}") from None
+        except psycopg.Error as exc:
+            raise StorageError(f"database error: {type(exc).__name__}: {_first_line(exc)}") from None
+
+    def transaction(self) -> AbstractContextManager[UnitOfWork]:
+        if self._pool.closed:
+            raise StorageError("storage is closed")
+        return self._txn(True)
+
+    def snapshot(self) -> AbstractContextManager[UnitOfWork]:
+        if self._pool.closed:
+            raise StorageError("storage is closed")
+        return self._txn(False)
+
+    def _migrate(self) -> list[int]:
+        applied: list[int] = []
+        with self._txn(True) as tx:
+            conn = tx._c
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+            if self.schema:
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for version, name, script in MIGRATIONS:
+                if version in done:
+                    continue
+                conn.execute(script.encode())  # trusted text of this package, several statements
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (%s, %s, %s)", (version, name, iso_utc(datetime.now(UTC)))
+                )
+                applied.append(version)
+        return applied
+
+    def schema_version(self) -> int:
+        with self._txn(False) as tx:
+            row = tx._c.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
