@@ -142,7 +142,9 @@ class BurstHandler:
         except BurstRejected as exc:
             if self.metrics is not None:
                 self.metrics.burst(exc.status, exc.code, exc.error.stored or 0, exc.error.duplicates or 0)
-            log.info(
+            # conflicts, refused records and unknown keys need a person: logged at WARNING
+            log.log(
+                logging.WARNING if exc.status in (401, 403, 409, 422) else logging.INFO,
                 "burst store=%s epoch=%s seqs=%s status=%s error=%s stored=%s duplicates=%s ms=%.1f",
                 burst.store_id,
                 burst.epoch,

@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import errno
 import json
-import logging
 import os
 import signal
 import socket
@@ -22,21 +21,25 @@ from pathlib import Path
 from typing import Any
 
 from sync_protocol import cli as common_cli
-from sync_protocol import sdnotify
+from sync_protocol import logfmt, sdnotify
+from sync_protocol._exceptions import StoreSyncError
 from sync_protocol.proclock import ProcessLock
 
 from . import __version__, admin, deliveries, registry
+from . import settings as hub_settings
 from ._exceptions import ConfigError, HubError, InputError
 from .config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     HubConfig,
     init_hub,
+    is_hub_folder,
     open_hub,
     require_hub_folder,
     resolve_data_dir,
 )
 from .forwarding import load_config
+from .settings import HubSettings
 
 HUB_URL_ENV = "CLOUD_HUB_URL"
 PUBLIC_URL_ENV = "CLOUD_HUB_PUBLIC_URL"
@@ -49,6 +52,10 @@ _Parser = common_cli.Parser
 
 def _data_dir_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="hub data folder (default: $CLOUD_HUB_DATA or ./cloud-hub-data)")
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="hub.toml (default: $CLOUD_HUB_CONFIG or DATA/hub.toml when it exists)")
 
 
 def _secret_args(p: argparse.ArgumentParser) -> None:
@@ -72,19 +79,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     init = sub.add_parser("init", help="create a hub data folder: receipt key, admin token, database")
     _data_dir_arg(init)
+    _config_arg(init)
     init.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
     serve = sub.add_parser("serve", help="run the hub HTTP server")
     _data_dir_arg(serve)
-    serve.add_argument("--host", default=None, help=f"listen address (default ${HOST_ENV} or {DEFAULT_HOST})")
+    serve.add_argument("--host", default=None, help=f"listen address ([hub] host, ${HOST_ENV}; {DEFAULT_HOST})")
     serve.add_argument(
-        "--port", type=int, default=None, help=f"listen port (default ${PORT_ENV} or {DEFAULT_PORT}; 0: any)"
+        "--port", type=int, default=None, help=f"listen port (default: [hub] port, ${PORT_ENV}, {DEFAULT_PORT}; 0: any)"
     )
-    serve.add_argument("--verify", choices=("last", "all"), default="last", help="signatures checked per burst")
+    serve.add_argument("--verify", choices=("last", "all"), default=None, help="signatures checked per burst (last)")
     serve.add_argument(
-        "--log-level", choices=("debug", "info", "warning", "error"), default="info", help="default info"
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default=None,
+        help="default: [hub] log_level or info",
     )
-    serve.add_argument("--config", help="hub.toml with [[sinks]] and [delivery] (default: one jsonl sink)")
+    serve.add_argument("--log-format", choices=("text", "json"), default=None, help="text (default) or json lines")
+    serve.add_argument(
+        "--config", help="hub.toml with [hub], [[sinks]], [delivery] (default: $CLOUD_HUB_CONFIG or DATA/hub.toml)"
+    )
     serve.add_argument("--no-workers", action="store_true", help="no delivery workers (run `cloud-hub deliver`)")
     serve.add_argument(
         "--shared-data-dir",
@@ -95,10 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     deliver = sub.add_parser("deliver", help="run only the delivery workers (no HTTP), for scale-out")
     _data_dir_arg(deliver)
-    deliver.add_argument("--config", help="hub.toml with [[sinks]] and [delivery]")
     deliver.add_argument(
-        "--log-level", choices=("debug", "info", "warning", "error"), default="info", help="default info"
+        "--config", help="hub.toml with [hub], [[sinks]], [delivery] (default: $CLOUD_HUB_CONFIG or DATA/hub.toml)"
     )
+    deliver.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default=None,
+        help="default: [hub] log_level or info",
+    )
+    deliver.add_argument("--log-format", choices=("text", "json"), default=None, help="text (default) or json lines")
     _secret_args(deliver)
     deliveries.add_cli(sub, _data_dir_arg)
 
@@ -117,27 +137,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add.add_argument("--json", action="store_true", help="print the token as one JSON object")
     _data_dir_arg(add)
+    _config_arg(add)
+
+    check = sub.add_parser("config", help="configuration commands")
+    check_sub = check.add_subparsers(dest="config_command", required=True, parser_class=_Parser)
+    chk = check_sub.add_parser("check", help="validate hub.toml and CLOUD_HUB_* and print the settings in effect")
+    _data_dir_arg(chk)
+    _config_arg(chk)
+    chk.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
     stores = sub.add_parser("stores", help="list stores and their sync progress")
     stores.add_argument("--json", action="store_true", help="print the stores as one JSON object")
     _data_dir_arg(stores)
+    _config_arg(stores)
     return parser
 
 
-def _config(args: argparse.Namespace, **kw: Any) -> HubConfig:
+def _settings(args: argparse.Namespace, **flags: Any) -> tuple[Path, Path | None, HubSettings]:
+    """Data folder, config file and the validated ``[hub]`` settings (flags > env > file > defaults)."""
+    data_dir = resolve_data_dir(args.data_dir)
+    path = hub_settings.config_path(getattr(args, "config", None), data_dir)
+    return data_dir, path, hub_settings.load(path, **flags)
+
+
+def _config(args: argparse.Namespace, **flags: Any) -> HubConfig:
+    data_dir, _, s = _settings(args, **flags)
+    kw: dict[str, Any] = {"host": s.host, "port": s.port, "verify": s.verify, "database": s.database}
     for name in ("hub_key_file", "admin_token_file"):
         if getattr(args, name, None):
             kw["key_file" if name == "hub_key_file" else name] = Path(getattr(args, name))
-    return HubConfig(data_dir=resolve_data_dir(args.data_dir), **kw)
+    return HubConfig(data_dir=data_dir, **kw)
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    # Sink clients log every request URL at INFO; a URL may carry a receiver's token in its query.
-    for noisy in ("httpx", "httpcore", "nats"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+def _forwarding(args: argparse.Namespace, data_dir: Path) -> Any:
+    return load_config(hub_settings.config_path(getattr(args, "config", None), data_dir), data_dir)
+
+
+def _setup_logging(args: argparse.Namespace) -> HubSettings:
+    _, _, s = _settings(args, log_level=args.log_level, log_format=args.log_format)
+    logfmt.setup("cloud-hub", s.log_level, s.log_format)
+    return s
 
 
 def cmd_store_add(args: argparse.Namespace) -> int:
@@ -153,7 +192,8 @@ def cmd_store_add(args: argparse.Namespace) -> int:
         doc = {"store_id": issued.store_id, "tz": issued.tz, "token": issued.token, "expires_at": issued.expires_at}
         print(json.dumps(doc))
         return 0
-    url = (args.hub_url or os.environ.get(PUBLIC_URL_ENV) or os.environ.get(HUB_URL_ENV) or "").rstrip("/")
+    public = _settings(args)[2].public_url
+    url = (args.hub_url or public or os.environ.get(HUB_URL_ENV) or "").rstrip("/")
     if issued.new_store:
         print(f"Store {issued.store_id} registered (tz {issued.tz}).")
     else:
@@ -227,23 +267,13 @@ def cmd_stores(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``cloud-hub serve``: run uvicorn until SIGTERM or Ctrl-C, holding a SQLite hub's folder lock."""
-    host = args.host or os.environ.get(HOST_ENV) or DEFAULT_HOST
-    port = args.port
-    if port is None:
-        raw = os.environ.get(PORT_ENV) or str(DEFAULT_PORT)
-        try:
-            port = int(raw)
-        except ValueError:
-            raise ConfigError(f"${PORT_ENV} must be a port number, not {raw!r}") from None
-    if not 0 <= port <= 65535:
-        raise InputError(f"port {port} is out of range 0-65535", field="port")
-    _setup_logging(args.log_level)
-    config = _config(args, host=host, port=port, verify=args.verify)
+    settings = _setup_logging(args)
+    config = _config(args, host=args.host, port=args.port, verify=args.verify)
     require_hub_folder(config)
     exclusive = _is_sqlite(config) and not args.shared_data_dir
     lock = ProcessLock(config.data_dir / LOCK_FILE, "cloud-hub serve") if exclusive else None
     try:
-        return _serve(args, config)
+        return _serve(args, config, settings)
     finally:
         if lock is not None:
             lock.release()
@@ -277,20 +307,22 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _serve(args: argparse.Namespace, config: HubConfig) -> int:
+def _serve(args: argparse.Namespace, config: HubConfig, settings: HubSettings) -> int:
     import uvicorn
 
     from .app import create_app
 
     listener = _listen(config.host, config.port)
     try:
-        forwarding = load_config(Path(args.config) if args.config else None, config.data_dir)
+        forwarding = _forwarding(args, config.data_dir)
         app = create_app(config, forwarding=forwarding, workers=not args.no_workers)
     except BaseException:
         listener.close()
         raise
     server = uvicorn.Server(
-        uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level, access_log=False)
+        uvicorn.Config(
+            app, host=config.host, port=config.port, log_level=settings.log_level, access_log=False, log_config=None
+        )
     )
 
     async def run() -> None:
@@ -331,9 +363,9 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     from .delivery import DeliveryEngine
     from .forwarding import Forwarder
 
-    _setup_logging(args.log_level)
+    _setup_logging(args)
     config = _config(args)
-    forwarding = load_config(Path(args.config) if args.config else None, config.data_dir)
+    forwarding = _forwarding(args, config.data_dir)
     hub = open_hub(config)
     engine = DeliveryEngine(
         hub.storage, forwarding, Forwarder(forwarding.sinks, inline_max=forwarding.delivery.inline_max)
@@ -366,6 +398,42 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
         hub.close()
 
 
+def cmd_config_check(args: argparse.Namespace) -> int:
+    """``cloud-hub config check``: 0 when hub.toml and CLOUD_HUB_* are valid, 1 (naming the problem) when not."""
+    data_dir = resolve_data_dir(args.data_dir)
+    path = hub_settings.config_path(args.config, data_dir)
+    problems: list[str] = []
+    doc: dict[str, Any] = {"config_file": str(path) if path else None, "data_dir": str(data_dir)}
+    try:
+        s = hub_settings.load(path)
+        doc["hub"] = {**s.model_dump(), "database": hub_settings.redact_url(s.database)}
+    except StoreSyncError as exc:
+        problems.append(str(exc))
+    try:
+        forwarding = load_config(path, data_dir)
+        doc["sinks"] = [{"name": sk.name, "kind": sk.kind} for sk in forwarding.sinks]
+    except HubError as exc:
+        problems.append(exc.message)
+    if not is_hub_folder(data_dir):
+        problems.append(f"{data_dir} is not a hub data folder; create it with: cloud-hub init --data-dir {data_dir}")
+    warnings = [f"unknown environment variable {name}" for name in hub_settings.unknown_env()]
+    doc.update(ok=not problems, problems=problems, warnings=warnings)
+    if args.json:
+        print(json.dumps(doc))
+    else:
+        print(f"config file  {doc['config_file'] or '(none: defaults and environment)'}")
+        for key, value in (doc.get("hub") or {}).items():
+            print(f"hub.{key:<11} {value}")
+        for sink in doc.get("sinks", []):
+            print(f"sink         {sink['name']} ({sink['kind']})")
+        for w in warnings:
+            print(f"warning: {w}")
+        for p in problems:
+            print(f"problem: {p}")
+        print("config OK" if not problems else f"{len(problems)} problem(s)")
+    return 0 if not problems else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cloud-hub`` console script."""
     args = build_parser().parse_args(argv)
@@ -376,10 +444,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "deliveries": cmd_deliveries,
         "store": cmd_store_add,
         "stores": cmd_stores,
+        "config": cmd_config_check,
     }
     handlers: list[tuple[Any, Any]] = [
         ((InputError, ConfigError), lambda exc: (common_cli.EXIT_USAGE, exc.message)),
         (HubError, lambda exc: (common_cli.EXIT_PROBLEM, exc.message)),
+        (StoreSyncError, lambda exc: (common_cli.EXIT_USAGE, str(exc))),
     ]
     return common_cli.run(
         "cloud-hub",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import socket
 import sys
@@ -203,7 +202,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         sync_interval=args.sync_interval,
         drop_dir=args.drop_dir,
     )
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    from sync_protocol import logfmt
+    from sync_protocol.settings import SettingsError
+
+    from .settings import config_path, load_settings
+
+    try:
+        s = load_settings(
+            config_path(cfg.data_dir), log_level="debug" if args.verbose else args.log_level, log_format=args.log_format
+        )
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
+    logfmt.setup("edge-agent", s.log_level, s.log_format)
     with data_lock(cfg, "edge-agent run"):
         run_agent(cfg)
     return 0
@@ -356,6 +366,39 @@ def cmd_sync(args: argparse.Namespace) -> int:
 JSON_HELP = "print one JSON object on stdout (errors too)"
 
 
+def cmd_config_check(args: argparse.Namespace) -> int:
+    """``edge-agent config check``: 0 when agent.toml and EDGE_AGENT_* are valid, 1 (naming the problem) when not."""
+    from sync_protocol.settings import SettingsError
+
+    from . import settings
+    from .config import resolve_data_dir
+
+    folder = resolve_data_dir(args.data_dir)
+    path = settings.config_path(folder)
+    problems: list[str] = []
+    doc: dict[str, Any] = {"config_file": str(path) if path else None, "data_dir": str(folder)}
+    try:
+        doc["settings"] = settings.load_settings(path).model_dump(mode="json")
+    except SettingsError as exc:
+        problems.append(str(exc))
+    if not (folder / "agent.key").exists():
+        problems.append(f"{folder} has no agent.key; run: edge-agent init --data-dir {folder}")
+    warnings = [f"unknown environment variable {name}" for name in settings.unknown_env()]
+    doc.update(ok=not problems, problems=problems, warnings=warnings)
+    if args.json:
+        _print_json(doc)
+    else:
+        print(f"config file  {doc['config_file'] or '(none: defaults and environment)'}")
+        for key, value in (doc.get("settings") or {}).items():
+            print(f"{key:<19} {value}")
+        for w in warnings:
+            print(f"warning: {w}")
+        for p in problems:
+            print(f"problem: {p}")
+        print("config OK" if not problems else f"{len(problems)} problem(s)")
+    return 0 if not problems else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = common_cli.Parser(
         prog="edge-agent",
@@ -390,7 +433,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hub", action="append", default=None, help="use this hub URL from now on (repeatable)")
     p.add_argument("--sync-interval", type=float, default=None, help="seconds between sync passes (default 5)")
     p.add_argument("--drop-dir", type=abs_path, default=None, help="watch this folder for file drops")
-    p.add_argument("-v", "--verbose", action="store_true", help="log info lines too")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug lines too (same as --log-level debug)")
+    p.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default=None, help="default: log_level or info"
+    )
+    p.add_argument("--log-format", choices=("text", "json"), default=None, help="text (default) or json lines")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", parents=[common], help="show sync status (exit 1 unless in sync)")
@@ -407,6 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_capture)
 
     add_drop_commands(sub, common)
+
+    p = sub.add_parser("config", help="configuration commands")
+    csub = p.add_subparsers(dest="config_command", required=True, parser_class=common_cli.Parser)
+    p = csub.add_parser("check", parents=[common], help="validate agent.toml and EDGE_AGENT_* and print the settings")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.set_defaults(func=cmd_config_check)
 
     p = sub.add_parser("sync", parents=[common], help="run a sync pass now")
     p.add_argument("--until-synced", action="store_true", help="keep trying until nothing is pending")

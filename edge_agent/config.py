@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -115,29 +115,33 @@ class AgentConfig:
 
     @classmethod
     def load(cls, data_dir: str | os.PathLike[str] | None = None, **overrides: object) -> AgentConfig:
-        """Build a configuration: defaults, then ``EDGE_AGENT_<FIELD>`` variables, then non-None overrides.
+        """Build a configuration: defaults, then ``agent.toml``, then ``EDGE_AGENT_<FIELD>`` variables, then
+        non-None overrides (command-line flags); validated by :class:`edge_agent.settings.AgentSettings`.
 
-        Numeric fields can be set from the environment, e.g. ``EDGE_AGENT_RETENTION_DAYS=90`` or
-        ``EDGE_AGENT_BACKOFF_CAP=10``; ``EDGE_AGENT_HUB_URLS`` lists hub URLs (spaces or commas between).
+        ``agent.toml`` is ``$EDGE_AGENT_CONFIG``, else ``<data-dir>/agent.toml`` when it exists. Variables:
+        e.g. ``EDGE_AGENT_RETENTION_DAYS=90``, ``EDGE_AGENT_BACKOFF_CAP=10``, ``EDGE_AGENT_HUB_URLS`` (hub URLs,
+        spaces or commas between), ``EDGE_AGENT_DROP_DIR``.
 
         Raises:
-            ConfigError: when such a variable is not a number.
+            ConfigError: naming an unknown key, or an invalid value and where it came from.
         """
-        cfg = cls(data_dir=resolve_data_dir(data_dir))
-        changes: dict[str, object] = {}
-        for name in ENV_NUMBERS:
-            raw = os.environ.get(f"EDGE_AGENT_{name.upper()}")
-            if raw:
-                try:
-                    changes[name] = int(raw) if name in ("burst_records", "port") else float(raw)
-                except ValueError:
-                    raise ConfigError(f"EDGE_AGENT_{name.upper()} must be a number, not {raw!r}") from None
-        if os.environ.get(ENV_HUB_URLS):
-            changes["hub_url"] = " ".join(parse_hub_urls(os.environ[ENV_HUB_URLS], field=ENV_HUB_URLS))
-        if os.environ.get(ENV_DROP_DIR):
-            changes["drop_dir"] = Path(os.environ[ENV_DROP_DIR]).expanduser().resolve()
-        changes.update({k: v for k, v in overrides.items() if v is not None})
-        return replace(cfg, **changes) if changes else cfg  # type: ignore[arg-type]
+        from sync_protocol.settings import SettingsError
+
+        from .settings import config_path, load_settings
+
+        folder = resolve_data_dir(data_dir)
+        flags = {k: v for k, v in overrides.items() if v is not None}
+        if "hub_url" in flags:
+            flags["hub_urls"] = flags.pop("hub_url")
+        try:
+            s = load_settings(config_path(folder), **flags)
+        except SettingsError as exc:
+            raise ConfigError(str(exc)) from None
+        values = s.model_dump(exclude={"hub_urls", "log_level", "log_format"})
+        hub = " ".join(parse_hub_urls(s.hub_urls, field=ENV_HUB_URLS)) if s.hub_urls else None
+        if values.get("drop_dir") is not None:
+            values["drop_dir"] = Path(values["drop_dir"]).expanduser().resolve()
+        return cls(data_dir=folder, hub_url=hub, **values)
 
     @property
     def key_path(self) -> Path:

@@ -116,6 +116,7 @@ def run_agent(config: AgentConfig, announce: Callable[[str], None] | None = None
             host=config.host,
             port=config.port,
             log_level="warning",
+            log_config=None,  # our handler and format (sync_protocol.logfmt), not uvicorn's
             access_log=False,
             lifespan="off",
             server_header=False,
