@@ -5,9 +5,12 @@ enrolled outbox and measures:
 
 - ``rows_per_s``: data rows / wall seconds of the whole command (hashing, reading, validating,
   signing, storing, moving the file);
-- ``main_max_rss_mb``: the importing process's peak RSS (``wait4`` rusage of the child);
+- ``main_max_rss_mb``: the importing process's peak RSS (its ``VmHWM``, sampled; not ``wait4``'s
+  ``ru_maxrss``, into which Linux carries the RSS the parent had when it forked);
 - ``reader_max_rss_mb``: the peak RSS of one reader worker process (reported by the workers);
-- ``peak_rss_mb``: main + workers × reader, an upper bound of the whole import's memory;
+- ``peak_rss_mb``: the sum of the peaks of every process of the import (main, forkserver, readers),
+  an upper bound of the whole import's memory; ``rss_all_processes_sampled_max_mb``: the largest
+  sum seen at one instant;
 - ``cpu_us_per_row``: CPU of the importing process and the readers together, per row, which shows
   what the box itself allows when other work competes for its cores.
 
@@ -30,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.config import AgentConfig
-from edge_agent.outbox import Identity, Outbox
+from edge_agent.store import Identity, Outbox
 from measure import sampled
 from storesync_harness.dropfiles import write_jsonl, write_shopify_export
 from sync_protocol import keys
@@ -85,7 +88,7 @@ def import_once(root: Path, name: str, write: Callable[[Path], Any], workers: in
         stored = outbox.count()
     if stored != res["accepted"] or res["accepted"] != generated.valid:
         raise RuntimeError(f"stored {stored}, accepted {res['accepted']}, expected {generated.valid}")
-    main_mb = usage.ru_maxrss / 1024
+    main_mb = s.hwm["agent_import"].get(proc.pid, 0.0)  # not ru_maxrss: Linux carries the parent's RSS into it
     reader_mb = res["reader_max_rss_kb"] / 1024
     cpu = usage.ru_utime + usage.ru_stime + res["reader_cpu_s"]
     return {
@@ -102,7 +105,7 @@ def import_once(root: Path, name: str, write: Callable[[Path], Any], workers: in
         "workers": workers,
         "main_max_rss_mb": round(main_mb, 1),
         "reader_max_rss_mb": round(reader_mb, 1),
-        "peak_rss_mb": round(main_mb + workers * reader_mb, 1),
+        "peak_rss_mb": s.peak_mb("agent_import"),
         "rss_all_processes_sampled_max_mb": s.rss_max_mb().get("agent_import"),
         "target_rows_per_s": 20_000 if res["format"] == "jsonl" else 15_000,
         "target_rss_mb": 200,
@@ -148,7 +151,7 @@ def table_line(f: dict[str, Any]) -> str:
     return (
         f"drops     {f['file']} ({f['format']}, {f['rows']} rows, {f['bytes'] / 1e6:.0f} MB): {f['rows_per_s']} rows/s "
         f"(target ≥ {f['target_rows_per_s']}; read+parse only {f['baseline']['rows_per_s']}); peak RSS "
-        f"{f['peak_rss_mb']} MB = main {f['main_max_rss_mb']} + {f['workers']} × reader {f['reader_max_rss_mb']}, "
+        f"{f['peak_rss_mb']} MB (main {f['main_max_rss_mb']}, {f['workers']} readers of {f['reader_max_rss_mb']}), "
         f"sampled {f['rss_all_processes_sampled_max_mb']} (target ≤ {f['target_rss_mb']}); "
         f"{f['cpu_us_per_row']} µs CPU/row on {f['cpus']} cores, load {f['load_avg_1m']}"
     )

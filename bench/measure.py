@@ -57,6 +57,7 @@ class Sampler:
     every_s: float = 0.2
     load: list[float] = field(default_factory=list)
     rss: dict[str, float] = field(default_factory=dict)
+    hwm: dict[str, dict[int, float]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -67,8 +68,12 @@ class Sampler:
             if pid is None:
                 continue
             total = 0.0
+            peaks = self.hwm.setdefault(name, {})
             for p in tree_pids(pid):
                 total += rss_mb(p) or 0.0
+                peak = rss_mb(p, "VmHWM")
+                if peak is not None:
+                    peaks[p] = max(peaks.get(p, 0.0), peak)
             if total:
                 self.rss[name] = max(self.rss.get(name, 0.0), round(total, 1))
 
@@ -93,8 +98,17 @@ class Sampler:
         return {"start": round(self.load[0], 2), "max": round(max(self.load), 2), "end": round(self.load[-1], 2)}
 
     def rss_max_mb(self) -> dict[str, float]:
-        """Largest sampled RSS of each named process (its whole process tree), MB."""
+        """Largest sampled RSS of each named process (its whole process tree at one instant), MB."""
         return dict(self.rss)
+
+    def peak_mb(self, name: str) -> float | None:
+        """Sum of the peak RSS (``VmHWM``) of every process seen in the named tree, MB: an upper bound.
+
+        ``VmHWM`` is the process's own peak since it started its program; ``wait4``'s ``ru_maxrss``
+        is not used because Linux carries the parent's RSS at fork into it.
+        """
+        peaks = self.hwm.get(name)
+        return round(sum(peaks.values()), 1) if peaks else None
 
 
 @contextmanager
@@ -116,22 +130,18 @@ class ChildResult:
     max_rss_mb: float
 
 
-def run_child_rusage(argv: Sequence[str], *, input_path: Path | None = None) -> ChildResult:
-    """Run a child to the end, reaped with ``wait4``: its own CPU time and peak RSS (``ru_maxrss``)."""
+def run_child_rusage(argv: Sequence[str]) -> ChildResult:
+    """Run a child to the end: wall time, its own CPU time (``wait4``) and its peak RSS (sampled ``VmHWM``)."""
     env = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    stdin = open(input_path, "rb") if input_path is not None else subprocess.DEVNULL  # noqa: SIM115
     t0 = time.perf_counter()
-    try:
-        proc = subprocess.Popen(list(argv), stdin=stdin, stdout=subprocess.PIPE, env=env)
-    finally:
-        if input_path is not None:
-            stdin.close()  # type: ignore[union-attr]
+    proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env)
     assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    with sampled(child=proc.pid) as s:
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - t0
-    return ChildResult(proc.returncode, out, seconds, usage.ru_utime + usage.ru_stime, round(usage.ru_maxrss / 1024, 1))
+    return ChildResult(proc.returncode, out, seconds, usage.ru_utime + usage.ru_stime, s.peak_mb("child") or 0.0)
 
 
 def python(module: str, *args: str) -> list[str]:

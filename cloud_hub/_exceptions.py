@@ -1,6 +1,7 @@
 """Errors raised by the cloud hub.
 
-The tree::
+The tree; ``HubError`` derives from the project root ``sync_protocol._exceptions.StoreSyncError``
+(sink delivery failures are the sibling subtree ``SinkError`` in ``cloud_hub.sinks.base``)::
 
     HubError                      base; carries an HTTP ``status`` and a wire ``code``
      ├── ConfigError              data folder, key or token file unusable (not an HTTP answer)
@@ -24,10 +25,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sync_protocol._exceptions import StoreSyncError
 from sync_protocol.wire import ErrorBody
 
 
-class HubError(Exception):
+class HubError(StoreSyncError):
     """Base of every cloud hub error."""
 
     status = 500

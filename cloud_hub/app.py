@@ -241,15 +241,25 @@ def create_app(
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
+        database: dict[str, Any] = {"engine": hub.storage.engine, "latest_schema": hub.storage.latest_schema}
         try:
             version = hub.storage.schema_version()
         except StorageError as exc:
+            database["reachable"] = False
             return JSONResponse(
-                {"error": "busy", "message": exc.message}, status_code=503, headers={"Retry-After": "1"}
+                {"error": "busy", "message": exc.message, "database": database},
+                status_code=503,
+                headers={"Retry-After": "1"},
             )
+        database.update(reachable=True, schema_version=version)
         if engine is not None and not engine.alive():
-            return JSONResponse({"error": "busy", "message": "delivery workers are not running"}, status_code=503)
-        return JSONResponse({"status": "ready", "schema_version": version, "workers": engine is not None})
+            return JSONResponse(
+                {"error": "busy", "message": "delivery workers are not running", "database": database},
+                status_code=503,
+            )
+        return JSONResponse(
+            {"status": "ready", "schema_version": version, "database": database, "workers": engine is not None}
+        )
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:

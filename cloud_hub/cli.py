@@ -1,4 +1,5 @@
-"""The ``cloud-hub`` command: ``init``, ``serve``, ``deliver``, ``deliveries``, ``store add``, ``stores``.
+"""The ``cloud-hub`` command: ``init``, ``serve``, ``deliver``, ``deliveries``, ``migrate``, ``store add``,
+``stores``, ``config check``.
 
 Only ``init`` creates a hub; every other command refuses a folder that is not one. Errors are one line
 ``cloud-hub: error: ...`` naming the field, with the exit codes of :mod:`sync_protocol.cli` (2 for bad
@@ -29,17 +30,21 @@ from . import __version__, admin, deliveries, registry
 from . import settings as hub_settings
 from ._exceptions import ConfigError, HubError, InputError
 from .config import (
+    DATABASE_ENV,
     DEFAULT_HOST,
     DEFAULT_PORT,
     HubConfig,
+    ensure_data_dir,
     init_hub,
     is_hub_folder,
     open_hub,
     require_hub_folder,
     resolve_data_dir,
+    resolve_database,
 )
 from .forwarding import load_config
 from .settings import HubSettings
+from .storage import open_storage
 
 HUB_URL_ENV = "CLOUD_HUB_URL"
 PUBLIC_URL_ENV = "CLOUD_HUB_PUBLIC_URL"
@@ -52,6 +57,12 @@ _Parser = common_cli.Parser
 
 def _data_dir_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="hub data folder (default: $CLOUD_HUB_DATA or ./cloud-hub-data)")
+    p.add_argument(
+        "--database",
+        metavar="URL",
+        help=f"storage URL, sqlite:///PATH or postgresql://... (default: ${DATABASE_ENV},"
+        " else [storage] database in --config, else sqlite:///DATA/hub.db)",
+    )
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
@@ -122,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     _secret_args(deliver)
     deliveries.add_cli(sub, _data_dir_arg)
 
+    migrate = sub.add_parser("migrate", help="apply pending schema migrations (serve and deliver do it at start)")
+    _data_dir_arg(migrate)
+    migrate.add_argument("--config", help="hub.toml whose [storage] database names the database")
+
     store = sub.add_parser("store", help="manage stores")
     store_sub = store.add_subparsers(dest="store_command", required=True, parser_class=_Parser)
     add = store_sub.add_parser("add", help="register a store and print a one-time enrollment token")
@@ -162,11 +177,13 @@ def _settings(args: argparse.Namespace, **flags: Any) -> tuple[Path, Path | None
 
 def _config(args: argparse.Namespace, **flags: Any) -> HubConfig:
     data_dir, _, s = _settings(args, **flags)
-    kw: dict[str, Any] = {"host": s.host, "port": s.port, "verify": s.verify, "database": s.database}
+    kw: dict[str, Any] = {"host": s.host, "port": s.port, "verify": s.verify}
     for name in ("hub_key_file", "admin_token_file"):
         if getattr(args, name, None):
             kw["key_file" if name == "hub_key_file" else name] = Path(getattr(args, name))
-    return HubConfig(data_dir=data_dir, **kw)
+    toml = hub_settings.config_path(getattr(args, "config", None), data_dir)
+    database = resolve_database(getattr(args, "database", None), toml)
+    return HubConfig(data_dir=data_dir, database=database, **kw)
 
 
 def _forwarding(args: argparse.Namespace, data_dir: Path) -> Any:
@@ -389,6 +406,22 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """``cloud-hub migrate``: open the database (which applies what is pending) and say where it stands."""
+    config = _config(args)
+    if config.database is None:
+        require_hub_folder(config)  # a SQLite hub lives in its data folder: never create one by migrating
+        ensure_data_dir(config)
+    storage = open_storage(config.storage_url, busy_timeout_ms=config.busy_timeout_ms)
+    try:
+        version = storage.schema_version()
+        applied = ", ".join(str(v) for v in storage.applied) or "none (up to date)"
+        print(f"{storage.engine}: schema version {version} of {storage.latest_schema}; applied now: {applied}")
+    finally:
+        storage.close()
+    return 0
+
+
 def cmd_deliveries(args: argparse.Namespace) -> int:
     """``cloud-hub deliveries list|replay|skip``: works on the database directly."""
     hub = open_hub(_config(args))
@@ -406,7 +439,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     doc: dict[str, Any] = {"config_file": str(path) if path else None, "data_dir": str(data_dir)}
     try:
         s = hub_settings.load(path)
-        doc["hub"] = {**s.model_dump(), "database": hub_settings.redact_url(s.database)}
+        doc["hub"] = s.model_dump()
+        doc["database"] = hub_settings.redact_url(resolve_database(args.database, path)) or "sqlite:///DATA/hub.db"
     except StoreSyncError as exc:
         problems.append(str(exc))
     try:
@@ -442,6 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": cmd_serve,
         "deliver": cmd_deliver,
         "deliveries": cmd_deliveries,
+        "migrate": cmd_migrate,
         "store": cmd_store_add,
         "stores": cmd_stores,
         "config": cmd_config_check,

@@ -1,6 +1,8 @@
 """Hub configuration and the data folder (``hub.db``, ``hub.key``, ``admin.token``) and the storage URL.
 
-The data folder is ``--data-dir``, else ``$CLOUD_HUB_DATA``, else ``./cloud-hub-data``. On first use
+The data folder is ``--data-dir``, else ``$CLOUD_HUB_DATA``, else ``./cloud-hub-data``. The database is
+``--database URL``, else ``$STORESYNC_HUB_DATABASE``, else ``[storage] database`` in ``hub.toml``, else
+``sqlite:///DATA/hub.db``. On first use
 the folder is created with mode 0700, the hub's Ed25519 signing key with mode 0600, and a random admin
 token with mode 0600. Replicas share both through files or env variables instead (:mod:`cloud_hub.credentials`).
 Neither secret is ever logged.
@@ -9,6 +11,7 @@ Neither secret is ever logged.
 from __future__ import annotations
 
 import os
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -21,6 +24,7 @@ from .credentials import AdminToken
 from .storage import Storage, open_storage, sqlite_url
 
 DATA_ENV = "CLOUD_HUB_DATA"
+DATABASE_ENV = "STORESYNC_HUB_DATABASE"
 TOKEN_ENV = credentials.TOKEN_ENV
 DEFAULT_DATA_DIR = "cloud-hub-data"
 DEFAULT_HOST = "127.0.0.1"
@@ -95,6 +99,47 @@ def resolve_data_dir(arg: str | os.PathLike[str] | None) -> Path:
         return Path(arg)
     env = os.environ.get(DATA_ENV)
     return Path(env) if env else Path(DEFAULT_DATA_DIR)
+
+
+def database_from_toml(path: Path) -> str | None:
+    """``database`` of the ``[storage]`` table of a ``hub.toml``, if it has one.
+
+    Raises:
+        ConfigError: unreadable file, bad TOML, or a ``[storage]`` table that is not just ``database = "URL"``.
+    """
+    try:
+        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    table = doc.get("storage")
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [storage] must be a table")
+    unknown = set(table) - {"database"}
+    if unknown:
+        raise ConfigError(f"{path}: [storage]: unknown field {sorted(unknown)[0]!r} (expected database)")
+    value = table.get("database")
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ConfigError(f"{path}: [storage] database must be a storage URL string")
+    return value.strip() if value else None
+
+
+def resolve_database(arg: str | None, toml: Path | None = None) -> str | None:
+    """The storage URL: the argument, else ``$STORESYNC_HUB_DATABASE``, else ``[storage] database`` of
+    ``hub.toml``; ``None`` means the SQLite file in the data folder.
+
+    Raises:
+        ConfigError: the ``hub.toml`` cannot be read or its ``[storage]`` table is wrong.
+    """
+    if arg:
+        return arg
+    env = os.environ.get(DATABASE_ENV, "").strip()
+    if env:
+        return env
+    return database_from_toml(toml) if toml is not None else None
 
 
 def ensure_data_dir(config: HubConfig) -> None:

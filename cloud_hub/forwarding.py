@@ -204,10 +204,10 @@ class ForwardingConfig:
         Raises:
             ConfigError: naming the sink and field.
         """
-        unknown = set(doc) - {"hub", "sinks", "delivery"}
+        unknown = set(doc) - {"hub", "sinks", "delivery", "storage"}  # [hub]: cloud_hub.settings, [storage]: .config
         if unknown:
             raise ConfigError(
-                f"{source}: unknown table {sorted(unknown)[0]!r} (expected [hub], [[sinks]] and [delivery])"
+                f"{source}: unknown table {sorted(unknown)[0]!r} (expected [hub], [[sinks]], [delivery], [storage])"
             )
         raw = doc.get("sinks", [])
         if not isinstance(raw, list):

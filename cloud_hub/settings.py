@@ -7,13 +7,14 @@ Its ``[hub]`` table (and the same names as ``CLOUD_HUB_<NAME>`` variables, which
     host = "0.0.0.0"                        # CLOUD_HUB_HOST        listen address
     port = 8700                             # CLOUD_HUB_PORT        listen port (0: any free one)
     public_url = "https://hub.example.com"  # CLOUD_HUB_PUBLIC_URL  the address stores enroll against
-    database = "sqlite:///var/lib/storesync-hub/hub.db"   # CLOUD_HUB_DATABASE  storage URL (default DATA/hub.db)
     verify = "last"                         # CLOUD_HUB_VERIFY      signatures checked per burst: last | all
     log_level = "info"                      # CLOUD_HUB_LOG_LEVEL   debug | info | warning | error
     log_format = "text"                     # CLOUD_HUB_LOG_FORMAT  text | json
 
-``[[sinks]]`` and ``[delivery]`` in the same file are the forwarding settings (docs/sinks.md). Flags on
-the command line win over both. Unknown keys are refused naming the key.
+``[[sinks]]`` and ``[delivery]`` in the same file are the forwarding settings (docs/sinks.md); the
+database is ``[storage] database`` (or ``--database``, ``$STORESYNC_HUB_DATABASE``; see
+:func:`cloud_hub.config.resolve_database`). Flags on the command line win over both. Unknown keys are
+refused naming the key.
 """
 
 from __future__ import annotations
@@ -54,7 +55,6 @@ class HubSettings(BaseSettings):
     host: str = Field(DEFAULT_HOST, min_length=1, description="listen address")
     port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="listen port")
     public_url: str | None = Field(None, description="the URL stores enroll against")
-    database: str | None = Field(None, description="storage URL; default sqlite:///DATA/hub.db")
     verify: Literal["last", "all"] = "last"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: LogFormat = "text"

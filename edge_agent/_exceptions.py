@@ -1,19 +1,23 @@
 """Exceptions raised by the edge agent.
 
-The tree::
+The tree, under the project root ``sync_protocol._exceptions.StoreSyncError``::
 
-    AgentError
-     ├── ConfigError                 bad data folder, key file too open, agent not initialised
-     ├── NotEnrolled                 capture or sync before ``edge-agent enroll``
-     ├── EnrollRefused               re-enrolling would strand records that were never synced
-     ├── CaptureConflict             same (register_id, txn_id) with different content; carries seq
-     ├── StorageError                SQLite refused the write; ``http_status`` 503
-     │    └── DiskFull               no space left; ``http_status`` 507
-     └── HubError                    anything the hub answered or failed to answer
-          ├── HubUnavailable         network error, timeout, 5xx, 429; carries ``retry_after``
-          ├── HubRejected            a definite refusal (4xx); carries status and ``ErrorBody``
-          ├── BadReceipt             a receipt that does not verify or names another chain
-          └── UnrecoverableGap       the hub misses records this outbox cannot resend; carries seq
+    StoreSyncError
+     └── AgentError
+          ├── ConfigError            bad data folder, key file too open, agent not initialised
+          ├── NotEnrolled            capture or sync before ``edge-agent enroll``
+          ├── EnrollRefused          re-enrolling would strand records that were never synced
+          ├── CaptureConflict        same (register_id, txn_id) with different content; carries seq
+          ├── StorageError           SQLite refused the write; ``http_status`` 503
+          │    └── DiskFull          no space left; ``http_status`` 507
+          ├── DropError              a drop file was not (fully) imported
+          │    ├── DropRejected      the whole file is refused (not text, empty, unknown header); carries reason
+          │    └── ImportInterrupted asked to stop between two chunks; the import resumes later
+          └── HubCallError           anything the hub answered or failed to answer
+               ├── HubUnavailable    network error, timeout, 5xx, 429; carries ``retry_after``
+               ├── HubRejected       a definite refusal (4xx); carries status and ``ErrorBody``
+               ├── BadReceipt        a receipt that does not verify or names another chain
+               └── UnrecoverableGap  the hub misses records this outbox cannot resend; carries seq
 
 Wire-format errors (``TransactionInvalid``, ``KeyFileError``, ``RecordInvalid``) come from
 ``sync_protocol`` unchanged. Messages never carry card numbers or full transaction bodies.
@@ -21,10 +25,11 @@ Wire-format errors (``TransactionInvalid``, ``KeyFileError``, ``RecordInvalid``)
 
 from __future__ import annotations
 
+from sync_protocol._exceptions import StoreSyncError
 from sync_protocol.wire import ErrorBody
 
 
-class AgentError(Exception):
+class AgentError(StoreSyncError):
     """Base of every edge-agent error; ``code`` is stable and machine readable."""
 
     code = "agent_error"
@@ -76,13 +81,35 @@ class DiskFull(StorageError):
     http_status = 507
 
 
-class HubError(AgentError):
-    """The hub could not be reached or refused a request."""
+class DropError(AgentError):
+    """A drop file was not (fully) imported."""
+
+    code = "drop"
+
+
+class DropRejected(DropError):
+    """The whole file is refused (not text, empty, unknown header); ``reason`` says why."""
+
+    code = "drop_rejected"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class ImportInterrupted(DropError):
+    """The import was asked to stop between two chunks; it stays ``running`` and resumes later."""
+
+    code = "import_interrupted"
+
+
+class HubCallError(AgentError):
+    """The hub could not be reached or refused a request (the agent's side of a hub call)."""
 
     code = "hub"
 
 
-class HubUnavailable(HubError):
+class HubUnavailable(HubCallError):
     """Temporary failure: retry later, after ``retry_after`` seconds when the hub named it."""
 
     code = "offline"
@@ -103,7 +130,7 @@ class HubUnavailable(HubError):
         super().__init__(message)
 
 
-class HubRejected(HubError):
+class HubRejected(HubCallError):
     """The hub refused the request (4xx); nothing is deleted, staff must look."""
 
     code = "rejected"
@@ -116,13 +143,13 @@ class HubRejected(HubError):
         super().__init__(f"{self.error}: {text}")
 
 
-class BadReceipt(HubError):
+class BadReceipt(HubCallError):
     """A receipt that does not verify with the hub key or does not match our chain."""
 
     code = "bad_receipt"
 
 
-class UnrecoverableGap(HubError):
+class UnrecoverableGap(HubCallError):
     """The hub misses records that this outbox no longer has (or never had); nothing is invented."""
 
     code = "gap_unrecoverable"

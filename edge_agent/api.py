@@ -24,12 +24,12 @@ from sync_protocol.transaction import Transaction, parse_transaction
 
 from ._exceptions import AgentError, CaptureConflict, NotEnrolled, StorageError
 from .capture import CaptureWriter, Result
-from .drops import ledger
 from .drops.importer import DropFolders
 from .drops.importer import retry as retry_import
-from .outbox import CaptureResult, Outbox
 from .scheduler import AgentScheduler
 from .status import compute_status
+from .store import CaptureResult, Outbox
+from .store import imports as ledger
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_ITEMS = 5000

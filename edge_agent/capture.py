@@ -18,15 +18,16 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from sync_protocol.transaction import Transaction
 
 from ._exceptions import AgentError, StorageError
-from .outbox import CaptureResult, Outbox
+from .store import CaptureResult, Outbox
 
 log = logging.getLogger(__name__)
 
-Result = CaptureResult | AgentError
+Result: TypeAlias = CaptureResult | AgentError
 MAX_BATCH = 512
 
 

@@ -34,14 +34,14 @@ from ._exceptions import (
     CaptureConflict,
     ConfigError,
     EnrollRefused,
-    HubError,
+    HubCallError,
     HubRejected,
     HubUnavailable,
 )
 from .config import AgentConfig, parse_hub_urls
 from .drops.cli import abs_path, add_drop_commands
-from .outbox import CaptureResult, Identity, Outbox
 from .status import compute_status, format_status
+from .store import CaptureResult, Identity, Outbox
 from .sync import Syncer
 from .transport import HubClient
 
@@ -489,7 +489,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     handlers: list[tuple[Any, Any]] = [
         (HubRejected, rejected),
-        (HubError, lambda exc: (common_cli.EXIT_HUB, str(exc))),
+        (HubCallError, lambda exc: (common_cli.EXIT_HUB, str(exc))),
         ((AgentError, StoreSyncError), lambda exc: (common_cli.EXIT_USAGE, str(exc))),
     ]
     return common_cli.run(

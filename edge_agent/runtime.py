@@ -19,16 +19,25 @@ import uvicorn
 
 from sync_protocol import keys, sdnotify
 
-from ._exceptions import ConfigError
+from ._exceptions import AgentError, ConfigError
 from .api import StatusReader, create_app
 from .capture import CaptureWriter
 from .config import AgentConfig
-from .outbox import Outbox
-from .retention import run_retention
 from .scheduler import AgentScheduler
+from .store import Outbox, PruneResult, prune
 from .sync import Syncer
 
 log = logging.getLogger(__name__)
+
+
+def run_retention(config: AgentConfig) -> PruneResult | None:
+    """The scheduled retention job: open a connection, prune, close. Errors are logged, never raised."""
+    try:
+        with Outbox(config.db_path, create=False) as outbox:
+            return prune(outbox, retention_days=config.retention_days)
+    except AgentError as exc:
+        log.error("retention run failed: %s", exc)
+        return None
 
 
 class _Server(uvicorn.Server):

@@ -21,7 +21,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from ._exceptions import AgentError
-from .outbox import Outbox, now_utc
+from .store import Outbox, now_utc
 from .sync import PassResult, Syncer
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from .outbox import Identity
+from .store import Identity
 
 AGENT_ALIVE_S = 15.0
 STATUS_KEYS = (
@@ -56,7 +56,7 @@ def _age(text: Any, now: datetime) -> float | None:
 
 
 def compute_status(snapshot: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
-    """The status dict from :meth:`edge_agent.outbox.Outbox.snapshot`.
+    """The status dict from :meth:`edge_agent.store.Outbox.snapshot`.
 
     Args:
         snapshot: ``identity`` (Identity or None), ``last_seq``, ``oldest_pending_captured_at``, ``sync``.

@@ -40,8 +40,8 @@ from sync_protocol.wire import BurstRequest, ClockReport, WireRecord
 
 from ._exceptions import AgentError, BadReceipt, HubRejected, HubUnavailable, UnrecoverableGap
 from .config import AgentConfig
-from .outbox import Identity, Outbox, now_utc
 from .status import parse_time
+from .store import Identity, Outbox, now_utc
 from .transport import HubClient, hub_answers, monotonic_ms
 
 log = logging.getLogger(__name__)
@@ -293,8 +293,7 @@ class Syncer:
             raise UnrecoverableGap(expected_seq, f"hub keeps asking for seq {expected_seq}; giving up this pass")
         if not self.outbox.rewind(expected_seq):
             ident = self.outbox.require_identity()
-            rows = self.outbox.query("SELECT anchor_seq, head_seq FROM writers WHERE epoch = ?", (ident.epoch,))
-            anchor, head = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
+            anchor, head = self.outbox.bounds(ident.epoch)
             if expected_seq <= anchor:
                 message = (
                     f"unrecoverable gap seq {expected_seq}..{anchor}: the hub lost these records (restored from "

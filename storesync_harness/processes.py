@@ -135,14 +135,24 @@ def agent_cli(*args: str, check: bool = True, input: str | None = None) -> subpr
 class Hub(Service):
     """A ``cloud-hub serve`` process."""
 
+    database: str | None = None  # storage URL (None: the SQLite file in the data folder)
+
     @classmethod
-    def create(cls, data_dir: Path, port: int | None = None, *extra: str) -> Hub:
+    def create(cls, data_dir: Path, port: int | None = None, *extra: str, database: str | None = None) -> Hub:
         data_dir.mkdir(parents=True, exist_ok=True)
         if not any((data_dir / name).exists() for name in (".storesync-hub", "hub.key", "hub.db")):
             hub_cli("init", "--data-dir", str(data_dir))  # only init creates a hub
         port = port or free_port()
         argv = [sys.executable, "-m", "cloud_hub", "serve", "--data-dir", str(data_dir), "--port", str(port)]
-        return cls("hub", [*argv, *extra], data_dir, port, data_dir / "hub.log")
+        if database:
+            argv += ["--database", database]
+        hub = cls("hub", [*argv, *extra], data_dir, port, data_dir / "hub.log")
+        hub.database = database
+        return hub
+
+    def cli_args(self) -> list[str]:
+        """``--data-dir`` (and ``--database``) for a ``cloud-hub`` command on this hub's data."""
+        return ["--data-dir", str(self.data_dir), *(["--database", self.database] if self.database else [])]
 
     @property
     def admin_token(self) -> str:
@@ -150,7 +160,7 @@ class Hub(Service):
 
     def add_store(self, store_id: str, tz: str = "Europe/Berlin") -> str:
         """Register a store and return its enrollment token."""
-        res = hub_cli("store", "add", store_id, "--tz", tz, "--data-dir", str(self.data_dir), "--json")
+        res = hub_cli("store", "add", store_id, "--tz", tz, *self.cli_args(), "--json")
         return str(json.loads(res.stdout)["token"])
 
     def admin(self, path: str) -> Any:

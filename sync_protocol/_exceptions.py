@@ -1,6 +1,19 @@
-"""Exceptions raised by the wire-format package.
+"""The project's one exception root, and the errors of the wire-format package.
 
-The tree::
+Every StoreSync error derives from :class:`StoreSyncError`, through one subtree per package (each
+drawn in full in that package's ``_exceptions.py``)::
+
+    StoreSyncError                   sync_protocol._exceptions (this module): the root
+     ├── ProtocolError               sync_protocol: the wire contract (below)
+     ├── AgentError                  edge_agent._exceptions: the edge agent
+     ├── HubError                    cloud_hub._exceptions: the cloud hub, answered as an HTTP ErrorBody
+     ├── SinkError                   cloud_hub.sinks.base: a delivery to a sink failed (transient/permanent)
+     └── TuiError                    tui._exceptions: the store TUI
+
+Private control-flow exceptions that never leave their module (``_OrderError`` in the Shopify CSV
+reader) and the test harness's own errors (``storesync_harness``) are not part of the product tree.
+
+This package's subtree::
 
     StoreSyncError
      └── ProtocolError
@@ -22,7 +35,7 @@ from dataclasses import dataclass
 
 
 class StoreSyncError(Exception):
-    """Base of every StoreSync error."""
+    """The root of every StoreSync error, in every package."""
 
     code = "storesync_error"
 

@@ -1,4 +1,10 @@
-"""Outbox records: the signed body, and verification of a run of records against a chain."""
+"""Outbox records: the signed body, and verification of a run of records against a chain.
+
+This module is the one place that knows the body's byte layout. :func:`make_body` is the definition
+(canonical JSON of the record fields); :class:`BodyWriter` produces the same bytes by concatenation
+for many records of one writer, and :func:`body_txn_text` finds the ``txn`` member's text inside a
+canonical body without parsing it.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +45,71 @@ def make_body(
             "txn": txn,
         }
     )
+
+
+# Canonical JSON sorts the keys: captured_at, epoch, kind, origin, seq, store_id, txn, v.
+_TXN_KEY = ',"txn":'
+_BODY_TAIL = f',"v":{BODY_VERSION}}}'
+
+
+def _json_str(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+class BodyWriter:
+    """:func:`make_body` for many records of one writer, byte for byte, by string concatenation.
+
+    The ``txn`` member is given as its canonical JSON text (``Transaction.canonical_json()``), so a
+    record's transaction is encoded once. The first body made is compared with :func:`make_body`.
+
+    Args:
+        store_id: The writer's store.
+        epoch: The writer epoch.
+
+    Raises:
+        RuntimeError: from :meth:`body` when the fast body would differ from the canonical one.
+    """
+
+    __slots__ = ("_epoch", "_store_id", "_store_part", "_heads", "_checked")
+
+    def __init__(self, store_id: str, epoch: int) -> None:
+        self._store_id = store_id
+        self._epoch = epoch
+        self._store_part = f',"store_id":{_json_str(store_id)}{_TXN_KEY}'
+        self._heads: dict[tuple[str, str, str], str] = {}
+        self._checked = False
+
+    def body(self, *, seq: int, kind: str, captured_at: str, origin: str, txn_json: str) -> str:
+        """The canonical body of one record (see :func:`make_body`)."""
+        head = self._heads.get((captured_at, kind, origin))
+        if head is None:
+            if len(self._heads) > 64:
+                self._heads.clear()
+            head = self._heads[(captured_at, kind, origin)] = (
+                f'{{"captured_at":{_json_str(captured_at)},"epoch":{self._epoch},"kind":{_json_str(kind)}'
+                f',"origin":{_json_str(origin)},"seq":'
+            )
+        text = f"{head}{seq}{self._store_part}{txn_json}{_BODY_TAIL}"
+        if not self._checked:
+            expect = make_body(
+                store_id=self._store_id, epoch=self._epoch, seq=seq, kind=kind, captured_at=captured_at,
+                txn=json.loads(txn_json), origin=origin,
+            )  # fmt: skip
+            if text != expect:
+                raise RuntimeError("internal error: record body differs from the canonical body")
+            self._checked = True
+        return text
+
+
+def body_txn_text(body: str) -> str | None:
+    """The canonical text of a canonical body's ``txn`` member, or None when ``body`` is not canonical.
+
+    In canonical JSON a quote inside a string is always escaped, so the first ``,"txn":`` is the key.
+    """
+    start = body.find(_TXN_KEY)
+    if start < 0 or not body.endswith(_BODY_TAIL):
+        return None
+    return body[start + len(_TXN_KEY) : -len(_BODY_TAIL)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,8 @@
-"""Read-only access to the agent's outbox database for the store TUI.
+"""What the store TUI shows from the agent's outbox, read through the agent store's read-only view.
 
-The database is opened with ``SQLITE_OPEN_READONLY`` (URI ``file:…?mode=ro``): the TUI can never
-change a record, and it works while the agent is stopped. :class:`ReadOnlyOutbox` is the agent's own
-:class:`edge_agent.outbox.Outbox` minus the write side, so status, identity, bursts and chain
-verification are computed by exactly the code the agent uses.
+Every read goes through :class:`edge_agent.store.StoreView` (``SQLITE_OPEN_READONLY``): the TUI can
+never change a record, it works while the agent is stopped, and status, identity, bursts and chain
+verification are computed by exactly the code the agent uses. No SQL here.
 
 Every function here blocks on SQLite; the app calls them from thread workers.
 """
@@ -18,9 +17,8 @@ from typing import Any
 
 import apsw
 
-from edge_agent.outbox import BUSY_TIMEOUT_MS, Outbox
 from edge_agent.status import compute_status
-from edge_agent.verify import VerifyReport
+from edge_agent.store import StoreView, VerifyReport, Writer
 from sync_protocol import chain as _chain
 from sync_protocol import keys
 from sync_protocol._exceptions import RecordInvalid
@@ -31,27 +29,6 @@ from .format import parse_time, zone
 SPARK_HOURS = 6
 SPARK_BUCKETS = 36
 SEARCH_LIMIT = 200
-
-
-class ReadOnlyOutbox(Outbox):
-    """The agent's outbox opened read-only: no migrations, no pragmas, writes fail in SQLite.
-
-    Args:
-        path: The ``outbox.db`` file.
-
-    Raises:
-        FileNotFoundError: when the file does not exist.
-        apsw.Error: when SQLite cannot open it.
-    """
-
-    def __init__(self, path: Path) -> None:  # noqa: D107 - deliberately not calling Outbox.__init__
-        if not path.exists():
-            raise FileNotFoundError(str(path))
-        self.path = path
-        self._key = None
-        self._key_id = None
-        self.conn = apsw.Connection(f"file:{path}?mode=ro", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
-        self.conn.set_busy_timeout(BUSY_TIMEOUT_MS)
 
 
 @dataclass(frozen=True)
@@ -77,9 +54,9 @@ class AgentView:
     bursts: list[dict[str, Any]] = field(default_factory=list)
 
 
-def open_outbox(db_path: Path) -> ReadOnlyOutbox:
-    """Open the outbox read-only (see :class:`ReadOnlyOutbox`)."""
-    return ReadOnlyOutbox(db_path)
+def open_outbox(db_path: Path) -> StoreView:
+    """Open the outbox read-only (see :class:`edge_agent.store.StoreView`)."""
+    return StoreView(db_path)
 
 
 def read_view(db_path: Path, now: datetime, *, burst_limit: int = 12) -> AgentView:
@@ -91,18 +68,16 @@ def read_view(db_path: Path, now: datetime, *, burst_limit: int = 12) -> AgentVi
     except apsw.Error as exc:
         return AgentView(None, error=f"cannot open {db_path}: {exc}")
     try:
-        with ob.conn:  # one read transaction: a consistent picture
+        with ob.read():  # one read transaction: a consistent picture
             status = compute_status(ob.snapshot(), now)
-            bursts = ob.query(
-                "SELECT at, epoch, first_seq, last_seq, count, result, http_status, ms, id FROM bursts ORDER BY id"
-            )
+            bursts = ob.burst_log()
             epoch = status.get("epoch")
             tz_name = str(status.get("tz") or "")
             if epoch is None:
                 return AgentView(status, tz=tz_name)
-            bounds = ob.query("SELECT anchor_seq, head_seq FROM writers WHERE epoch = ?", (epoch,))
-            anchor, head = (int(bounds[0][0]), int(bounds[0][1])) if bounds else (0, 0)
-            lo = _first_stored(ob, int(epoch), anchor) - 1
+            anchor, head = ob.bounds(int(epoch))
+            first = ob.first_stored_seq(int(epoch))
+            lo = (first if first is not None else anchor + 1) - 1
             seq_at = _SeqFinder(ob, int(epoch), lo, head)
             tz = zone(tz_name)
             local_now = now.astimezone(tz) if tz else now
@@ -110,8 +85,7 @@ def read_view(db_path: Path, now: datetime, *, burst_limit: int = 12) -> AgentVi
             today = head - seq_at(midnight)
             last_hour = head - seq_at(now - timedelta(hours=1))
             backlog = _backlog(seq_at, bursts, now, int(status.get("acked_through") or 0), head)
-        cols = ("at", "epoch", "first_seq", "last_seq", "count", "result", "http_status", "ms", "id")
-        recent = [dict(zip(cols, row, strict=True)) for row in reversed(bursts[-burst_limit:])]
+        recent = [dict(row) for row in reversed(bursts[-burst_limit:])]
         for b in recent:
             b["at"] = parse_time(b["at"])
         return AgentView(status, None, tz_name, today, last_hour, backlog, recent)
@@ -123,25 +97,20 @@ def read_view(db_path: Path, now: datetime, *, burst_limit: int = 12) -> AgentVi
         ob.close()
 
 
-def _first_stored(ob: Outbox, epoch: int, anchor: int) -> int:
-    row = ob.query("SELECT min(seq) FROM outbox WHERE epoch = ?", (epoch,))
-    return int(row[0][0]) if row and row[0][0] is not None else anchor + 1
-
-
 class _SeqFinder:
     """``seq_at(t)``: the highest seq captured at or before ``t`` (binary search over seq).
 
     Capture times come from the agent clock and rise with seq; a clock jump only blurs the sparkline.
     """
 
-    def __init__(self, ob: Outbox, epoch: int, lo: int, hi: int) -> None:
+    def __init__(self, ob: StoreView, epoch: int, lo: int, hi: int) -> None:
         self.ob, self.epoch, self.lo, self.hi = ob, epoch, lo, hi
         self._cache: dict[int, datetime | None] = {}
 
     def _at(self, seq: int) -> datetime | None:
         if seq not in self._cache:
-            row = self.ob.query("SELECT captured_at FROM outbox WHERE epoch = ? AND seq = ?", (self.epoch, seq))
-            self._cache[seq] = parse_time(row[0][0]) if row else None
+            at = self.ob.captured_at(self.epoch, seq)
+            self._cache[seq] = parse_time(at) if at is not None else None
         return self._cache[seq]
 
     def __call__(self, t: datetime) -> int:
@@ -156,14 +125,14 @@ class _SeqFinder:
         return lo
 
 
-def _backlog(seq_at: _SeqFinder, bursts: list[Any], now: datetime, acked: int, head: int) -> list[float]:
+def _backlog(seq_at: _SeqFinder, bursts: list[dict[str, Any]], now: datetime, acked: int, head: int) -> list[float]:
     """Records waiting at ``SPARK_BUCKETS`` points over the last ``SPARK_HOURS`` hours.
 
     Captured-by-then comes from ``captured_at``; acknowledged-by-then from the burst log (the last
     seq of each successful burst). The last point is exactly the current backlog.
     """
-    oks = [(parse_time(at), last) for at, _e, _f, last, _c, result, _s, _m, _i in bursts if result == "ok" and last]
-    starts = [first for _a, _e, first, _l, _c, _r, _s, _m, _i in bursts if first is not None]
+    oks = [(parse_time(b["at"]), b["last_seq"]) for b in bursts if b["result"] == "ok" and b["last_seq"]]
+    starts = [b["first_seq"] for b in bursts if b["first_seq"] is not None]
     baseline = (min(starts) - 1) if starts else acked
     step = timedelta(hours=SPARK_HOURS) / SPARK_BUCKETS
     points: list[float] = []
@@ -198,34 +167,24 @@ def search(db_path: Path, text: str, limit: int = SEARCH_LIMIT) -> list[TxnRow]:
     An empty ``text`` lists the newest records. ``reached_hub`` is ``seq <= acked_through`` for the
     current epoch and None for older epochs (their acknowledgement is not kept on this computer).
     """
-    with open_outbox(db_path) as ob, ob.conn:
+    with open_outbox(db_path) as ob, ob.read():
         ident = ob.identity()
         acked = ob.acked_through()
-        text = text.strip()
-        cols = "epoch, seq, register_id, txn_id, kind, captured_at, origin, body"
-        if not text:
-            rows = ob.query(f"SELECT {cols} FROM outbox ORDER BY epoch DESC, seq DESC LIMIT ?", (limit,))
-        else:
-            seq = int(text.lstrip("#")) if text.lstrip("#").isdigit() else -1
-            rows = ob.query(
-                f"SELECT {cols} FROM outbox WHERE seq = ? OR register_id = ? OR txn_id LIKE ? ESCAPE '\\' "
-                "ORDER BY epoch DESC, seq DESC LIMIT ?",
-                (seq, text, "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%", limit),
-            )
+        rows = ob.find_records(text.strip(), limit)
     out = []
-    for epoch, seq, register_id, txn_id, kind, captured_at, origin, body in rows:
-        current = ident is not None and int(epoch) == ident.epoch
+    for r in rows:
+        current = ident is not None and r.epoch == ident.epoch
         out.append(
             TxnRow(
-                int(epoch),
-                int(seq),
-                register_id,
-                txn_id,
-                kind,
-                captured_at,
-                origin,
-                _total(body),
-                (int(seq) <= acked) if current else None,
+                r.epoch,
+                r.seq,
+                r.register_id,
+                r.txn_id,
+                r.kind,
+                r.captured_at,
+                r.origin,
+                _total(r.body),
+                (r.seq <= acked) if current else None,
             )
         )
     return out
@@ -252,48 +211,45 @@ class TxnDetail:
 
 def detail(db_path: Path, epoch: int, seq: int) -> TxnDetail | None:
     """A record, checked on its own: body names its writer and seq, link from its predecessor, signature."""
-    with open_outbox(db_path) as ob, ob.conn:
-        rows = ob.query(
-            "SELECT register_id, txn_id, kind, captured_at, origin, body, chain, sig FROM outbox "
-            "WHERE epoch = ? AND seq = ?",
-            (epoch, seq),
-        )
-        if not rows:
+    with open_outbox(db_path) as ob, ob.read():
+        found = ob.record(epoch, seq)
+        if found is None:
             return None
-        register_id, txn_id, kind, captured_at, origin, body, chain_value, sig = rows[0]
-        writer = ob.query("SELECT store_id, public_key FROM writers WHERE epoch = ?", (epoch,))
+        writer = ob.writer(epoch)
         ident = ob.identity()
         acked = ob.acked_through()
         prev = ob.chain_at(epoch, seq - 1)
-        if prev is None and seq == 1 and writer:
-            prev = _chain.genesis(writer[0][0], epoch)
+        if prev is None and seq == 1 and writer is not None:
+            prev = _chain.genesis(writer.store_id, epoch)
+    r = found.row
     current = ident is not None and ident.epoch == epoch
     row = TxnRow(
-        epoch, seq, register_id, txn_id, kind, captured_at, origin, _total(body), (seq <= acked) if current else None
-    )
+        epoch, seq, r.register_id, r.txn_id, r.kind, r.captured_at, r.origin, _total(r.body),
+        (seq <= acked) if current else None,
+    )  # fmt: skip
     try:
-        doc = json.loads(body)
+        doc = json.loads(r.body)
     except ValueError:
         doc = {}
-    ok, text = _check(writer, epoch, seq, body, bytes(chain_value), bytes(sig), prev)
-    return TxnDetail(row, doc if isinstance(doc, dict) else {}, bytes(chain_value).hex(), ok, text)
+    ok, text = _check(writer, epoch, seq, r.body, found.chain, found.sig, prev)
+    return TxnDetail(row, doc if isinstance(doc, dict) else {}, found.chain.hex(), ok, text)
 
 
 def _check(
-    writer: list[Any], epoch: int, seq: int, body: str, chain_value: bytes, sig: bytes, prev: bytes | None
+    writer: Writer | None, epoch: int, seq: int, body: str, chain_value: bytes, sig: bytes, prev: bytes | None
 ) -> tuple[bool, str]:
-    if not writer:
+    if writer is None:
         return False, f"no writer for epoch {epoch}"
     if prev is None:
         return False, "the record before it is no longer here (pruned); run 'verify chain' for the whole outbox"
     try:
-        check_body(body, store_id=writer[0][0], epoch=epoch, seq=seq)
+        check_body(body, store_id=writer.store_id, epoch=epoch, seq=seq)
         list(
             verify_run(
                 [SignedRecord(seq, body, chain_value, sig)],
                 prev_chain=prev,
                 first_seq=seq,
-                public_key=keys.public_from_hex(writer[0][1]),
+                public_key=keys.public_from_hex(writer.public_key),
             )
         )
     except RecordInvalid as exc:
@@ -313,25 +269,16 @@ def origin_count(db_path: Path, origin: str, after_seq: int = 0) -> tuple[int, i
     Callers keep a running total and pass the head back as ``after_seq`` so each call scans only the
     records added since the last one.
     """
-    with open_outbox(db_path) as ob, ob.conn:
+    with open_outbox(db_path) as ob, ob.read():
         ident = ob.identity()
         if ident is None:
             return 0, after_seq
         head, _ = ob.head(ident.epoch)
-        row = ob.query(
-            "SELECT count(*) FROM outbox WHERE epoch = ? AND seq > ? AND seq <= ? AND origin = ?",
-            (ident.epoch, after_seq, head, origin),
-        )
-    return int(row[0][0]), head
+        count = ob.count_from_origin(ident.epoch, after_seq, head, origin)
+    return count, head
 
 
-def table_rows(db_path: Path, table: str) -> list[dict[str, Any]] | None:
-    """All rows of an optional table as dicts, or None when the table does not exist."""
-    with open_outbox(db_path) as ob, ob.conn:
-        found = ob.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
-        if not found:
-            return None
-        names = [str(r[1]) for r in ob.query(f'PRAGMA table_info("{table}")')]
-        quoted = ", ".join('"' + n.replace('"', '""') + '"' for n in names)
-        rows = ob.query(f'SELECT {quoted} FROM "{table}"')
-    return [dict(zip(names, r, strict=True)) for r in rows]
+def import_rows(db_path: Path) -> list[dict[str, Any]] | None:
+    """Every row of the agent's drop-import table, oldest first; None when the file has none."""
+    with open_outbox(db_path) as ob, ob.read():
+        return ob.import_rows()

@@ -33,7 +33,7 @@ from textual.widgets import (
 )
 
 from edge_agent.config import resolve_data_dir
-from edge_agent.verify import VerifyReport
+from edge_agent.store import VerifyReport
 
 from . import agent_data, drops_data
 from . import format as fmt

@@ -8,9 +8,9 @@ exists; without one the panel says "no drop folder configured". Inside it (docs/
   (an estimate: one transaction per line for JSON Lines, per data row for CSV).
 - ``processed/<file>.result.json`` / ``rejected/<file>.result.json`` — finished imports
   (``edge_agent.drops.report.ImportSummary``); ``rejected/<file>.errors.jsonl`` — the error report.
-- The importer's ``imports`` table in the outbox (``edge_agent.drops.ledger``; ``drop_imports`` is
-  also read), one row per file, with any of ``name``/``file``, ``status``, ``rows``, ``accepted``,
-  ``duplicates``, ``rejected``, ``checkpoint_offset``/``offset``, ``size``: for a file still in the
+- The importer's rows in the outbox (``edge_agent.store.imports``, read through
+  ``edge_agent.store.StoreView.import_rows``), one row per file, with ``name``, ``status``, ``rows``,
+  ``accepted``, ``duplicates``, ``rejected``, ``checkpoint_offset``, ``size``: for a file still in the
   drop folder its numbers win (``checkpoint_offset / size`` = exact progress).
 
 "Retry" moves a rejected file back into the drop folder; the old result and error report are kept in
@@ -116,11 +116,9 @@ class DropTracker:
         return live + finished[:SHOW_FINISHED]
 
     def _table(self) -> dict[str, dict[str, Any]]:
-        """Rows of the importer's ``imports`` table (or ``drop_imports``) by file name, newest last wins."""
+        """The agent's drop-import rows by file name, newest last wins."""
         try:
-            rows = agent_data.table_rows(self.db_path, "imports")
-            if rows is None:
-                rows = agent_data.table_rows(self.db_path, "drop_imports")
+            rows = agent_data.import_rows(self.db_path)
         except Exception:  # no outbox yet, or unreadable: the folder alone still tells a lot
             return {}
         out: dict[str, dict[str, Any]] = {}

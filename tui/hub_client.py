@@ -20,15 +20,13 @@ from typing import Any
 
 import httpx
 
+from ._exceptions import HubUnreachable
+
 ENV_HUB_URL = "STORESYNC_HUB_URL"
 ENV_TOKEN = "CLOUD_HUB_ADMIN_TOKEN"
 ENV_TOKEN_FILE = "CLOUD_HUB_ADMIN_TOKEN_FILE"
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 DEAD_LIMIT = 50
-
-
-class HubUnreachable(Exception):
-    """The hub did not answer, or refused the admin token."""
 
 
 @dataclass(frozen=True)

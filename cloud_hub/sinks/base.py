@@ -27,6 +27,8 @@ from typing import Any, Literal
 
 import httpx
 
+from sync_protocol._exceptions import StoreSyncError
+
 from ..events import SinkConfig
 
 Status = Literal["ok", "transient", "permanent"]
@@ -67,8 +69,8 @@ class Outcome:
         return self.status == "ok"
 
 
-class SinkError(Exception):
-    """Base of sink errors.
+class SinkError(StoreSyncError):
+    """Base of sink errors (a subtree of the project root, see ``sync_protocol._exceptions``).
 
     Attributes:
         reason: Short reason, safe to show operators (never holds secrets).

@@ -87,6 +87,7 @@ class PostgresStorage(Storage):
         connect_timeout_s: How long to wait for the server when opening.
     """
 
+    engine = "postgresql"
     latest_schema = MIGRATIONS[-1][0]
 
     def __init__(
@@ -117,7 +118,9 @@ class PostgresStorage(Storage):
             open=False,
             check=ConnectionPool.check_connection,
             timeout=busy_timeout_ms / 1000,
-            reconnect_timeout=3600.0,
+            # Give up a reconnection quickly: the next request starts a fresh attempt, so the hub is back
+            # within about a second of the database, however long it was away.
+            reconnect_timeout=5.0,
             name="storesync-hub",
         )
         try:

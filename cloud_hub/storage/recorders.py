@@ -243,6 +243,10 @@ class Storage(abc.ABC):
 
     #: The highest migration this adapter knows; ``schema_version()`` equals it once migrated.
     latest_schema: int = 0
+    #: The engine's name as in the storage URL scheme (``sqlite``, ``postgresql``).
+    engine: str = ""
+    #: Migrations this instance applied when it opened the database (empty when it was up to date).
+    applied: list[int]
 
     @abc.abstractmethod
     def schema_version(self) -> int:

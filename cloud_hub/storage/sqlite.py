@@ -123,6 +123,7 @@ class SQLiteStorage(Storage):
         busy_timeout_ms: How long to wait for the write lock before raising ``StorageBusy``.
     """
 
+    engine = "sqlite"
     latest_schema = len(MIGRATIONS)
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5_000) -> None:
@@ -135,7 +136,7 @@ class SQLiteStorage(Storage):
         self._memory_lock = threading.RLock()
         self._closed = False
         self._shared = self._connect() if self.memory else None
-        self._migrate()
+        self.applied = self._migrate()
 
     def _connect(self) -> apsw.Connection:
         try:
@@ -191,12 +192,13 @@ class SQLiteStorage(Storage):
     def snapshot(self) -> AbstractContextManager[UnitOfWork]:
         return self._txn("BEGIN DEFERRED")
 
-    def _migrate(self) -> None:
+    def _migrate(self) -> list[int]:
         conn = self._conn()
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations"
             " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
         )
+        applied: list[int] = []
         with self._txn("BEGIN IMMEDIATE"):
             done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
             for version, name, sql in MIGRATIONS:
@@ -206,6 +208,8 @@ class SQLiteStorage(Storage):
                 conn.execute(
                     "INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, iso_utc(datetime.now(UTC)))
                 )
+                applied.append(version)
+        return applied
 
     def schema_version(self) -> int:
         row = self._conn().execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()

@@ -22,8 +22,8 @@ from sync_protocol.cli import EXIT_INTERRUPTED
 
 from .._exceptions import ConfigError
 from ..config import AgentConfig
-from ..outbox import Outbox, now_local
-from . import ledger
+from ..store import Outbox, now_local
+from ..store import imports as ledger
 from .importer import WORKERS, DropFolders, Importer, ImportInterrupted
 from .report import STATUS_OK
 

@@ -18,6 +18,8 @@ from typing import IO, Any
 
 from sync_protocol import FieldError, Transaction, TransactionInvalid, parse_transaction
 
+from .._exceptions import DropRejected
+
 SNIFF_BYTES = 64 * 1024
 MAX_LINE_BYTES = 1024 * 1024
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -35,14 +37,6 @@ SHOPIFY_CSV = "shopify_csv"
 # Columns that identify a format by its header.
 CANONICAL_MARKERS = ("txn_id", "register_id", "kind")
 SHOPIFY_MARKERS = ("Name", "Created at", "Lineitem quantity", "Lineitem price")
-
-
-class DropRejected(Exception):
-    """The whole file is refused (not text, empty, unknown header); ``reason`` says why."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
 
 
 @dataclass(frozen=True)

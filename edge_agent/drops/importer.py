@@ -8,7 +8,7 @@ Folder layout (``DropFolders``)::
                             their <file>.result.json, and <file>.errors.jsonl of every import with bad rows
     <drop>/rejected/retried/  result and error files of rejected files sent back by a retry
 
-An import is one row of the ``imports`` table (:mod:`edge_agent.drops.ledger`). Each chunk of
+An import is one row of the ``imports`` table (:mod:`edge_agent.store.imports`). Each chunk of
 transactions (read and validated by worker processes, :mod:`edge_agent.drops.pipeline`) is stored
 with the import's counters, checkpoint and errors-file size in ONE SQLite transaction. After a crash
 :meth:`Importer.resume_all` (or importing the same file again) goes on from the checkpoint, cutting
@@ -32,10 +32,12 @@ from typing import Any
 
 from sync_protocol.cards import mask_pans, redact_csv_row, redact_row
 
-from ..outbox import Outbox, now_local
-from . import ledger, load
-from .formats import Checkpoint, DropRejected
-from .ledger import COUNTERS, DONE, DUPLICATE, REJECTED, RUNNING, Stored
+from .._exceptions import DropRejected, ImportInterrupted
+from ..store import Outbox, Stored, now_local
+from ..store import imports as ledger
+from ..store.imports import COUNTERS, DONE, DUPLICATE, REJECTED, RUNNING
+from . import load
+from .formats import Checkpoint
 from .pipeline import CHUNK_ITEMS, ChunkResult, make_pool, read_chunks
 from .report import (
     STATUS_DUPLICATE,
@@ -383,10 +385,6 @@ def _eta(seconds: float | None) -> str:
         return "?"
     s = int(seconds)
     return f"{s}s" if s < 120 else f"{s // 60}m{s % 60:02d}s"
-
-
-class ImportInterrupted(Exception):
-    """The import was asked to stop between two chunks; it stays ``running`` and resumes later."""
 
 
 class _Bookkeeping:

@@ -30,9 +30,9 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from typing import IO
 
+from ..store import Prepared, txn_digest
 from . import load
 from .formats import CSV_CANONICAL, JSONL, SHOPIFY_CSV, Checkpoint, detect, iter_records
-from .ledger import Prepared, txn_digest
 from .report import error_records
 
 CHUNK_ITEMS = 500

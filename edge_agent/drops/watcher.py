@@ -28,7 +28,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from .._exceptions import NotEnrolled, StorageError
-from ..outbox import Outbox
+from ..store import Outbox
 from .importer import WORKERS, DropFolders, Importer, ImportInterrupted
 
 log = logging.getLogger("edge_agent.drops")

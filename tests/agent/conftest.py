@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from edge_agent.config import AgentConfig
-from edge_agent.outbox import Identity, Outbox
+from edge_agent.store import Identity, Outbox
 from sync_protocol import keys
 
 SRC = Path(__file__).resolve().parents[2]

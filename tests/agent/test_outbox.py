@@ -11,7 +11,7 @@ import pytest
 
 from edge_agent._exceptions import BadReceipt, CaptureConflict, ConfigError, NotEnrolled
 from edge_agent.config import AgentConfig
-from edge_agent.outbox import CaptureResult, Outbox
+from edge_agent.store import CaptureResult, Outbox
 from sync_protocol import chain, keys, parse_transaction
 from sync_protocol.record import verify_run
 from sync_protocol.wire import Receipt

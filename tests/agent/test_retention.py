@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from edge_agent.config import AgentConfig
-from edge_agent.outbox import Outbox
-from edge_agent.retention import prune
+from edge_agent.store import Outbox, prune
 from sync_protocol import keys
 from sync_protocol.transaction import parse_transaction
 from sync_protocol.wire import Receipt

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from edge_agent.outbox import Outbox
+from edge_agent.store import Outbox
 
 from .conftest import AgentProcess, child_env, free_port, init_data_dir, make_txn, run_cli, wait_for
 

@@ -13,10 +13,11 @@ import pytest
 from agent.conftest import AgentProcess, init_data_dir, make_txn, run_cli, write_identity
 from edge_agent.config import AgentConfig
 from edge_agent.drops import importer as importer_mod
-from edge_agent.drops import ledger, load
+from edge_agent.drops import load
 from edge_agent.drops.importer import DropFolders, Importer, ImportInterrupted, retry
 from edge_agent.drops.report import read_result
-from edge_agent.outbox import Outbox
+from edge_agent.store import Outbox
+from edge_agent.store import imports as ledger
 from storesync_harness.dropfiles import DropFile, write_canonical_csv, write_jsonl, write_shopify_export
 from sync_protocol import keys
 

@@ -16,9 +16,10 @@ import pytest
 
 from agent.conftest import AgentProcess, init_data_dir, run_cli, wait_for, write_identity
 from edge_agent.config import AgentConfig
-from edge_agent.drops import ledger, load
+from edge_agent.drops import load
 from edge_agent.drops.watcher import DropWatcher, is_candidate
-from edge_agent.outbox import Outbox
+from edge_agent.store import Outbox
+from edge_agent.store import imports as ledger
 from storesync_harness.dropfiles import write_jsonl
 
 

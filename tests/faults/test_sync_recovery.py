@@ -16,8 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edge_agent.outbox import Outbox
-from edge_agent.retention import prune
+from edge_agent.store import Outbox, prune
 from storesync_harness.faultproxy import FaultProxy
 from storesync_harness.invariants import PosJournal, agent_verify, check_stores
 from storesync_harness.pos import Pos

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from cloud_hub._exceptions import InputError
-from cloud_hub.config import HubConfig, init_hub
+from cloud_hub import cli
+from cloud_hub._exceptions import ConfigError, InputError
+from cloud_hub.config import DATABASE_ENV, HubConfig, database_from_toml, init_hub, resolve_database
+from cloud_hub.forwarding import load_config
 from cloud_hub.storage import Store, open_storage, sqlite_path, sqlite_url
 from cloud_hub.storage.sqlite import SQLiteStorage
 
@@ -77,3 +79,51 @@ def test_an_explicit_database_url_wins_over_the_data_folder(tmp_path: Path, monk
     finally:
         hub.close()
     assert other.is_file() and not (tmp_path / "data" / "hub.db").exists()
+
+
+def test_the_database_comes_from_the_flag_then_the_env_then_hub_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    toml = tmp_path / "hub.toml"
+    toml.write_text(
+        '[storage]\ndatabase = "postgresql://h/from-toml"\n\n[[sinks]]\nname = "x"\nkind = "jsonl"\npath = "e.jsonl"\n'
+    )
+    monkeypatch.delenv(DATABASE_ENV, raising=False)
+    assert resolve_database(None, None) is None
+    assert resolve_database(None, toml) == "postgresql://h/from-toml"
+    monkeypatch.setenv(DATABASE_ENV, "postgresql://h/from-env")
+    assert resolve_database(None, toml) == "postgresql://h/from-env"
+    assert resolve_database("sqlite:///flag.db", toml) == "sqlite:///flag.db"
+    assert [s.name for s in load_config(toml, tmp_path).sinks] == ["x"]  # the sink loader accepts [storage]
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('[storage]\ndatabse = "x"\n', "unknown field 'databse'"),
+        ("[storage]\ndatabase = 5\n", "database must be a storage URL"),
+        ('storage = "x"\n', "[storage] must be a table"),
+    ],
+)
+def test_a_bad_storage_table_names_the_field(tmp_path: Path, text: str, words: str):
+    toml = tmp_path / "hub.toml"
+    toml.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        database_from_toml(toml)
+    assert words in info.value.message and str(toml) in info.value.message
+
+
+def test_cli_database_flag_reaches_the_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys):
+    monkeypatch.delenv(DATABASE_ENV, raising=False)
+    target = tmp_path / "chosen.db"
+    assert cli.main(["migrate", "--data-dir", str(tmp_path / "data"), "--database", sqlite_url(target)]) == 0
+    assert capsys.readouterr().out.strip() == "sqlite: schema version 2 of 2; applied now: 1, 2"
+    assert target.is_file() and not (tmp_path / "data" / "hub.db").exists()
+    assert cli.main(["migrate", "--data-dir", str(tmp_path / "data")]) == 2  # only init creates a (SQLite) hub
+    assert "is not a hub data folder" in capsys.readouterr().err
+    assert not (tmp_path / "data" / "hub.db").exists()
+    assert cli.main(["init", "--data-dir", str(tmp_path / "data")]) == 0
+    capsys.readouterr()
+    assert cli.main(["migrate", "--data-dir", str(tmp_path / "data")]) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert (tmp_path / "data" / "hub.db").is_file()
+    assert cli.main(["migrate", "--database", "mysql://h/db"]) == 2
+    assert "storage URL scheme 'mysql' is not supported" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from agent.conftest import init_data_dir, make_txn, write_identity
 from edge_agent.config import AgentConfig
 from edge_agent.drops.csv_canonical import COLUMNS, rows_for
 from edge_agent.drops.importer import DropFolders, Importer
-from edge_agent.outbox import Outbox
+from edge_agent.store import Outbox
 from hub.helpers import txn as hub_txn
 from storesync_harness.dropfiles import SHOPIFY_HEADER, sale, shopify_order
 from storesync_harness.processes import Agent, Hub

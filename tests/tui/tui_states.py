@@ -1,6 +1,6 @@
 """Real outbox databases in the states the TUI must show, built with edge_agent's own code.
 
-Records are captured with :class:`edge_agent.outbox.Outbox` (signed, chained), acknowledged with real
+Records are captured with :class:`edge_agent.store.Outbox` (signed, chained), acknowledged with real
 hub receipts (:meth:`Receipt.issue` with a hub key, checked by :meth:`Outbox.apply_receipt`), and the
 sync bookkeeping is written with :meth:`Outbox.update_sync` / :meth:`Outbox.log_burst` exactly as
 ``edge_agent.sync`` writes it. Only the clock is fixed (the outbox's ``now_local``/``now_utc`` are
@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge_agent.config import AgentConfig
 from edge_agent.drops import load
 from edge_agent.drops.report import ErrorsWriter, ImportSummary, errors_path, rejected_whole, result_path, write_result
-from edge_agent.outbox import Identity, Outbox
+from edge_agent.store import Identity, Outbox
 from storesync_harness.dropfiles import write_jsonl
 from storesync_harness.pos import Pos
 from sync_protocol import keys
@@ -58,8 +58,9 @@ class Clock:
 def agent_clock(clock: Clock) -> Iterator[None]:
     """Make the outbox and the drop reports take their time stamps from ``clock``."""
     with (
-        mock.patch("edge_agent.outbox.now_local", clock.local),
-        mock.patch("edge_agent.outbox.now_utc", clock.utc),
+        mock.patch("edge_agent.store.records.now_local", clock.local),
+        mock.patch("edge_agent.store.outbox.now_utc", clock.utc),
+        mock.patch("edge_agent.store.schema.now_utc", clock.utc),
         mock.patch("edge_agent.drops.report.now_iso", clock.local),
     ):
         yield

@@ -3,9 +3,10 @@
 A record is pruned only when all of these hold:
 
 - it belongs to the current writer epoch;
-- its seq is covered by the stored hub **receipt** (re-verified here with the hub key from
-  enrollment, and matching our own chain value) *and* by ``acked_through`` (which a hub restored
-  from an old backup can move back: records the hub asked for again are never pruned);
+- its seq is covered by the stored hub **receipt** (re-verified here by
+  :func:`edge_agent.store.receipts.check_receipt`, the check sync uses) *and* by ``acked_through``
+  (which a hub restored from an old backup can move back: records the hub asked for again are never
+  pruned);
 - it was captured more than ``retention_days`` ago, as was every record before it.
 
 Pruning removes a prefix of the chain and moves the writer's **anchor** (``writers.anchor_seq`` and
@@ -29,9 +30,9 @@ from sync_protocol import keys
 from sync_protocol._exceptions import KeyFileError
 from sync_protocol.wire import Receipt
 
-from ._exceptions import AgentError
-from .config import AgentConfig
-from .outbox import Outbox
+from .._exceptions import BadReceipt
+from ._db import Db
+from .receipts import check_receipt
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +61,12 @@ def _aware(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def receipt_limit(outbox: Outbox) -> tuple[int, str]:
+def receipt_limit(db: Db) -> tuple[int, str]:
     """The highest seq a valid hub receipt (and ``acked_through``) lets us prune, with a reason."""
-    ident = outbox.identity()
+    ident = db.identity()
     if ident is None:
         return 0, "not enrolled"
-    state = outbox.sync_state()
+    state = db.sync_state()
     raw = state.get("receipt")
     if not raw:
         return 0, "no hub receipt yet"
@@ -74,36 +75,32 @@ def receipt_limit(outbox: Outbox) -> tuple[int, str]:
         hub_key = keys.public_from_hex(ident.hub_public_key)
     except (ValidationError, KeyFileError):
         return 0, "stored receipt or hub key is malformed"
-    if receipt.store_id != ident.store_id or receipt.epoch != ident.epoch:
-        return 0, "receipt is for another writer"
-    if not receipt.valid(hub_key):
-        return 0, "receipt signature does not verify"
-    ours = outbox.chain_at(ident.epoch, receipt.acked_through)
-    if ours is None or ours.hex() != receipt.chain:
-        return 0, "receipt chain differs from ours"
+    try:
+        check_receipt(db, ident, receipt, hub_key)
+    except BadReceipt as exc:
+        return 0, str(exc)
     return min(receipt.acked_through, int(state.get("acked_through") or 0)), "ok"
 
 
-def prune(outbox: Outbox, *, retention_days: float, now: datetime | None = None) -> PruneResult:
+def prune(db: Db, *, retention_days: float, now: datetime | None = None) -> PruneResult:
     """Prune old records the hub holds (see the module docstring).
 
     Args:
-        outbox: A connection of its own (not the capture writer's).
+        db: A connection of its own (not the capture writer's).
         retention_days: Minimum age of a pruned record.
         now: The current time (tests travel in time with it).
     """
-    ident = outbox.identity()
+    ident = db.identity()
     if ident is None:
         return PruneResult(0, 0, 0, "not enrolled")
     cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
-    limit, reason = receipt_limit(outbox)
+    limit, reason = receipt_limit(db)
     pruned = 0
     while True:
-        rows = outbox.query("SELECT anchor_seq FROM writers WHERE epoch = ?", (ident.epoch,))
-        anchor = int(rows[0][0]) if rows else 0
+        anchor, _ = db.bounds(ident.epoch)
         if anchor >= limit:
             break
-        candidates = outbox.query(
+        candidates = db.query(
             "SELECT seq, captured_at, chain FROM outbox WHERE epoch = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
             (ident.epoch, anchor, limit, CHUNK),
         )
@@ -119,7 +116,7 @@ def prune(outbox: Outbox, *, retention_days: float, now: datetime | None = None)
         if last is None:
             reason = "nothing old enough" if limit > anchor else reason
             break
-        with outbox._write() as conn:
+        with db.transaction() as conn:
             conn.execute("DELETE FROM outbox WHERE epoch = ? AND seq > ? AND seq <= ?", (ident.epoch, anchor, last[0]))
             conn.execute(
                 "UPDATE writers SET anchor_seq = ?, anchor_chain = ? WHERE epoch = ? AND anchor_seq = ?",
@@ -129,18 +126,7 @@ def prune(outbox: Outbox, *, retention_days: float, now: datetime | None = None)
         if not old_enough:
             reason = "nothing more old enough"
             break
-    rows = outbox.query("SELECT anchor_seq FROM writers WHERE epoch = ?", (ident.epoch,))
-    anchor = int(rows[0][0]) if rows else 0
+    anchor, _ = db.bounds(ident.epoch)
     if pruned:
         log.info("retention: pruned %d records, anchor now seq %d", pruned, anchor)
     return PruneResult(pruned, anchor, limit, reason)
-
-
-def run_retention(config: AgentConfig) -> PruneResult | None:
-    """The scheduled job: open a connection, prune, close. Errors are logged, never raised."""
-    try:
-        with Outbox(config.db_path, create=False) as outbox:
-            return prune(outbox, retention_days=config.retention_days)
-    except AgentError as exc:
-        log.error("retention run failed: %s", exc)
-        return None

@@ -1,7 +1,7 @@
 """Verification of the whole outbox: order, bodies, chain links, signatures and writer heads.
 
-Used by ``edge-agent verify``. Edits, deletions (also of the newest record, through the writer
-head kept in the same transaction as each capture), insertions and reordering of rows are all
+Used by ``edge-agent verify`` and the TUI. Edits, deletions (also of the newest record, through the
+writer head kept in the same transaction as each capture), insertions and reordering of rows are all
 reported as the first bad seq with a reason.
 """
 
@@ -15,7 +15,7 @@ from sync_protocol import keys
 from sync_protocol._exceptions import RecordInvalid
 from sync_protocol.record import SignedRecord, check_body, verify_run
 
-from .outbox import Outbox
+from ._db import Db
 
 
 @dataclass(frozen=True)
@@ -41,55 +41,52 @@ class VerifyReport:
     epoch: int | None = None
 
 
-def verify_outbox(outbox: Outbox) -> VerifyReport:
+def verify_outbox(db: Db) -> VerifyReport:
     """Walk every epoch's records from its anchor and check order, body, chain and signature."""
-    writers = outbox.query(
-        "SELECT epoch, store_id, public_key, anchor_seq, anchor_chain, head_seq, head_chain FROM writers ORDER BY epoch"
-    )
-    strays = outbox.query(
+    writers = db.writers()
+    strays = db.query(
         "SELECT epoch, min(seq) FROM outbox WHERE epoch NOT IN (SELECT epoch FROM writers) GROUP BY epoch"
     )
     if strays:
         epoch, seq = strays[0]
         return VerifyReport(False, 0, bad_seq=int(seq), reason=f"record of unknown epoch {epoch}", epoch=epoch)
-    ident = outbox.identity()
+    ident = db.identity()
     total = 0
     first = last = None
-    for epoch, store_id, public_hex, anchor_seq, anchor_chain, head_seq, head_chain in writers:
+    for w in writers:
         checked = 0
-        prev = bytes(anchor_chain)
         last_rec: SignedRecord | None = None
         try:
-            public_key = keys.public_from_hex(public_hex)
+            public_key = keys.public_from_hex(w.public_key)
             run = verify_run(
-                _rows(outbox, epoch, store_id, int(anchor_seq) + 1),
-                prev_chain=prev,
-                first_seq=int(anchor_seq) + 1,
+                _rows(db, w.epoch, w.store_id, w.anchor_seq + 1),
+                prev_chain=w.anchor_chain,
+                first_seq=w.anchor_seq + 1,
                 public_key=public_key,
                 verify_all=True,
             )
             for rec in run:
                 checked += 1
                 last_rec = rec
-            last_seq = last_rec.seq if last_rec else int(anchor_seq)
-            last_chain = last_rec.chain if last_rec else prev
-            if last_seq != int(head_seq):
+            last_seq = last_rec.seq if last_rec else w.anchor_seq
+            last_chain = last_rec.chain if last_rec else w.anchor_chain
+            if last_seq != w.head_seq:
                 missing = last_seq + 1
-                raise RecordInvalid(missing, f"missing: the outbox ends at seq {last_seq}, head is {head_seq}")
-            if last_chain != bytes(head_chain):
+                raise RecordInvalid(missing, f"missing: the outbox ends at seq {last_seq}, head is {w.head_seq}")
+            if last_chain != w.head_chain:
                 raise RecordInvalid(last_seq, "chain does not match the recorded head of the outbox")
         except RecordInvalid as exc:
-            return VerifyReport(False, total + checked, bad_seq=exc.seq, reason=exc.reason, epoch=int(epoch))
+            return VerifyReport(False, total + checked, bad_seq=exc.seq, reason=exc.reason, epoch=w.epoch)
         total += checked
-        if ident is not None and int(epoch) == ident.epoch and checked:
-            first, last = int(anchor_seq) + 1, last_seq
+        if ident is not None and w.epoch == ident.epoch and checked:
+            first, last = w.anchor_seq + 1, last_seq
     return VerifyReport(True, total, first, last)
 
 
-def _rows(outbox: Outbox, epoch: int, store_id: str, first_seq: int) -> Iterator[SignedRecord]:
+def _rows(db: Db, epoch: int, store_id: str, first_seq: int) -> Iterator[SignedRecord]:
     expected = first_seq
     cols = "seq, body, chain, sig, register_id, txn_id, kind"
-    for seq, body, chain_value, sig, register_id, txn_id, kind in outbox.iterate(
+    for seq, body, chain_value, sig, register_id, txn_id, kind in db.iterate(
         f"SELECT {cols} FROM outbox WHERE epoch = ? ORDER BY seq", (epoch,)
     ):
         if seq > expected:
