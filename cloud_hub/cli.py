@@ -161,6 +161,29 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(chk)
     chk.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
+    bk = sub.add_parser("backup", help="copy the hub (database, key, token, config) to a new folder, while serving")
+    bk.add_argument("dest", metavar="DEST", help="a new or empty folder for the backup")
+    _data_dir_arg(bk)
+    _config_arg(bk)
+    bk.add_argument("--json", action="store_true", help="print the manifest as one JSON object")
+    rs = sub.add_parser("restore", help="put a SQLite hub backup back into the data folder (hub stopped)")
+    rs.add_argument("backup", metavar="BACKUP", help="a folder made by 'cloud-hub backup'")
+    _data_dir_arg(rs)
+    rs.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+    led = sub.add_parser("ledger", help="the signed ledger")
+    led_sub = led.add_subparsers(dest="ledger_command", required=True, parser_class=_Parser)
+    ex = led_sub.add_parser("export", help="export a store's signed records for auditors (storesync verify-export)")
+    ex.add_argument("--store", required=True, help="the store id")
+    ex.add_argument("--from", dest="date_from", type=_date, help="first sale date, YYYY-MM-DD (inclusive)")
+    ex.add_argument("--to", dest="date_to", type=_date, help="last sale date, YYYY-MM-DD (inclusive)")
+    ex.add_argument("--epoch", type=int, help="only this epoch (default: all)")
+    ex.add_argument("--format", choices=("sqlite", "csv", "jsonl"), help="default: from --out's suffix, else jsonl")
+    ex.add_argument("--out", required=True, help="the new export file")
+    ex.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    _data_dir_arg(ex)
+    _config_arg(ex)
+
     stores = sub.add_parser("stores", help="list stores and their sync progress")
     stores.add_argument("--json", action="store_true", help="print the stores as one JSON object")
     _data_dir_arg(stores)
@@ -431,6 +454,72 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
         hub.close()
 
 
+def _date(text: str) -> str:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+def export_format(fmt: str | None, out: Path) -> str:
+    """``--format``, else from the file suffix (.db/.sqlite, .csv), else jsonl."""
+    if fmt:
+        return fmt
+    return {".db": "sqlite", ".sqlite": "sqlite", ".csv": "csv"}.get(out.suffix.lower(), "jsonl")
+
+
+def cmd_ledger_export(args: argparse.Namespace) -> int:
+    """``cloud-hub ledger export --store S --out FILE``: verifiable offline with the store's public key."""
+    from .ledger_export import export
+
+    out = Path(args.out)
+    fmt = export_format(args.format, out)
+    hub = open_hub(_config(args))
+    try:
+        n = export(hub.storage, args.store, out, fmt, date_from=args.date_from, date_to=args.date_to, epoch=args.epoch)
+    finally:
+        hub.close()
+    if args.json:
+        print(json.dumps({"store_id": args.store, "records": n, "file": str(out), "format": fmt}))
+    else:
+        print(f"exported {n} records of {args.store} to {out} ({fmt}); check with: storesync verify-export {out} "
+              "--public-key KEY")  # fmt: skip
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """``cloud-hub backup DEST``: safe while the hub serves (SQLite online backup API, or pg_dump)."""
+    from .backup import backup
+
+    result = backup(_config(args), Path(args.dest))
+    if args.json:
+        print(json.dumps(result.manifest))
+        return 0
+    m = result.manifest
+    print(f"backed up {m['data_dir']} to {result.folder}: {m['database']}, {len(m['files'])} files")
+    for s in m["stores"]:
+        print(f"  {s['store_id']}: epoch {s['epoch']}, acked through {s['acked_through']}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """``cloud-hub restore BACKUP``: the hub must be stopped; the replaced files are kept aside."""
+    from .backup import restore
+
+    config = HubConfig(data_dir=resolve_data_dir(args.data_dir))
+    result = restore(config, Path(args.backup))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"restored {config.data_dir} from {args.backup} (backup of {result['created_at']})")
+    if result["moved_aside"]:
+        print(f"kept the replaced files as: {', '.join(result['moved_aside'])}")
+    print("start the hub: stores send again whatever the backup lacks (docs/operations.md, Restoring)")
+    return 0
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     """``cloud-hub config check``: 0 when hub.toml and CLOUD_HUB_* are valid, 1 (naming the problem) when not."""
     data_dir = resolve_data_dir(args.data_dir)
@@ -480,6 +569,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "store": cmd_store_add,
         "stores": cmd_stores,
         "config": cmd_config_check,
+        "backup": cmd_backup,
+        "ledger": cmd_ledger_export,
+        "restore": cmd_restore,
     }
     handlers: list[tuple[Any, Any]] = [
         ((InputError, ConfigError), lambda exc: (common_cli.EXIT_USAGE, exc.message)),

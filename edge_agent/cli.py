@@ -165,6 +165,9 @@ def cmd_enroll(args: argparse.Namespace) -> int:
                 tz=answer.tz,
             )
         )
+    from .backup import clear_marker
+
+    clear_marker(cfg)  # a restored outbox writes a new epoch from now on
     if args.json:
         _print_json({**answer.model_dump(), "hub_url": hub_url})
     else:
@@ -192,7 +195,11 @@ def _hub_override(args: argparse.Namespace) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runtime import run_agent
+    from sync_protocol import logfmt
+    from sync_protocol.settings import SettingsError
+
+    from .service import AgentService
+    from .settings import config_path, load_settings
 
     cfg = _config(
         args,
@@ -202,11 +209,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         sync_interval=args.sync_interval,
         drop_dir=args.drop_dir,
     )
-    from sync_protocol import logfmt
-    from sync_protocol.settings import SettingsError
-
-    from .settings import config_path, load_settings
-
     try:
         s = load_settings(
             config_path(cfg.data_dir), log_level="debug" if args.verbose else args.log_level, log_format=args.log_format
@@ -214,8 +216,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         raise ConfigError(str(exc)) from None
     logfmt.setup("edge-agent", s.log_level, s.log_format)
-    with data_lock(cfg, "edge-agent run"):
-        run_agent(cfg)
+    AgentService(cfg).run()  # the same start/stop code as the Windows service
     return 0
 
 
@@ -366,6 +367,71 @@ def cmd_sync(args: argparse.Namespace) -> int:
 JSON_HELP = "print one JSON object on stdout (errors too)"
 
 
+def _date(text: str) -> str:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``edge-agent export --out FILE``: this store's records for auditors (``storesync verify-export``)."""
+    from .export import export
+
+    cfg = _config(args)
+    if not cfg.db_path.is_file():
+        raise ConfigError(f"no outbox at {cfg.db_path}; check --data-dir")
+    out = Path(args.out)
+    fmt = args.format or {".db": "sqlite", ".sqlite": "sqlite", ".csv": "csv"}.get(out.suffix.lower(), "jsonl")
+    n = export(
+        cfg.db_path, out, fmt, store_id=args.store, date_from=args.date_from, date_to=args.date_to, epoch=args.epoch
+    )
+    if args.json:
+        _print_json({"records": n, "file": str(out), "format": fmt})
+    else:
+        print(f"exported {n} records to {out} ({fmt}); check with: storesync verify-export {out} --public-key KEY")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """``edge-agent backup DEST``: safe while the agent runs (SQLite online backup API)."""
+    from .backup import backup
+
+    manifest = backup(_config(args), Path(args.dest))
+    if args.json:
+        _print_json(manifest)
+    else:
+        print(
+            f"backed up {manifest['data_dir']} to {args.dest}: store {manifest['store_id']} epoch {manifest['epoch']}, "
+            f"last seq {manifest['last_seq']}, acked through {manifest['acked_through']}, "
+            f"{len(manifest['files'])} files"
+        )
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """``edge-agent restore BACKUP``: the agent must be stopped; then sync and enroll again (the runbook)."""
+    from .backup import restore
+
+    cfg = _config(args)
+    cfg.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with data_lock(cfg, "edge-agent restore"):
+        result = restore(cfg, Path(args.backup))
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"restored {cfg.data_dir} from {args.backup} (backup of {result['created_at']})")
+    if result["moved_aside"]:
+        print(f"kept the replaced files as: {', '.join(result['moved_aside'])}")
+    print("next, before the agent captures again (docs/operations.md, Restoring):")
+    print(f"  edge-agent sync --data-dir {cfg.data_dir}            # sends what the hub lacks")
+    print(f"  cloud-hub store add {result['store_id']} --tz ZONE      # on the hub: a new token")
+    print(f"  edge-agent enroll --data-dir {cfg.data_dir} --hub URL --token TOKEN --force   # a new epoch")
+    return 0
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     """``edge-agent config check``: 0 when agent.toml and EDGE_AGENT_* are valid, 1 (naming the problem) when not."""
     from sync_protocol.settings import SettingsError
@@ -454,6 +520,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_capture)
 
     add_drop_commands(sub, common)
+
+    p = sub.add_parser("export", parents=[common], help="export signed records for auditors (storesync verify-export)")
+    p.add_argument("--out", required=True, help="the new export file")
+    p.add_argument("--store", help="refuse unless this agent is this store")
+    p.add_argument("--from", dest="date_from", type=_date, help="first sale date, YYYY-MM-DD (inclusive)")
+    p.add_argument("--to", dest="date_to", type=_date, help="last sale date, YYYY-MM-DD (inclusive)")
+    p.add_argument("--epoch", type=int, help="only this epoch (default: all still in the outbox)")
+    p.add_argument("--format", choices=("sqlite", "csv", "jsonl"), help="default: from --out's suffix, else jsonl")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("backup", parents=[common], help="copy outbox, keys and config to a new folder, while running")
+    p.add_argument("dest", metavar="DEST", help="a new or empty folder for the backup")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", parents=[common], help="put a backup back into the data folder (agent stopped)")
+    p.add_argument("backup", metavar="BACKUP", help="a folder made by 'edge-agent backup'")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("config", help="configuration commands")
     csub = p.add_subparsers(dest="config_command", required=True, parser_class=common_cli.Parser)

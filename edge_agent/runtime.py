@@ -12,6 +12,7 @@ import logging
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -62,6 +63,9 @@ class _Server(uvicorn.Server):
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # a service thread (Windows): AgentService.stop() sets should_exit instead
+            return
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield
@@ -75,7 +79,11 @@ class _Server(uvicorn.Server):
         self.should_exit = True
 
 
-def run_agent(config: AgentConfig, announce: Callable[[str], None] | None = None) -> None:
+def run_agent(
+    config: AgentConfig,
+    announce: Callable[[str], None] | None = None,
+    on_server: Callable[[uvicorn.Server], None] | None = None,
+) -> None:
     """Serve the capture API and run the background sync until SIGTERM or SIGINT.
 
     Raises:
@@ -132,6 +140,8 @@ def run_agent(config: AgentConfig, announce: Callable[[str], None] | None = None
         ),
         say,
     )
+    if on_server is not None:
+        on_server(server)  # AgentService keeps it to stop the agent from another thread
     scheduler.start()
     if watcher is not None:
         watcher.start()

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edge_agent.outbox import Identity, Outbox
+from edge_agent.store import Identity, Outbox
 from storesync_harness.dropfiles import write_jsonl
 from storesync_harness.faultproxy import FaultProxy
 from storesync_harness.processes import Agent, Hub, agent_cli, free_port, hub_cli
