@@ -28,6 +28,13 @@ bench-quick: $(STAMP)
 faults: $(STAMP)
 	$(BIN)/python -m storesync_harness.faults --verbose $(FAULTS_ARGS)
 
+# Schemathesis against the hub's and the agent's OpenAPI, plus the Hypothesis parsers, with many more cases than
+# `make test` (FUZZ_EXAMPLES per operation and generation mode); prints the cases run.
+FUZZ_EXAMPLES ?= 300
+fuzz: $(STAMP)
+	STORESYNC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) STORESYNC_FUZZ_SCALE=10 $(BIN)/python -m pytest -s -p no:cacheprovider \
+		tests/security/test_fuzz_api.py tests/security/test_no_500.py tests/security/test_cards.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check $(PKGS) tests bench scripts
 	$(BIN)/ruff format --check $(PKGS) tests bench scripts

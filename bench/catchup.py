@@ -16,6 +16,7 @@ RSS: the syncing agent process (``wait4`` peak) and the hub (sampled peak while 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -113,31 +114,51 @@ def burst_client(hub: Hub, agent: Agent, store_id: str, n: int) -> tuple[float, 
     return acked, watch.seconds(), res.max_rss_mb
 
 
-def bench_catchup(root: Path, records: int, naive_records: int, emit: Any) -> None:
-    """Emit the ``catchup`` figure: both clients, both figures, ratios, RSS and load average."""
-    hub = Hub.create(root / "hub2").start()
+def bench_catchup(root: Path, records: int, naive_records: int, emit: Any, split: bool = False) -> None:
+    """Emit the ``catchup`` figure: both clients, both figures, ratios, RSS and load average.
+
+    ``split``: the hub runs as two processes on the same database, ``cloud-hub serve --no-workers``
+    (ingest, inline derivation of small bursts) and ``cloud-hub deliver`` (deferred derivation and
+    delivery), so deriving a catch-up has a core of its own (docs/performance.md).
+    """
+    name = "hub-split" if split else "hub2"
+    hub = Hub.create(root / name, None, *(["--no-workers"] if split else [])).start()
+    deliver: subprocess.Popen[bytes] | None = None
+    if split:
+        log = open(root / name / "deliver.log", "ab")  # noqa: SIM115 - handed to the child
+        deliver = subprocess.Popen(
+            python("cloud_hub", "deliver", "--data-dir", str(hub.data_dir)), stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+    pids: dict[str, int] = {"hub": hub.proc.pid if hub.proc else 0}
+    if deliver is not None:
+        pids["deliver"] = deliver.pid
     try:
-        fast = Agent.enrolled(root / "fast-agent", hub, "FAST")
-        naive = Agent.enrolled(root / "naive-agent", hub, "NAIVE")
+        fast = Agent.enrolled(root / f"{name}-fast-agent", hub, "FAST")
+        naive = Agent.enrolled(root / f"{name}-naive-agent", hub, "NAIVE")
         print(f"building a {records}-record backlog ...", file=sys.stderr, flush=True)
         backlog(fast, records)
         backlog(naive, naive_records)
         assert hub.proc is not None
         # The baseline first, on an idle hub: measured after the catch-up it would share the hub with
         # the delivery of the events the catch-up produced.
-        with sampled(hub=hub.proc.pid) as s_naive:
+        with sampled(**pids) as s_naive:
             n_acked, n_derived = naive_client(hub, naive, naive_records)
-        with sampled(hub=hub.proc.pid) as s_fast:
+        with sampled(**pids) as s_fast:
             b_acked, b_derived, agent_rss = burst_client(hub, fast, "FAST", records)
         st = fast.status()
         assert st["acked_through"] == records and st["pending"] == 0, st
         assert len(hub.ledger("FAST")) == records
     finally:
+        if deliver is not None:
+            deliver.terminate()
+            deliver.wait(30)
         hub.stop()
     acked_rate, derived_rate = records / b_acked, records / b_derived
     n_acked_rate, n_derived_rate = naive_records / n_acked, naive_records / n_derived
     emit({
         "bench": "catchup", "records": records,
+        "hub": "serve --no-workers + deliver (2 processes)" if split else "serve (1 process)",
         "acked_per_s": round(acked_rate, 1), "derived_per_s": round(derived_rate, 1),
         "acked_seconds": round(b_acked, 2), "derived_seconds": round(b_derived, 2),
         "target_derived_per_s": 20_000,
@@ -146,7 +167,7 @@ def bench_catchup(root: Path, records: int, naive_records: int, emit: Any) -> No
             "acked_per_s": round(n_acked_rate, 1), "derived_per_s": round(n_derived_rate, 1),
         },
         "ratio_acked": round(acked_rate / n_acked_rate, 1), "ratio_derived": round(derived_rate / n_derived_rate, 1),
-        "rss_mb": {"agent_sync": agent_rss, "hub": s_fast.rss_max_mb().get("hub"),
+        "rss_mb": {"agent_sync": agent_rss, **s_fast.rss_max_mb(),
                    "hub_naive": s_naive.rss_max_mb().get("hub")},
         "load_avg_1m": s_fast.load_avg(), "baseline_load_avg_1m": s_naive.load_avg(),
     })  # fmt: skip
@@ -155,8 +176,11 @@ def bench_catchup(root: Path, records: int, naive_records: int, emit: Any) -> No
 def table_line(f: dict[str, Any]) -> str:
     b = f["baseline"]
     return (
-        f"catch-up  {f['records']} records: acked {f['acked_per_s']}/s, events derived {f['derived_per_s']}/s "
+        f"catch-up  {f['records']} records, hub {f['hub']}: acked {f['acked_per_s']}/s, "
+        f"events derived {f['derived_per_s']}/s "
         f"(target ≥ {f['target_derived_per_s']} derived/s); naive one-per-request {b['acked_per_s']} acked/s, "
         f"{b['derived_per_s']} derived/s; ratios {f['ratio_acked']}× acked, {f['ratio_derived']}× derived; "
-        f"RSS agent {f['rss_mb']['agent_sync']} MB, hub {f['rss_mb']['hub']} MB; load {f['load_avg_1m']}"
+        f"RSS agent {f['rss_mb']['agent_sync']} MB, hub {f['rss_mb']['hub']} MB"
+        + (f", deliver {f['rss_mb']['deliver']} MB" if "deliver" in f["rss_mb"] else "")
+        + f"; load {f['load_avg_1m']}"
     )

@@ -139,7 +139,7 @@ QUICK = {
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    benches = ["ceilings", "capture", "catchup", "backlog", "drops", "delivery"]
+    benches = ["ceilings", "capture", "catchup", "catchup-split", "backlog", "drops", "delivery"]
     ap.add_argument("which", nargs="*", help=f"benchmarks to run: {', '.join(benches)} (default: all)")
     ap.add_argument("--quick", action="store_true", help="tiny counts: checks that every benchmark still runs")
     ap.add_argument("--delivery-events", type=int, default=100_000)
@@ -167,6 +167,8 @@ def main() -> int:
             bench_capture(root, args.capture_txns, peer=not args.no_peer)
         if "catchup" in args.which:
             catchup.bench_catchup(root, args.records, args.naive_records, emit)
+        if "catchup-split" in args.which:
+            catchup.bench_catchup(root, args.records, args.naive_records, emit, split=True)
         if "backlog" in args.which:
             backlog.bench_backlog(root, args.backlog_records, emit)
         if "drops" in args.which:

@@ -12,15 +12,16 @@ import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Request
+from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sync_protocol.schema_doc import inline_schema, json_body
 from sync_protocol.wire import BURSTS_PATH, ENROLL_PATH, BurstRequest, EnrollRequest
 
 from . import admin, deliveries, registry
@@ -34,6 +35,7 @@ from .metrics import CONTENT_TYPE, HubMetrics
 
 log = logging.getLogger("cloud_hub.bursts")
 MAX_ENROLL_BYTES = 64 * 1024
+MAX_INT64 = 2**63 - 1
 
 
 def _field(loc: Sequence[int | str]) -> str:
@@ -122,7 +124,13 @@ class BurstHandler:
 
     def __call__(self, method: str, path: str, headers: Mapping[str, str], raw: bytes, received: datetime) -> Response:
         started = time.perf_counter()
-        verified = verify_signed_request(method, path, headers, raw, self.keys)
+        try:
+            verified = verify_signed_request(method, path, headers, raw, self.keys)
+        except BurstRejected as exc:
+            if self.metrics is not None:
+                self.metrics.burst(exc.status, exc.code, 0, 0)
+            log.info("burst refused status=%s error=%s reason=%.200r", exc.status, exc.code, exc.error.message)
+            raise
         limits = self.hub.config.limits
         body = decode_body(raw, headers.get("content-encoding"), limits)
         burst: BurstRequest = parse_model(BurstRequest, body)
@@ -265,7 +273,7 @@ def create_app(
     def metrics_endpoint() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.post(ENROLL_PATH, status_code=201)
+    @app.post(ENROLL_PATH, status_code=201, openapi_extra={"requestBody": json_body(inline_schema(EnrollRequest))})
     async def enroll(request: Request) -> Response:
         raw = await read_limited(request, MAX_ENROLL_BYTES)
         req: EnrollRequest = parse_model(EnrollRequest, raw)
@@ -276,7 +284,7 @@ def create_app(
         )
         return Response(answer.model_dump_json(), status_code=201, media_type="application/json")
 
-    @app.post(BURSTS_PATH)
+    @app.post(BURSTS_PATH, openapi_extra={"requestBody": json_body(inline_schema(BurstRequest))})
     async def bursts(request: Request) -> Response:
         received = datetime.now(UTC)
         raw = await read_limited(request, config.limits.max_wire_bytes)
@@ -295,9 +303,9 @@ def create_app(
     @app.get("/v1/admin/stores/{store_id}/ledger")
     def admin_ledger(
         store_id: str,
-        epoch: int | None = None,
-        after: int = 0,
-        limit: int = 100,
+        epoch: Annotated[int | None, Query(ge=1, le=MAX_INT64)] = None,
+        after: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
         authorization: str | None = Header(default=None),
     ) -> dict[str, Any]:
         check_admin(authorization, hub.admin_token)

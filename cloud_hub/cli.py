@@ -1,5 +1,5 @@
-"""The ``cloud-hub`` command: ``init``, ``serve``, ``deliver``, ``deliveries``, ``migrate``, ``store add``,
-``stores``, ``config check``.
+"""The ``cloud-hub`` command: ``init``, ``serve``, ``deliver``, ``deliveries``, ``migrate``, ``storage copy``,
+``store add``, ``stores``, ``config check``, ``backup``, ``restore``, ``ledger export``.
 
 Only ``init`` creates a hub; every other command refuses a folder that is not one. Errors are one line
 ``cloud-hub: error: ...`` naming the field, with the exit codes of :mod:`sync_protocol.cli` (2 for bad
@@ -44,7 +44,7 @@ from .config import (
 )
 from .forwarding import load_config
 from .settings import HubSettings
-from .storage import open_storage
+from .storage import open_storage, sqlite_path
 
 HUB_URL_ENV = "CLOUD_HUB_URL"
 PUBLIC_URL_ENV = "CLOUD_HUB_PUBLIC_URL"
@@ -136,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply pending schema migrations (serve and deliver do it at start)")
     _data_dir_arg(migrate)
     migrate.add_argument("--config", help="hub.toml whose [storage] database names the database")
+
+    storage = sub.add_parser("storage", help="move the hub's data between databases")
+    storage_sub = storage.add_subparsers(dest="storage_command", required=True, parser_class=_Parser)
+    copy = storage_sub.add_parser("copy", help="copy everything into an empty database and verify it there")
+    copy.add_argument(
+        "--from", dest="source", required=True, metavar="URL", help="e.g. sqlite:///cloud-hub-data/hub.db"
+    )
+    copy.add_argument("--to", dest="target", required=True, metavar="URL", help="e.g. postgresql://host/db")
+    copy.add_argument("--hub-key-file", help="receipt key, to check each stream's receipt too (default: DATA/hub.key)")
+    copy.add_argument("--data-dir", help="hub data folder whose hub.key is used when it exists")
 
     store = sub.add_parser("store", help="manage stores")
     store_sub = store.add_subparsers(dest="store_command", required=True, parser_class=_Parser)
@@ -360,8 +370,16 @@ def _serve(args: argparse.Namespace, config: HubConfig, settings: HubSettings) -
         listener.close()
         raise
     server = uvicorn.Server(
+        # h11 kept on the hub (auto would pick httptools, installed for the agent): its HTTP cost is small
+        # next to ingest (docs/performance.md) and its framing behaviour is what the fault suites pin.
         uvicorn.Config(
-            app, host=config.host, port=config.port, log_level=settings.log_level, access_log=False, log_config=None
+            app,
+            host=config.host,
+            port=config.port,
+            log_level=settings.log_level,
+            access_log=False,
+            log_config=None,
+            http="h11",
         )
     )
 
@@ -442,6 +460,35 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         print(f"{storage.engine}: schema version {version} of {storage.latest_schema}; applied now: {applied}")
     finally:
         storage.close()
+    return 0
+
+
+def cmd_storage_copy(args: argparse.Namespace) -> int:
+    """``cloud-hub storage copy --from URL --to URL``: see :mod:`cloud_hub.storage.copy`."""
+    from .credentials import load_hub_key
+    from .storage.copy import copy_storage
+
+    path = sqlite_path(args.source) if args.source.startswith("sqlite:") else args.source
+    if "://" not in path and path != ":memory:" and not Path(path).is_file():
+        raise InputError(f"--from: no SQLite database at {path}", field="from")
+    key_file = Path(args.hub_key_file) if args.hub_key_file else None
+    if key_file is None and args.data_dir and (Path(args.data_dir) / "hub.key").is_file():
+        key_file = Path(args.data_dir) / "hub.key"
+    hub_key = load_hub_key(key_file, key_file) if key_file is not None else None
+    source = open_storage(args.source)
+    try:
+        target = open_storage(args.target)
+        try:
+            report = copy_storage(source, target, hub_key=hub_key, progress=print)
+        finally:
+            target.close()
+    finally:
+        source.close()
+    receipts = f", {report.receipts_verified} receipts" if hub_key is not None else " (no hub key: receipts not issued)"
+    print(
+        f"copied and verified: {report.streams} streams, {report.records_verified} records"
+        f" (chains and signatures){receipts}; {target.engine} now holds the hub's data"
+    )
     return 0
 
 
@@ -566,6 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "deliver": cmd_deliver,
         "deliveries": cmd_deliveries,
         "migrate": cmd_migrate,
+        "storage": cmd_storage_copy,
         "store": cmd_store_add,
         "stores": cmd_stores,
         "config": cmd_config_check,

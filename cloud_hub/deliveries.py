@@ -17,10 +17,12 @@ import argparse
 import json
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Request
+from fastapi import FastAPI, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
+
+from sync_protocol.schema_doc import json_body
 
 from ._exceptions import InputError, NotFound
 from .auth import check_admin
@@ -165,13 +167,48 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return doc
 
 
+MAX_SEQ = 2**63 - 1
+MAX_TEXT = 200
+
+
 def _opt_int(doc: dict[str, Any], key: str) -> int | None:
     value = doc.get(key)
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InputError(f"{key} must be an integer", field=key)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEQ:
+        raise InputError(f"{key} must be an integer from 0 to {MAX_SEQ}", field=key)
     return value
+
+
+def _opt_str(doc: dict[str, Any], key: str) -> str | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_TEXT:
+        raise InputError(f"{key} must be a string of 1 to {MAX_TEXT} characters", field=key)
+    return value
+
+
+def _opt_bool(doc: dict[str, Any], key: str) -> bool:
+    value = doc.get(key, False)
+    if not isinstance(value, bool):
+        raise InputError(f"{key} must be true or false", field=key)
+    return value
+
+
+_TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}
+_REPLAY_BODY = {
+    "type": "object",
+    "properties": {
+        "event_id": _TEXT,
+        "sink": _TEXT,
+        "store_id": _TEXT,
+        "from_seq": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
+        "to_seq": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
+        "dead": {"type": "boolean"},
+    },
+}
+_SKIP_BODY = {"type": "object", "properties": {"event_id": _TEXT, "sink": _TEXT}, "required": ["event_id", "sink"]}
 
 
 def register_routes(app: FastAPI, storage: Storage, token: AdminToken, config: ForwardingConfig | None) -> None:
@@ -184,39 +221,40 @@ def register_routes(app: FastAPI, storage: Storage, token: AdminToken, config: F
 
     @app.get("/v1/admin/deliveries")
     def admin_deliveries(
-        sink: str | None = None,
-        state: str | None = None,
-        store: str | None = None,
-        event_id: str | None = None,
-        after: int = 0,
-        limit: int = 100,
+        sink: Annotated[str | None, Query(max_length=MAX_TEXT)] = None,
+        state: Annotated[str | None, Query(max_length=MAX_TEXT)] = None,
+        store: Annotated[str | None, Query(max_length=MAX_TEXT)] = None,
+        event_id: Annotated[str | None, Query(max_length=MAX_TEXT)] = None,
+        after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
         authorization: str | None = Header(default=None),
     ) -> dict[str, Any]:
         check_admin(authorization, token)
         sel = selector(sink=sink, state=state, store_id=store, event_id=event_id)
         return {"deliveries": [delivery_dict(d) for d in list_deliveries(storage, sel, after=after, limit=limit)]}
 
-    @app.post("/v1/admin/deliveries/replay")
+    @app.post("/v1/admin/deliveries/replay", openapi_extra={"requestBody": json_body(_REPLAY_BODY)})
     async def admin_replay(request: Request, authorization: str | None = Header(default=None)) -> dict[str, Any]:
         check_admin(authorization, token)
         doc = await _json_body(request)
         sel = replay_selector(
-            event_id=doc.get("event_id"),
-            sink=doc.get("sink"),
-            store_id=doc.get("store_id"),
+            event_id=_opt_str(doc, "event_id"),
+            sink=_opt_str(doc, "sink"),
+            store_id=_opt_str(doc, "store_id"),
             from_seq=_opt_int(doc, "from_seq"),
             to_seq=_opt_int(doc, "to_seq"),
-            dead=bool(doc.get("dead", False)),
+            dead=_opt_bool(doc, "dead"),
         )
         return {"replayed": await run_in_threadpool(replay, storage, sel)}
 
-    @app.post("/v1/admin/deliveries/skip")
+    @app.post("/v1/admin/deliveries/skip", openapi_extra={"requestBody": json_body(_SKIP_BODY)})
     async def admin_skip(request: Request, authorization: str | None = Header(default=None)) -> dict[str, Any]:
         check_admin(authorization, token)
         doc = await _json_body(request)
-        if not doc.get("event_id") or not doc.get("sink"):
-            raise InputError("skip needs event_id and sink", field="event_id" if not doc.get("event_id") else "sink")
-        await run_in_threadpool(skip, storage, str(doc["sink"]), str(doc["event_id"]))
+        event_id, sink = _opt_str(doc, "event_id"), _opt_str(doc, "sink")
+        if event_id is None or sink is None:
+            raise InputError("skip needs event_id and sink", field="event_id" if event_id is None else "sink")
+        await run_in_threadpool(skip, storage, sink, event_id)
         return {"skipped": 1}
 
 

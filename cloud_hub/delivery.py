@@ -7,7 +7,8 @@ of their own with their own event loop, so HTTP handling and delivery do not wai
 - ``cloud-hub deliver`` runs only the engine (scale-out: several may run against one database,
   claims never overlap).
 
-A claim marks rows ``in_flight`` with a lease (``[delivery] lease_s``); if the worker dies, the rows
+A claim marks rows ``in_flight`` with a lease (``[delivery] lease_s``, restarted when the sink call of a
+claim made ahead of time starts, so prefetching does not eat into it); if the worker dies, the rows
 are due again when the lease runs out, and the sink's idempotency key (the event id) makes the
 second delivery harmless. Rows are marked ``done`` only after the sink confirmed them. Transient
 failures back off (full jitter, the sink's ``retry_after`` honoured) until ``max_attempts``, then
@@ -25,16 +26,17 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from itertools import groupby
 from typing import Any
+
+from sync_protocol.clock import now_iso
 
 from ._exceptions import StorageError
 from .events import SinkConfig, StoredEvent, source_of
 from .forwarding import Forwarder, ForwardingConfig
 from .metrics import HubMetrics
 from .sinks import Outcome, Sink, build_sink
-from .storage import Delivery, DeliveryUpdate, Storage, iso_utc
+from .storage import Delivery, DeliveryUpdate, Storage
 
 log = logging.getLogger("cloud_hub.delivery")
 NOT_ATTEMPTED = "not attempted"
@@ -248,8 +250,19 @@ class DeliveryEngine:
             )
         )
 
+    def _renew(self, w: _SinkWorker, claim: str, batch: list[Delivery]) -> list[Delivery]:
+        """Restart the lease of a prefetched claim as its sink call starts; only rows still held stay."""
+        lease_until = time.time() + self.settings.lease_s
+        held = self.storage.run(lambda tx: tx.renew_claim(claim, lease_until))
+        kept = [d for d in batch if d.id in held]
+        if kept:
+            w.held[claim] = kept
+        else:
+            w.held.pop(claim, None)
+        return kept
+
     def _finish(self, claim: str, updates: list[DeliveryUpdate]) -> int:
-        at = iso_utc_now()
+        at = now_iso(z=True)
         return self.storage.run(lambda tx: tx.finish_deliveries(claim, updates, at))
 
     def _release(self, w: _SinkWorker) -> None:
@@ -290,8 +303,11 @@ class DeliveryEngine:
         settling: asyncio.Task[None] | None = None
         try:
             while not self._stopping.is_set():
+                prefetched = prefetch is not None
                 try:
                     claim, batch = await (prefetch or self._take(w, linger))
+                    if prefetched and batch:  # claimed during the last call: its lease starts now
+                        batch = await asyncio.to_thread(self._renew, w, claim, batch)
                 except StorageError as exc:
                     log.warning("sink %s: claim failed (will retry): %s", w.cfg.name, exc.message)
                     claim, batch = "", []
@@ -355,8 +371,3 @@ class DeliveryEngine:
         if self.metrics is not None:
             attempted = [o for o, u in zip(outcomes, updates, strict=True) if u.attempted]
             self.metrics.delivered(cfg.name, attempted)
-
-
-def iso_utc_now() -> str:
-    """Now as an ISO 8601 UTC string."""
-    return iso_utc(datetime.now(UTC))

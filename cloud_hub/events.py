@@ -36,9 +36,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fnmatch import fnmatchcase
+from functools import lru_cache
 from typing import Any, Literal
 
-from sync_protocol.canonical import canonical_dumps
+from sync_protocol.canonical import canonical_dumps, plain_dumps
 
 SPECVERSION = "1.0"
 SOURCE_PREFIX = "urn:storesync:store:"
@@ -68,14 +69,14 @@ def event_json(event: Mapping[str, Any]) -> str:
     """The canonical JSON text of an event (structured mode): byte-identical for the same event.
 
     Events hold only strings, integers, booleans, None and nested dicts/lists (checked once by
-    :func:`derive_events`), so plain sorted, compact ``json.dumps`` is the canonical form; it is
-    several times faster than re-checking every value on each delivery. An event loaded from the
+    :func:`derive_events`), so the unchecked fast encoder (:func:`~sync_protocol.canonical.plain_dumps`,
+    the same bytes as sorted, compact ``json.dumps``) writes the canonical form. An event loaded from the
     hub's database (:class:`StoredEvent`) returns the stored text as it is.
     """
     text = getattr(event, "json_text", None)
     if text is not None:
         return str(text)
-    return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return plain_dumps(event)
 
 
 class StoredEvent(Mapping[str, Any]):
@@ -315,10 +316,16 @@ def _return_channel(event: Mapping[str, Any]) -> str | None:
     return channel if isinstance(channel, str) else None
 
 
+@lru_cache(maxsize=4096)
+def _type_matches(patterns: tuple[str, ...], type_: str) -> bool:
+    """One of the glob ``patterns`` matches ``type_`` (few sinks and types: cached)."""
+    return any(fnmatchcase(type_, pattern) for pattern in patterns)
+
+
 def accepts(sink: SinkConfig, event: Mapping[str, Any]) -> bool:
     """True when ``sink`` should receive ``event``."""
     type_ = event.get("type", "")
-    if not any(fnmatchcase(type_, pattern) for pattern in sink.types):
+    if not _type_matches(tuple(sink.types), type_):
         return False
     if event.get("audience") == "erp":
         return sink.role == "erp"

@@ -37,21 +37,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sync_protocol.record import body_txn_text
+
 from ._exceptions import ConfigError
 from .events import SinkConfig, derive_events, event_json, route, source_of
-from .sinks import KINDS
+from .sinks import KINDS, SINK_KINDS
 from .storage import EventRecorder, LedgerRow, NewDelivery, NewEvent, Storage, UnitOfWork, Writer
 from .timenorm import TimePolicy, normalize_times
 
 log = logging.getLogger("cloud_hub.forwarding")
 
-REQUIRED_OPTIONS: dict[str, tuple[str, ...]] = {
-    "jsonl": ("path",),
-    "webhook": ("url",),
-    "nats": (),
-    "erpnext": ("url", "api_key", "api_secret", "company"),
-    "shopify_inventory": ("shop_url", "access_token"),
-}
 # Every option each sink kind reads (cloud_hub/sinks/*): anything else in a [[sinks]] table is a typo.
 KNOWN_OPTIONS: dict[str, frozenset[str]] = {
     "jsonl": frozenset({"path", "fsync"}),
@@ -177,7 +172,7 @@ def sink_from_dict(doc: Mapping[str, Any], data_dir: Path, where: str) -> SinkCo
         close = difflib.get_close_matches(unknown[0], known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"{where}: sink {cfg.name}: unknown key {unknown[0]!r}{hint}; known keys: {', '.join(known)}")
-    for key in REQUIRED_OPTIONS[cfg.kind]:
+    for key in SINK_KINDS[cfg.kind].required:
         if not cfg.options.get(key):
             raise ConfigError(f"{where}: sink {cfg.name}: kind {cfg.kind} needs {key!r} (or {key}_env)")
     if cfg.kind == "webhook" and cfg.options.get("mode", "structured") not in ("structured", "binary"):
@@ -251,7 +246,6 @@ def load_config(path: Path | None, data_dir: Path) -> ForwardingConfig:
 
 _TXN_MARK = "\x00txn\x00"
 _TXN_MARK_JSON = json.dumps(_TXN_MARK)
-_BODY_END = ',"v":1}'
 
 
 def _no_float(text: str) -> Any:
@@ -261,10 +255,9 @@ def _no_float(text: str) -> Any:
 def event_texts(body: str, events: Sequence[Mapping[str, Any]]) -> list[str]:
     """``event_json`` of each event, fast: a transaction event's ``data.txn`` is the body's own
     canonical text, spliced in instead of encoded again (byte-identical for canonical bodies)."""
-    start = body.find(',"txn":')
-    if start < 0 or not body.endswith(_BODY_END):
+    raw_txn = body_txn_text(body)
+    if raw_txn is None:
         return [event_json(e) for e in events]
-    raw_txn = body[start + 7 : -len(_BODY_END)]
     out = []
     for event in events:
         data = event.get("data")

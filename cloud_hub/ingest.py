@@ -180,6 +180,19 @@ def _apply(
         return finish()
 
     records = request.records
+    if not records and first <= acked:
+        # A probe from a store whose outbox ends before what the hub already holds: its chain head went
+        # backwards (rows deleted, a restored backup). Recorded once as a conflict for operators (the
+        # fleet view counts it) and answered as one, so the agent stops and says so.
+        held = tx.ledger_hashes(sid, ep, first, first).get(first, b"")
+        if not any(c.seq == first for c in tx.conflicts(sid, ep)):
+            tx.record_conflict(sid, ep, first, held, b"", at)
+        out.status, out.code, out.seq = 409, "conflict", first
+        out.message = (
+            f"chain head went backwards: the store's outbox ends at seq {first - 1}, but the hub holds "
+            f"seq 1..{acked} of this epoch (rows deleted or an old backup restored); nothing was changed"
+        )
+        return finish()
     n_known = max(0, min(len(records), acked - first + 1))
     if n_known:
         stored = tx.ledger_hashes(sid, ep, first, first + n_known - 1)

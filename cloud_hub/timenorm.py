@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sync_protocol.clock import ClockSample
+from sync_protocol.clock import ClockSample, iso
 
 DEFAULT_TOLERANCE_MS = 2_000
 DEFAULT_MAX_POS_SKEW_S = 24 * 3600
@@ -53,11 +53,6 @@ class TimePolicy:
 
     tolerance_ms: float = DEFAULT_TOLERANCE_MS
     max_pos_skew_s: float = DEFAULT_MAX_POS_SKEW_S
-
-
-def format_utc(moment: datetime) -> str:
-    """An aware datetime as ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_instant(value: datetime | str) -> datetime:
@@ -214,9 +209,9 @@ def normalize_times(
         occurred, method = captured_utc, "capture-fallback"
 
     return {
-        "occurred_at_utc": format_utc(occurred),
-        "captured_at_utc": format_utc(captured_utc),
-        "hub_received_at": format_utc(parse_instant(hub_received_at)),
+        "occurred_at_utc": iso(occurred, z=True),
+        "captured_at_utc": iso(captured_utc, z=True),
+        "hub_received_at": iso(parse_instant(hub_received_at), z=True),
         "time_quality": {
             "method": method,
             "theta_ms": quality["theta_ms"],

@@ -157,3 +157,13 @@ class UnrecoverableGap(HubCallError):
     def __init__(self, expected_seq: int, message: str) -> None:
         self.seq = expected_seq
         super().__init__(message)
+
+
+class OutboxDamaged(HubCallError):
+    """A record the sync needs is missing from the outbox (a row deleted or lost); nothing is sent past it."""
+
+    code = "outbox_damaged"
+
+    def __init__(self, seq: int, message: str) -> None:
+        self.seq = seq
+        super().__init__(message)

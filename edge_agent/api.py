@@ -26,6 +26,8 @@ from ._exceptions import AgentError, CaptureConflict, NotEnrolled, StorageError
 from .capture import CaptureWriter, Result
 from .drops.importer import DropFolders
 from .drops.importer import retry as retry_import
+from .guard import register_of
+from .openapi import agent_openapi
 from .scheduler import AgentScheduler
 from .status import compute_status
 from .store import CaptureResult, Outbox
@@ -61,6 +63,10 @@ def invalid(exc: TransactionInvalid) -> tuple[int, dict[str, Any]]:
     return 422, {"error": "invalid_transaction", "errors": [e.as_dict() for e in exc.errors]}
 
 
+def _other_register(register: str) -> tuple[int, dict[str, Any]]:
+    return 403, {"error": "forbidden", "message": f"the token is register {register}'s; it posts only its own sales"}
+
+
 class StatusReader:
     """A connection for status reads, used from the thread pool one call at a time."""
 
@@ -84,8 +90,12 @@ class CaptureHandler:
     def __init__(self, writer: CaptureWriter) -> None:
         self.writer = writer
 
-    async def handle(self, raw: bytes) -> tuple[int, Any]:
-        """Status and JSON body for a request body (one object or an array)."""
+    async def handle(self, raw: bytes, register: str | None = None) -> tuple[int, Any]:
+        """Status and JSON body for a request body (one object or an array).
+
+        ``register`` is the register a token authenticated (non-loopback binds): only its own sales
+        are taken, any other register's is refused with 403.
+        """
         if len(raw) > MAX_BODY_BYTES:
             return 413, {"error": "too_large", "message": f"request body over {MAX_BODY_BYTES} bytes"}
         try:
@@ -93,23 +103,30 @@ class CaptureHandler:
         except (ValueError, RecursionError):
             return 400, {"error": "bad_request", "message": "body is not valid JSON (UTF-8)"}
         if isinstance(doc, list):
-            return await self._many(doc)
+            return await self._many(doc, register)
         try:
             txn = parse_transaction(doc)
         except TransactionInvalid as exc:
             return invalid(exc)
+        if register is not None and txn.register_id != register:
+            return _other_register(register)
         return answer(await self.writer.submit(txn))
 
-    async def _many(self, items: list[Any]) -> tuple[int, Any]:
+    async def _many(self, items: list[Any], register: str | None) -> tuple[int, Any]:
         if len(items) > MAX_ITEMS:
             return 413, {"error": "too_large", "message": f"at most {MAX_ITEMS} transactions per request"}
         answers: list[tuple[int, dict[str, Any]] | None] = [None] * len(items)
         valid: list[tuple[int, Transaction]] = []
         for i, item in enumerate(items):
             try:
-                valid.append((i, parse_transaction(item)))
+                txn = parse_transaction(item)
             except TransactionInvalid as exc:
                 answers[i] = invalid(exc)
+                continue
+            if register is not None and txn.register_id != register:
+                answers[i] = _other_register(register)
+            else:
+                valid.append((i, txn))
         results = await self.writer.submit_many([txn for _, txn in valid]) if valid else []
         for (i, _), result in zip(valid, results, strict=True):
             answers[i] = answer(result)
@@ -142,7 +159,7 @@ def _fast_path(capture: CaptureHandler, app: ASGIApp) -> ASGIApp:
         if size > MAX_BODY_BYTES:
             status, body = 413, {"error": "too_large", "message": f"request body over {MAX_BODY_BYTES} bytes"}
         else:
-            status, body = await capture.handle(b"".join(chunks))
+            status, body = await capture.handle(b"".join(chunks), register_of(scope))
         payload = _dumps(body)
         await send(
             {
@@ -163,7 +180,7 @@ def create_app(
     capture = CaptureHandler(writer)
 
     async def transactions(request: Request) -> Response:  # same answers as the fast path
-        return _json(*(await capture.handle(await request.body())))
+        return _json(*(await capture.handle(await request.body(), register_of(request.scope))))
 
     async def status(_: Request) -> Response:
         try:
@@ -197,6 +214,9 @@ def create_app(
     async def healthz(_: Request) -> Response:
         return _json(200, {"ok": True})
 
+    async def openapi(_: Request) -> Response:
+        return _json(200, agent_openapi())
+
     app = Starlette(
         routes=[
             Route("/v1/transactions", transactions, methods=["POST"]),
@@ -205,6 +225,7 @@ def create_app(
             Route("/v1/imports", imports, methods=["GET"]),
             Route("/v1/imports/{sha}/retry", imports_retry, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
         ]
     )
     return _fast_path(capture, app)

@@ -38,7 +38,7 @@ from ._exceptions import (
     HubRejected,
     HubUnavailable,
 )
-from .config import AgentConfig, parse_hub_urls
+from .config import AgentConfig, parse_hub_urls, resolve_data_dir
 from .drops.cli import abs_path, add_drop_commands
 from .status import compute_status, format_status
 from .store import CaptureResult, Identity, Outbox
@@ -194,6 +194,31 @@ def _hub_override(args: argparse.Namespace) -> str | None:
     return " ".join(parse_hub_urls(args.hub)) if args.hub else None
 
 
+def cmd_register(args: argparse.Namespace) -> int:
+    """``edge-agent register add|list|remove [REGISTER]``: a token is printed once, stored hashed."""
+    from . import registers
+
+    data_dir = resolve_data_dir(args.data_dir)
+    if args.action == "list":
+        for rid, added in registers.listing(data_dir):
+            print(f"{rid}\tadded {added}")
+        return 0
+    if not args.register_id:
+        raise ConfigError(f"register {args.action}: name the register, e.g. 'edge-agent register {args.action} R2'")
+    if args.action == "add":
+        token = registers.add(data_dir, args.register_id)
+        print(token)
+        print(
+            f"register {args.register_id}: send 'Authorization: Bearer <this token>'; it is shown only now",
+            file=sys.stderr,
+        )
+        return 0
+    if not registers.remove(data_dir, args.register_id):
+        raise ConfigError(f"register {args.register_id} has no token")
+    print(f"register {args.register_id}: token removed")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from sync_protocol import logfmt
     from sync_protocol.settings import SettingsError
@@ -208,6 +233,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         hub_url=_hub_override(args),
         sync_interval=args.sync_interval,
         drop_dir=args.drop_dir,
+        allowed_hosts=tuple(args.allow_host) if args.allow_host else None,
+        allowed_origins=tuple(args.allow_origin) if args.allow_origin else None,
     )
     try:
         s = load_settings(
@@ -499,12 +526,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hub", action="append", default=None, help="use this hub URL from now on (repeatable)")
     p.add_argument("--sync-interval", type=float, default=None, help="seconds between sync passes (default 5)")
     p.add_argument("--drop-dir", type=abs_path, default=None, help="watch this folder for file drops")
+    p.add_argument("--allow-host", action="append", default=None, help="a further name Host may carry (repeatable)")
+    p.add_argument(
+        "--allow-origin", action="append", default=None, help="a web origin allowed to call the API (repeatable)"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log debug lines too (same as --log-level debug)")
     p.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default=None, help="default: log_level or info"
     )
     p.add_argument("--log-format", choices=("text", "json"), default=None, help="text (default) or json lines")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("register", parents=[common], help="register tokens for a capture API beyond loopback")
+    p.add_argument("action", choices=("add", "list", "remove"), help="add prints a new token; list; remove")
+    p.add_argument("register_id", nargs="?", metavar="REGISTER", help="register id, e.g. R2 (add, remove)")
+    p.set_defaults(func=cmd_register)
 
     p = sub.add_parser("status", parents=[common], help="show sync status (exit 1 unless in sync)")
     p.add_argument("--json", action="store_true", help=JSON_HELP)

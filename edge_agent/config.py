@@ -29,6 +29,7 @@ ENV_NUMBERS = (
     "backoff_base",
     "backoff_cap",
     "blocked_retry",
+    "heartbeat_interval",
     "probe_interval",
     "probe_timeout",
     "retention_days",
@@ -92,6 +93,8 @@ class AgentConfig:
         retention_interval: Seconds between runs of the retention job.
         drop_dir: Folder watched for franchise file drops (``$EDGE_AGENT_DROP_DIR``); None: no watcher.
         drop_settle: Seconds a dropped file must stay unchanged before it is imported.
+        allowed_hosts: Further names the capture API's ``Host`` header may carry (``--allow-host``).
+        allowed_origins: Web origins allowed to call the capture API (``--allow-origin``); none by default.
     """
 
     data_dir: Path
@@ -112,6 +115,8 @@ class AgentConfig:
     retention_interval: float = 3600.0
     drop_dir: Path | None = None
     drop_settle: float = 2.0
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, data_dir: str | os.PathLike[str] | None = None, **overrides: object) -> AgentConfig:
@@ -127,17 +132,18 @@ class AgentConfig:
         """
         from sync_protocol.settings import SettingsError
 
-        from .settings import config_path, load_settings
+        from .settings import AgentSettings, config_path, load_settings
 
         folder = resolve_data_dir(data_dir)
         flags = {k: v for k, v in overrides.items() if v is not None}
         if "hub_url" in flags:
             flags["hub_urls"] = flags.pop("hub_url")
+        direct = {k: flags.pop(k) for k in list(flags) if k not in AgentSettings.model_fields}  # not file settings
         try:
             s = load_settings(config_path(folder), **flags)
         except SettingsError as exc:
             raise ConfigError(str(exc)) from None
-        values = s.model_dump(exclude={"hub_urls", "log_level", "log_format"})
+        values = {**s.model_dump(exclude={"hub_urls", "log_level", "log_format"}), **direct}
         hub = " ".join(parse_hub_urls(s.hub_urls, field=ENV_HUB_URLS)) if s.hub_urls else None
         if values.get("drop_dir") is not None:
             values["drop_dir"] = Path(values["drop_dir"]).expanduser().resolve()

@@ -1,27 +1,32 @@
-"""Background jobs of a running agent: the sync pass and the heartbeat (APScheduler 3).
+"""Background jobs of a running agent: the sync pass, the heartbeat, the probe and retention.
 
-The sync job runs every ``sync_interval`` seconds with ``max_instances=1`` and ``coalesce=True``, so
-at most one pass (one burst in flight) runs at a time. :meth:`AgentScheduler.nudge` moves its next
-run to now; the capture writer calls it after each commit so records leave at once when the hub is
-reachable. Backoff is the sync pass's own business (``next_attempt_at``), unless a nudge is forced.
-The probe job (every ``probe_interval``) asks the syncer whether a backoff is over or the hub answers
-again, and then runs the pass at once. The retention job prunes old, receipted records.
+Jobs are timed on the monotonic clock, never on the wall clock: a store server's clock that jumps
+(an NTP correction of days, a dead CMOS battery, a manual change) neither replays the runs it
+"missed" nor stalls the jobs until the wall clock catches up. (APScheduler 3, used before, timed jobs
+on the wall clock; after a 21-day forward step it computed millions of missed run times while
+holding the lock the capture path's nudge needs, and the POS waited seconds for its answer.)
+
+The sync job runs every ``sync_interval`` seconds, at most one pass at a time (a run that comes due
+while one is running is skipped, never queued). :meth:`AgentScheduler.nudge` makes it due now; the
+capture writer calls it after each commit so records leave at once when the hub is reachable.
+Backoff is the sync pass's own business (``next_attempt_at``), unless a nudge is forced. The probe
+job (every ``probe_interval``) asks the syncer whether a backoff is over or the hub answers again,
+and then runs the pass at once. The retention job prunes old, receipted records.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.job import Job
-from apscheduler.jobstores.base import JobLookupError
-from apscheduler.schedulers.background import BackgroundScheduler
+from sync_protocol.clock import now_iso
 
 from ._exceptions import AgentError
-from .store import Outbox, now_utc
+from .store import Outbox
 from .sync import PassResult, Syncer
 
 log = logging.getLogger(__name__)
@@ -32,8 +37,18 @@ PROBE_JOB = "probe"
 RETENTION_JOB = "retention"
 
 
+@dataclass
+class _Job:
+    name: str
+    fn: Callable[[], object]
+    interval: float
+    due: float  # time.monotonic() of the next run
+    running: bool = False
+    skipped: int = 0
+
+
 class AgentScheduler:
-    """Owns the APScheduler instance and the connections its jobs use.
+    """Runs the agent's jobs on a thread of its own, timed on the monotonic clock.
 
     Args:
         syncer: Runs sync passes (with its own outbox connection).
@@ -66,40 +81,69 @@ class AgentScheduler:
         self._nudged = False
         self._force = False
         self._rerun = False
-        self._scheduler = BackgroundScheduler(
-            timezone=UTC,
-            executors={"default": ThreadPoolExecutor(max_workers=3)},
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-        )
-        self._sync_job: Job = self._scheduler.add_job(
-            self._sync_job_run,
-            "interval",
-            seconds=sync_interval,
-            id=SYNC_JOB,
-            next_run_time=datetime.now(UTC),
-        )
-        self._scheduler.add_job(
-            self._heartbeat,
-            "interval",
-            seconds=heartbeat_interval,
-            id=HEARTBEAT_JOB,
-            next_run_time=datetime.now(UTC),
-        )
+        now = time.monotonic()
+        self._jobs: dict[str, _Job] = {
+            SYNC_JOB: _Job(SYNC_JOB, self._sync_job_run, sync_interval, now),
+            HEARTBEAT_JOB: _Job(HEARTBEAT_JOB, self._heartbeat, heartbeat_interval, now),
+        }
         if probe_interval:
-            self._scheduler.add_job(self._probe, "interval", seconds=probe_interval, id=PROBE_JOB)
+            self._jobs[PROBE_JOB] = _Job(PROBE_JOB, self._probe, probe_interval, now + probe_interval)
         if retention is not None:
-            self._scheduler.add_job(
-                retention, "interval", seconds=retention_interval, id=RETENTION_JOB, next_run_time=datetime.now(UTC)
-            )
+            self._jobs[RETENTION_JOB] = _Job(RETENTION_JOB, retention, retention_interval, now)
+        self._wake = threading.Condition(self._lock)
+        self._stopping = False
+        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="agent-job")
+        self._thread = threading.Thread(target=self._loop, name="agent-scheduler", daemon=True)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
 
     def start(self) -> None:
-        self._scheduler.start()
+        self._thread.start()
 
     def shutdown(self) -> None:
         """Stop the jobs, waiting for a running pass to finish."""
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=True)
+        with self._lock:
+            self._stopping = True
+            self._wake.notify_all()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._pool.shutdown(wait=True)
         self.syncer.close()
+
+    def _loop(self) -> None:
+        with self._lock:
+            while not self._stopping:
+                now = time.monotonic()
+                for job in self._jobs.values():
+                    if job.due > now:
+                        continue
+                    # Next run one interval on, measured from now: runs missed while busy are never replayed.
+                    job.due = now + job.interval
+                    if job.running:
+                        job.skipped += 1
+                        continue
+                    job.running = True
+                    self._pool.submit(self._run, job)
+                nearest = min(job.due for job in self._jobs.values())
+                self._wake.wait(timeout=max(0.0, nearest - time.monotonic()))
+
+    def _run(self, job: _Job) -> None:
+        try:
+            job.fn()
+        except Exception:
+            log.exception("%s job crashed", job.name)
+        finally:
+            with self._lock:
+                job.running = False
+
+    def _make_due(self, name: str) -> None:
+        with self._lock:
+            job = self._jobs.get(name)
+            if job is not None and not self._stopping:
+                job.due = time.monotonic()
+                self._wake.notify_all()
 
     def nudge(self, *, force: bool = False) -> None:
         """Run the sync job now (cheap; safe to call after every capture, from any thread).
@@ -116,10 +160,7 @@ class AgentScheduler:
             if self._nudged:
                 return
             self._nudged = True
-        try:
-            self._sync_job.modify(next_run_time=datetime.now(UTC))
-        except JobLookupError:  # scheduler shut down
-            pass
+        self._make_due(SYNC_JOB)
 
     def _sync_job_run(self) -> None:
         while True:
@@ -159,6 +200,6 @@ class AgentScheduler:
 
     def _heartbeat(self) -> None:
         try:
-            self._heartbeat_outbox.update_sync(heartbeat_at=now_utc())
+            self._heartbeat_outbox.update_sync(heartbeat_at=now_iso())
         except AgentError as exc:
             log.error("heartbeat failed: %s", exc)

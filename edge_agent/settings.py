@@ -54,6 +54,8 @@ class AgentSettings(BaseSettings):
     retention_interval: float = Field(3600.0, gt=0)
     drop_dir: Path | None = None
     drop_settle: float = Field(2.0, ge=0)
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: LogFormat = "text"
 

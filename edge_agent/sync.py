@@ -34,14 +34,14 @@ from typing import Any
 
 from sync_protocol import keys
 from sync_protocol._exceptions import KeyFileError
-from sync_protocol.clock import ClockSample, estimate
+from sync_protocol.clock import ClockSample, estimate, iso, now_iso
 from sync_protocol.record import SignedRecord
 from sync_protocol.wire import BurstRequest, ClockReport, WireRecord
 
-from ._exceptions import AgentError, BadReceipt, HubRejected, HubUnavailable, UnrecoverableGap
+from ._exceptions import AgentError, BadReceipt, HubRejected, HubUnavailable, OutboxDamaged, UnrecoverableGap
 from .config import AgentConfig
 from .status import parse_time
-from .store import Identity, Outbox, now_utc
+from .store import Identity, Outbox
 from .transport import HubClient, hub_answers, monotonic_ms
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,30 @@ class _Progress:
     sent: int = 0
     contacted: bool = False
     rewinds: int = 0
+
+
+def _intact(records: list[SignedRecord], acked: int, head_seq: int, limit: int) -> list[SignedRecord]:
+    """The leading run of ``records`` that is ``acked + 1, acked + 2, …`` with none missing.
+
+    Raises:
+        OutboxDamaged: when not even the first record is there (or records up to the writer head are
+            missing), naming the first missing seq. Nothing is deleted; nothing past it is sent.
+    """
+    for i, rec in enumerate(records):
+        if rec.seq != acked + 1 + i:
+            if i > 0:
+                return records[:i]  # send what is intact; the next round blocks at the hole
+            raise OutboxDamaged(
+                acked + 1, f"outbox damaged at seq {acked + 1}: record missing (next stored is {rec.seq})"
+            )
+    last = records[-1].seq if records else acked
+    if len(records) < limit and last < head_seq:
+        if records:
+            return records
+        raise OutboxDamaged(
+            last + 1, f"outbox damaged at seq {last + 1}: records up to the head (seq {head_seq}) are missing"
+        )
+    return records
 
 
 @contextmanager
@@ -137,6 +161,7 @@ class Syncer:
         self._hub_down = False
         self._backoff_until = 0.0
         self._retry_after_until = 0.0
+        self._due_mono: float | None = None  # monotonic time of the next attempt, when this process set it
         self._urls: tuple[str, ...] = ()
         self._url_index = 0
         state = outbox.sync_state()
@@ -168,16 +193,17 @@ class Syncer:
     def _locked_pass(self, ident: Identity, force: bool) -> PassResult:
         state = self.outbox.sync_state()
         now = datetime.now(UTC)
-        due = parse_time(state.get("next_attempt_at"))
+        wait = self._wait_left(state, now)
         self._set_urls(ident)
-        if not force and due is not None and now < due:
-            wait = (due - now).total_seconds()
+        if not force and wait > 0:
             if not self._backing_off and state.get("last_sync_result") == "offline":
                 # Backoff from before a restart: let the probe end it as soon as the hub answers.
                 self._backing_off, self._hub_down = True, True
                 self._backoff_until = time.monotonic() + wait
+                self._due_mono = self._backoff_until
             return self._result("waiting", ident, retry_in=wait)
         self._backing_off = False
+        self._due_mono = None
         if ident.key_id != self.key_id:
             message = f"enrolled key is {ident.key_id} but this process signs with {self.key_id}; restart edge-agent"
             return self._block(ident, "key_changed", message, None, state)
@@ -207,7 +233,7 @@ class Syncer:
                 if seq is None and exc.body is not None:
                     seq = exc.body.expected_seq
                 return self._block(ident, exc.error, str(exc), seq, state, status=exc.status, sent=progress.sent)
-            except UnrecoverableGap as exc:
+            except (UnrecoverableGap, OutboxDamaged) as exc:
                 return self._block(ident, exc.code, str(exc), exc.seq, state, sent=progress.sent)
             except BadReceipt as exc:
                 return self._block(ident, exc.code, str(exc), None, state, sent=progress.sent)
@@ -221,7 +247,7 @@ class Syncer:
             "burst_size": self.burst_size,
         }
         if contacted:
-            fields["last_sync_at"] = fields["last_success_at"] = now_utc()
+            fields["last_sync_at"] = fields["last_success_at"] = now_iso()
         if state.get("last_sync_result") in ("offline", "blocked") and contacted:
             log.warning(
                 "hub answers again after %s: %d records sent, acked through %d",
@@ -238,8 +264,11 @@ class Syncer:
     ) -> None:
         """Send bursts until nothing is pending (or one probe, when due); errors propagate."""
         while True:
-            acked = self.outbox.acked_through()
-            records = self.outbox.pending(acked, self.burst_size)
+            head_seq = self.outbox.head()[0]
+            # An outbox that ends before what the hub acknowledged (rows deleted and the head rewritten, an
+            # old backup) probes from its real end: the hub records that the chain went backwards and says so.
+            acked = min(self.outbox.acked_through(), head_seq)
+            records = _intact(self.outbox.pending(acked, self.burst_size), acked, head_seq, self.burst_size)
             idle_probe = self._last_contact is None or now - self._last_contact > IDLE_PROBE_EVERY
             if not records and self._probed and not idle_probe:
                 return
@@ -353,7 +382,7 @@ class Syncer:
             first_seq=first,
             # Our own signed outbox rows: already valid, so skip re-validating 2,000 of them per burst.
             records=[WireRecord.model_construct(**rec.wire()) for rec in records],
-            sent_at=t1.isoformat(timespec="milliseconds"),
+            sent_at=iso(t1),
             clock=None
             if best is None
             else ClockReport(theta_ms=best.theta_ms, delta_ms=best.delta_ms, sampled_at=best.sampled_at),
@@ -394,6 +423,21 @@ class Syncer:
         if records and len(records) == self.burst_size:
             self.burst_size = min(self.config.burst_records, self.burst_size * 2)
         return max(0, after - before)
+
+    def _wait_left(self, state: dict[str, Any], now: datetime) -> float:
+        """Seconds until the next attempt is due (0: now).
+
+        A delay this process set is timed on the monotonic clock, so a wall clock stepped back by hours
+        does not stall sync for hours. A ``next_attempt_at`` from before a restart is wall-clock time;
+        it is capped at the longest delay the agent ever sets, for the same reason.
+        """
+        if self._due_mono is not None:
+            return max(0.0, self._due_mono - time.monotonic())
+        due = parse_time(state.get("next_attempt_at"))
+        if due is None:
+            return 0.0
+        longest = max(self.config.backoff_cap, self.config.blocked_retry)
+        return min(max(0.0, (due - now).total_seconds()), longest)
 
     def _log(self, first: int, last: int | None, count: int, result: str, status: int | None, t0: float) -> None:
         try:
@@ -442,16 +486,17 @@ class Syncer:
         self._hub_down = exc.unreachable
         self._backoff_until = mono + delay
         self._retry_after_until = mono + delay if exc.retry_after is not None else 0.0
+        self._due_mono = mono + delay
         now = datetime.now(UTC)
         if state.get("last_sync_result") != "offline":  # once per outage, at the default level
             pending = max(0, self.outbox.head(ident.epoch)[0] - self.outbox.acked_through())
             log.warning("hub unavailable, %d records waiting (captures continue; retrying): %s", pending, exc)
         self.outbox.update_sync(
-            last_sync_at=now_utc(),
+            last_sync_at=now_iso(),
             last_sync_result="offline",
             last_error=str(exc),
             failures=failures,
-            next_attempt_at=(now + timedelta(seconds=delay)).isoformat(timespec="milliseconds"),
+            next_attempt_at=iso(now + timedelta(seconds=delay)),
             burst_size=self.burst_size,
         )
         return self._result("offline", ident, sent=sent, message=str(exc), retry_in=delay)
@@ -468,15 +513,16 @@ class Syncer:
         sent: int = 0,
     ) -> PassResult:
         delay = self.config.blocked_retry
+        self._due_mono = time.monotonic() + delay
         now = datetime.now(UTC)
         blocked = {"code": code, "message": message, "seq": seq, "http_status": status}
         self.outbox.update_sync(
-            last_sync_at=now_utc(),
+            last_sync_at=now_iso(),
             last_sync_result="blocked",
             last_error=message,
             blocked=blocked,
             failures=int(state.get("failures") or 0) + 1,
-            next_attempt_at=(now + timedelta(seconds=delay)).isoformat(timespec="milliseconds"),
+            next_attempt_at=iso(now + timedelta(seconds=delay)),
             burst_size=self.burst_size,
         )
         log.error("sync blocked: %s", message)

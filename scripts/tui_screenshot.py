@@ -48,7 +48,7 @@ def main() -> None:
             deadline = time.monotonic() + 30
             while agent.status()["last_sync_result"] != "offline" and time.monotonic() < deadline:
                 time.sleep(0.2)
-            app = StoreTuiApp(agent.data_dir, agent=AgentClient(agent.url), refresh_s=0)
+            app = StoreTuiApp.for_store(agent.data_dir, agent=AgentClient(agent.url), refresh_s=0)
             asyncio.run(shoot(app, out))
         finally:
             agent.stop()

@@ -1,8 +1,9 @@
 """``python -m storesync_harness.faults``: run the fault harness and print its report.
 
-The full run (``make faults``): 200 crash trials, two rounds of every proxy fault, and the 72-hour
-long outage (259,200 records). ``--quick`` is the CI size. Exit code 0 only when nothing was lost,
-duplicated or broken.
+The full run (``make faults``): 200 crash trials, two rounds of every proxy fault, the 72-hour
+long outage (259,200 records), and 50 power cuts (agent and hub on the power-cut VFS) plus the
+``synchronous=OFF`` controls, which must lose acknowledged sales. ``--quick`` is the CI size. Exit
+code 0 only when nothing was lost, duplicated or broken, and every control did lose something.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .crashmatrix import MatrixResult, run_matrix
 from .invariants import Verdict
 from .longoutage import HOURS_72, OutageResult, run_long_outage
+from .powerloss import PowerResult, run_power_cuts
 
 
 def _verdict_lines(v: Verdict) -> list[str]:
@@ -38,7 +40,7 @@ def _verdict_lines(v: Verdict) -> list[str]:
     return lines
 
 
-def format_report(matrix: MatrixResult | None, outage: OutageResult | None) -> str:
+def format_report(matrix: MatrixResult | None, outage: OutageResult | None, power: Sequence[PowerResult] = ()) -> str:
     """The report as plain text."""
     lines = ["StoreSync fault harness report", "=" * 31]
     if matrix is not None:
@@ -69,10 +71,34 @@ def format_report(matrix: MatrixResult | None, outage: OutageResult | None) -> s
         ]
         lines += _verdict_lines(v)
         lines += [f"  ! {d}" for d in v.details[:10]]
-    ok = (matrix is None or matrix.ok) and (outage is None or outage.ok)
+    for run in power:
+        lines += run.lines()
+        if run.sync_off:
+            lines.append(
+                "  control: "
+                + ("RED as it must be (the harness sees loss)" if not run.durable else "GREEN - NOT SENSITIVE")
+            )
+        lines += [f"  ! {f}" for f in run.failures[:10] if not run.sync_off]
+    ok = (matrix is None or matrix.ok) and (outage is None or outage.ok) and power_ok(power)
     passed = "PASS - nothing lost or duplicated, content and signatures intact, events once per sink"
     lines.append("RESULT: " + (passed if ok else "FAIL"))
     return "\n".join(lines)
+
+
+def power_ok(power: Sequence[PowerResult]) -> bool:
+    """Every real run kept the promise, and every control lost something (the harness can see loss)."""
+    return all((not r.durable) if r.sync_off else r.ok for r in power)
+
+
+def run_power(root: Path, cuts: int, seed: int, say: Callable[[str], None] | None) -> list[PowerResult]:
+    """``cuts`` power cuts, 60 % on the agent and 40 % on the hub, then a short control on each."""
+    agent_cuts = max(1, round(cuts * 0.6))
+    return [
+        run_power_cuts(root / "agent", target="agent", cuts=agent_cuts, seed=seed, progress=say),
+        run_power_cuts(root / "hub", target="hub", cuts=max(1, cuts - agent_cuts), seed=seed + 1, progress=say),
+        run_power_cuts(root / "agent-off", target="agent", cuts=2, seed=seed + 2, sync_off=True, progress=say),
+        run_power_cuts(root / "hub-off", target="hub", cuts=2, seed=seed + 3, sync_off=True, progress=say),
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,7 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--proxy-rounds", type=int, default=None, help="rounds of every proxy fault (default 2)")
     parser.add_argument("--records", type=int, default=None, help=f"long-outage records (default {HOURS_72})")
     parser.add_argument("--seed", type=int, default=None, help="seed (default: from the clock, printed)")
+    parser.add_argument("--power-cuts", type=int, default=None, help="power cuts (default 50, quick 10)")
     parser.add_argument("--skip-matrix", action="store_true")
+    parser.add_argument("--skip-power", action="store_true")
     parser.add_argument("--skip-outage", action="store_true")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the data here (default: a temp folder)")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per trial")
@@ -102,8 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             matrix = run_matrix(root / "matrix", crash_trials=trials, proxy_rounds=rounds, seed=seed, progress=say)
         if not args.skip_outage:
             outage = run_long_outage(root / "outage", records, seed=seed, progress=say)
-    print(format_report(matrix, outage), flush=True)
-    ok = (matrix is None or matrix.ok) and (outage is None or outage.ok)
+        power: list[PowerResult] = []
+        if not args.skip_power:
+            cuts = args.power_cuts if args.power_cuts is not None else (10 if args.quick else 50)
+            power = run_power(root / "power", cuts, seed, say)
+    print(format_report(matrix, outage, power), flush=True)
+    ok = (matrix is None or matrix.ok) and (outage is None or outage.ok) and power_ok(power)
     return 0 if ok else 1
 
 

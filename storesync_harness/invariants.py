@@ -52,6 +52,11 @@ def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
+def canonical_digest(txn: Any) -> bytes:
+    """SHA-256 of a stored transaction's canonical JSON (as a ledger or outbox body holds it)."""
+    return _digest(canonical_dumps(txn))
+
+
 def sent_digest(sent: str) -> bytes | None:
     """SHA-256 of the canonical form of a transaction as the POS sent it (None: not a valid one)."""
     try:

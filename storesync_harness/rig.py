@@ -33,6 +33,7 @@ from .invariants import (
     wait_delivered,
 )
 from .pos import Pos
+from .powercut import wrap as powercut_wrap
 from .processes import Agent, Hub
 
 STORE = "S1"
@@ -189,9 +190,11 @@ class Rig:
     Args:
         workdir: Empty folder for the hub and agent data.
         agent_env: Extra agent environment (defaults to :data:`AGENT_ENV`).
+        powercut: ``"agent"`` or ``"hub"``: run that process on the power-cut VFS
+            (:mod:`storesync_harness.powercut`) once enrollment is done.
     """
 
-    def __init__(self, workdir: Path, agent_env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, agent_env: dict[str, str] | None = None, powercut: str | None = None) -> None:
         self.workdir = workdir
         (workdir / "hub").mkdir(parents=True, exist_ok=True)
         config = workdir / "hub" / "hub.toml"
@@ -202,6 +205,12 @@ class Rig:
         self.agent = Agent.enrolled(workdir / "agent", self.hub, STORE, "Europe/Berlin")
         self.agent.argv += ["--hub", self.proxy.url, "--sync-interval", "0.5"]
         self.agent.env.update(AGENT_ENV if agent_env is None else agent_env)
+        if powercut == "hub":  # enrollment and "store add" wrote hub.db from other processes: restart on the VFS
+            self.hub.stop()
+            powercut_wrap(self.hub)
+            self.hub.start()
+        elif powercut == "agent":
+            powercut_wrap(self.agent)
         self.agent.start()
         self.public_key = store_public_key(self.agent.data_dir)
         self.watcher = LedgerWatcher(STORE, self.public_key)
@@ -257,7 +266,7 @@ class Rig:
             if st.get("blocked"):
                 raise AssertionError(f"agent blocked: {st['blocked']}")
             if time.monotonic() - last_nudge > 5:
-                httpx.post(self.agent.url + "/v1/sync", timeout=10)
+                httpx.post(self.agent.url + "/v1/sync", json={}, timeout=10)
                 last_nudge = time.monotonic()
             time.sleep(0.05)
         raise TimeoutError(f"agent not synced after {timeout} s: {st}")

@@ -1,9 +1,26 @@
-"""NTP-style clock offset estimate between agent and hub (DESIGN §5)."""
+"""Time stamps as the project writes them, and the NTP-style clock offset estimate (DESIGN §5).
+
+:func:`iso` is the one formatter of an instant (ISO 8601 with milliseconds) and :func:`now_iso` the
+one "now as ISO" helper, for the agent (local time with offset for ``captured_at``, UTC for its
+bookkeeping) and the hub (UTC with a ``Z`` suffix).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+
+def iso(moment: datetime, *, z: bool = False) -> str:
+    """``moment`` as ISO 8601 with milliseconds; with ``z``, in UTC with a ``Z`` suffix (``…T09:15:03.120Z``)."""
+    if z:
+        return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.isoformat(timespec="milliseconds")
+
+
+def now_iso(*, local: bool = False, z: bool = False) -> str:
+    """Now as ISO 8601 with milliseconds: UTC (``+00:00``, or ``Z`` with ``z``), or local time with its offset."""
+    return iso(datetime.now().astimezone() if local else datetime.now(UTC), z=z)
 
 
 @dataclass(frozen=True)
@@ -37,7 +54,7 @@ def estimate(t1: datetime, t2: datetime, t3: datetime, t4: datetime) -> ClockSam
     ms = 1000.0
     theta = ((t2 - t1).total_seconds() + (t3 - t4).total_seconds()) / 2 * ms
     delta = ((t4 - t1).total_seconds() - (t3 - t2).total_seconds()) * ms
-    return ClockSample(theta, max(delta, 0.0), t4.astimezone(UTC).isoformat(timespec="milliseconds"))
+    return ClockSample(theta, max(delta, 0.0), iso(t4.astimezone(UTC)))
 
 
 def better(current: ClockSample | None, new: ClockSample) -> ClockSample:

@@ -25,6 +25,17 @@ _SIG = re.compile(r"^sig1=:(?P<b64>[A-Za-z0-9+/=]+):$")
 _DIGEST = re.compile(r"(?:^|,\s*)sha-256=:(?P<b64>[A-Za-z0-9+/=]+):")
 
 
+MAX_CREATED = 253402300799  # 9999-12-31T23:59:59Z: any later "created" is not a time
+
+
+def _b64(text: str, what: str) -> bytes:
+    """Strict base64 (padding included); AuthError naming the header otherwise."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (ValueError, TypeError):
+        raise AuthError(f"{what} is not valid base64") from None
+
+
 def content_digest(body: bytes) -> str:
     return "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode() + ":"
 
@@ -81,7 +92,7 @@ def verify_request(
     if not sig_input or not sig_header or not digest:
         raise AuthError("request is not signed: Signature-Input, Signature and Content-Digest are required")
     m = _DIGEST.search(digest)
-    if not m or base64.b64decode(m.group("b64")) != hashlib.sha256(body).digest():
+    if not m or _b64(m.group("b64"), "Content-Digest") != hashlib.sha256(body).digest():
         raise AuthError("Content-Digest does not match the body")
     mi = _INPUT.match(sig_input.strip())
     ms = _SIG.match(sig_header.strip())
@@ -93,11 +104,19 @@ def verify_request(
     params = {k: (q if q or v.startswith('"') else v) for k, v, q in _PARAM.findall(mi.group("params"))}
     if params.get("alg") != "ed25519" or "keyid" not in params or "created" not in params:
         raise AuthError('signature parameters need created, keyid and alg="ed25519"')
-    keyid, created = params["keyid"], int(params["created"])
+    keyid, raw_created = params["keyid"], params["created"]
+    if (
+        len(raw_created) > 12
+        or not raw_created.isascii()
+        or not raw_created.isdigit()
+        or int(raw_created) > MAX_CREATED
+    ):
+        raise AuthError("Signature-Input created must be a Unix time in seconds (an integer)")
+    created = int(raw_created)
     key = lookup(keyid)
     if key is None:
         raise AuthError(f"unknown key id {keyid}")
     base = _base(method, path, digest.strip(), f"({mi.group('comps')});{mi.group('params')}")
-    if not verify(key, base64.b64decode(ms.group("b64")), base):
+    if not verify(key, _b64(ms.group("b64"), "Signature"), base):
         raise AuthError("signature does not verify")
     return Verified(keyid, created)

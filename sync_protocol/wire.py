@@ -13,6 +13,7 @@ from .record import SignedRecord
 BURSTS_PATH = "/v1/bursts"
 ENROLL_PATH = "/v1/enroll"
 MAX_BURST_RECORDS = 10_000
+MAX_INT64 = 2**63 - 1  # seqs and epochs are SQL BIGINTs; anything larger is refused as a bad request
 StoreId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Hex = Annotated[str, Field(pattern=r"^[0-9a-f]*$")]
 
@@ -38,7 +39,7 @@ class EnrollResponse(_Msg):
 
 
 class WireRecord(_Msg):
-    seq: Annotated[int, Field(ge=1)]
+    seq: Annotated[int, Field(ge=1, le=MAX_INT64)]
     body: Annotated[str, Field(min_length=2, max_length=1_000_000)]
     chain: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     sig: Annotated[str, Field(pattern=r"^[0-9a-f]{128}$")]
@@ -57,8 +58,8 @@ class BurstRequest(_Msg):
     """A run of consecutive records from one writer. An empty run is a status probe."""
 
     store_id: StoreId
-    epoch: Annotated[int, Field(ge=1)]
-    first_seq: Annotated[int, Field(ge=1)]
+    epoch: Annotated[int, Field(ge=1, le=MAX_INT64)]
+    first_seq: Annotated[int, Field(ge=1, le=MAX_INT64)]
     records: Annotated[list[WireRecord], Field(max_length=MAX_BURST_RECORDS)]
     sent_at: str = Field(description="Agent clock when sent (T1), ISO 8601 with offset and milliseconds")
     clock: ClockReport | None = Field(default=None, description="Agent's best clock estimate so far")

@@ -59,3 +59,62 @@ def test_refusals_name_the_field(value: object, needle: str) -> None:
 def test_non_canonical_text_detected() -> None:
     assert not is_canonical('{"b":1, "a":2}')
     assert not is_canonical('{"a":1.5}')
+
+
+# The fast encoder (orjson) must write exactly the reference bytes; any text, including control
+# characters, U+2028/2029, astral characters and lone surrogates, any key order and safe integers.
+any_text = st.text(alphabet=st.characters(codec=None, min_codepoint=0, max_codepoint=0x10FFFF), max_size=12)
+wide_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53) - 5, max_value=2**53 + 5)
+    | any_text
+    | st.decimals(allow_nan=False, allow_infinity=False, places=2),
+    lambda children: (
+        st.lists(children, max_size=5) | st.tuples(children, children) | st.dictionaries(any_text, children, max_size=5)
+    ),
+    max_leaves=40,
+)
+
+
+def _reference_or_error(value: object) -> str | type[Exception]:
+    from sync_protocol.canonical import _check
+
+    try:
+        return json.dumps(_check(value, ""), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except CanonicalEncodingError:
+        return CanonicalEncodingError
+
+
+@given(wide_values)
+def test_fast_encoder_writes_the_reference_bytes(value: object) -> None:
+    want = _reference_or_error(value)
+    if want is CanonicalEncodingError:
+        with pytest.raises(CanonicalEncodingError):
+            canonical_dumps(value)
+    else:
+        assert canonical_dumps(value) == want
+
+
+def test_fast_encoder_edge_cases() -> None:
+    from sync_protocol.canonical import plain_dumps
+
+    for value in (
+        {"b": '\x00\x1f\x7f\u2028\u2029"\\/', "a": "é😀", "\U0001f600": 1, "\uffff": 2, "z": [1, (2, 3)]},
+        {"deep": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
+        {"lone": "\ud800"},
+        {"n": 2**53 - 1, "m": -(2**53) + 1, "t": True, "f": False, "x": None},
+    ):
+        want = _reference_or_error(value)
+        assert canonical_dumps(value) == want
+        assert plain_dumps(value) == want
+    nested: object = 1
+    for _ in range(300):  # deeper than orjson's limit (254): the reference path encodes it
+        nested = [nested]
+    assert canonical_dumps(nested) == "[" * 300 + "1" + "]" * 300
+    with pytest.raises(CanonicalEncodingError, match="a: floats"):
+        canonical_dumps({"a": 1.5})
+    with pytest.raises(CanonicalEncodingError, match="safe range"):
+        canonical_dumps({"a": [2**53]})
+    with pytest.raises(CanonicalEncodingError, match="keys must be strings"):
+        canonical_dumps({1: "x"})

@@ -173,3 +173,20 @@ def test_clock_estimate_ntp() -> None:
     assert s.delta_ms == pytest.approx(200)
     worse = estimate(t1, t2, t3, t4 + timedelta(seconds=1))
     assert better(s, worse) is s
+
+
+def test_body_writer_makes_make_body_bytes_and_body_txn_text_finds_the_txn() -> None:
+    from sync_protocol.canonical import canonical_dumps
+    from sync_protocol.record import BodyWriter, body_txn_text
+
+    txn = {"txn_id": 'T"1', "register_id": "Kasse ü", "total": "12.50", "lines": [{"sku": 'a,"txn":b'}]}
+    writer = BodyWriter('Laden "Süd"', 3)
+    for seq, origin in ((1, "api"), (2, "file:é.jsonl"), (3, "cli")):
+        body = writer.body(seq=seq, kind="sale", captured_at="2026-05-21T09:00:00.000+02:00", origin=origin,
+                           txn_json=canonical_dumps(txn))  # fmt: skip
+        assert body == make_body(
+            store_id='Laden "Süd"', epoch=3, seq=seq, kind="sale", captured_at="2026-05-21T09:00:00.000+02:00",
+            txn=txn, origin=origin,
+        )  # fmt: skip
+        assert body_txn_text(body) == canonical_dumps(txn)
+    assert body_txn_text('{"txn":{}}') is None

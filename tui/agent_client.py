@@ -52,8 +52,9 @@ class AgentClient:
         self._transport = transport
 
     def _post(self, path: str, body: Any = None) -> httpx.Response:
+        """POST a JSON body (``{}`` when none: the agent takes only application/json)."""
         with httpx.Client(base_url=self.url, timeout=TIMEOUT, transport=self._transport) as client:
-            return client.post(path, json=body)
+            return client.post(path, json={} if body is None else body)
 
     def sync_now(self) -> ActionResult:
         """``POST /v1/sync``: ask the agent to sync at once, skipping any backoff."""

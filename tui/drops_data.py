@@ -13,20 +13,21 @@ exists; without one the panel says "no drop folder configured". Inside it (docs/
   ``accepted``, ``duplicates``, ``rejected``, ``checkpoint_offset``, ``size``: for a file still in the
   drop folder its numbers win (``checkpoint_offset / size`` = exact progress).
 
-"Retry" moves a rejected file back into the drop folder; the old result and error report are kept in
-``rejected/retried/`` with a time stamp.
+"Retry" without a running agent sends a rejected file back through the agent's own retry path
+(``edge_agent.drops.folders.send_back``): the old result and error report are kept in
+``rejected/retried/`` with a time stamp, and a retry ticket lets the importer take the same bytes again.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from edge_agent.drops.folders import DropFolders, send_back
 from edge_agent.drops.report import ERRORS_SUFFIX, RESULT_SUFFIX, read_result
 from sync_protocol.cards import mask_pans, mask_value
 
@@ -233,10 +234,12 @@ def read_error_report(path: Path, limit: int = 500) -> list[dict[str, Any]]:
 
 
 def retry(folder: Path, file: str, now: datetime) -> Path:
-    """Move a rejected (or partly rejected) file back into the drop folder for another import.
+    """Send a rejected (or partly rejected) file back into the drop folder for another import.
 
-    Its old result and error report go to ``rejected/retried/`` with a time stamp, so the panel
-    shows the new import, and nothing staff may still need is deleted.
+    The agent's own retry path (:func:`edge_agent.drops.folders.send_back`), used when the agent is
+    not running: the file keeps its name, its old result and error report go to ``rejected/retried/``
+    with a time stamp, and a retry ticket makes the importer take the same bytes again when it next
+    sees them (instead of answering ``duplicate_file``).
 
     Returns:
         The file's new path.
@@ -245,17 +248,8 @@ def retry(folder: Path, file: str, now: datetime) -> Path:
         FileNotFoundError: when the file is in neither ``rejected/`` nor ``processed/``.
         FileExistsError: when a file of that name is already waiting in the drop folder.
     """
-    source = next((p for p in (folder / "rejected" / file, folder / "processed" / file) if p.is_file()), None)
+    folders = DropFolders(folder)
+    source = next((p for p in (folders.rejected / file, folders.processed / file) if p.is_file()), None)
     if source is None:
         raise FileNotFoundError(f"{file} is not in rejected/ or processed/")
-    target = folder / file
-    if target.exists():
-        raise FileExistsError(f"{file} is already waiting in the drop folder")
-    keep = folder / "rejected" / "retried"
-    keep.mkdir(parents=True, exist_ok=True)
-    stamp = now.strftime("%Y%m%dT%H%M%S")
-    for old in (source.parent / f"{file}{RESULT_SUFFIX}", folder / "rejected" / f"{file}{ERRORS_SUFFIX}"):
-        if old.exists():
-            shutil.move(str(old), str(keep / f"{stamp}-{old.name}"))
-    shutil.move(str(source), str(target))
-    return target
+    return send_back(folders, source, keep_name=True, now=now)

@@ -36,7 +36,7 @@ class Problem:
     """Something a person must look at.
 
     Attributes:
-        kind: ``agent``, ``conflict``, ``refused``, ``gap``, ``key``, ``receipt``, ``drop`` or ``chain``.
+        kind: ``agent``, ``conflict``, ``refused``, ``gap``, ``key``, ``receipt``, ``drop``, ``chain`` or ``damaged``.
         title: Short headline.
         explanation: What happened, without jargon.
         next_step: What to do about it.
@@ -116,6 +116,13 @@ def when(then: datetime | None, now: datetime, tz: ZoneInfo | None = None) -> st
 
 _BLOCKS: dict[str, tuple[str, str, str, str]] = {
     # code: (kind, title, explanation, next step)
+    "outbox_damaged": (
+        "damaged",
+        "The store's outbox is damaged",
+        "Sale #{seq} is missing from the outbox on this computer (deleted or lost), so sending stopped there. "
+        "Nothing was deleted by the agent and sales are still being recorded ({message}).",
+        "Do not delete anything. Call head office support: they compare with edge-agent verify and the hub.",
+    ),
     "conflict": (
         "conflict",
         "Head office holds a different version of a sale",

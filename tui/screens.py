@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,12 +19,22 @@ from sync_protocol.cards import mask_value
 from .agent_data import TxnDetail
 
 
+def plain_cells(cells: Sequence[Any]) -> list[Any]:
+    """Cells as a DataTable shows them literally: a str cell is otherwise read as Rich markup.
+
+    Text from a POS, a drop file or the hub (a ``txn_id`` of ``[/]X``) is shown as it is and can never
+    style, hide or crash the screen (docs/security.md).
+    """
+    return [escape(c) if isinstance(c, str) else c for c in cells]
+
+
 def sync_rows(table: DataTable[Any], rows: Sequence[tuple[str, list[Any]]]) -> None:
     """Make ``table`` show ``rows`` (key, cells) with as little change as possible.
 
     Same keys in the same order: only changed cells are updated. Otherwise the table is rebuilt in
     one go (one repaint) and the cursor stays on the same key when it is still there.
     """
+    rows = [(k, plain_cells(cells)) for k, cells in rows]
     keys = [k for k, _ in rows]
     current = [str(r.key.value) for r in table.ordered_rows]
     columns = [c.key for c in table.ordered_columns]
@@ -54,8 +65,8 @@ class ErrorReportScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="report", classes="dialog"):
-            yield Label(f"Errors in {self.file} ({len(self.lines)} shown)", classes="dialog-title")
-            yield Static("Fix these rows in the file, then retry it with r.", classes="dialog-hint")
+            yield Label(f"Errors in {self.file} ({len(self.lines)} shown)", classes="dialog-title", markup=False)
+            yield Static("Fix these rows in the file, then retry it with r.", classes="dialog-hint", markup=False)
             yield DataTable(id="report-table", cursor_type="row", zebra_stripes=True)
             yield Footer()
 
@@ -65,10 +76,14 @@ class ErrorReportScreen(ModalScreen[None]):
         for i, rec in enumerate(self.lines):
             row = rec.get("row")
             table.add_row(
-                str(rec.get("line", "")),
-                str(rec.get("field", "")),
-                str(rec.get("reason", "")),
-                (row if isinstance(row, str) else json.dumps(row))[:200] if row is not None else "",
+                *plain_cells(
+                    [
+                        str(rec.get("line", "")),
+                        str(rec.get("field", "")),
+                        str(rec.get("reason", "")),
+                        (row if isinstance(row, str) else json.dumps(row))[:200] if row is not None else "",
+                    ]
+                ),
                 key=str(i),
             )
 
@@ -98,8 +113,10 @@ class TxnScreen(ModalScreen[None]):
             head.append(f"{label:<12}", style="bold")
             head.append(f"{value}\n", style="red" if label == "Chain check" and not d.chain_ok else "")
         with Vertical(id="txn", classes="dialog"):
-            yield Label(f"Sale {r.txn_id}", classes="dialog-title")
-            yield Static(head, id="txn-head")
+            yield Label(f"Sale {r.txn_id}", classes="dialog-title", markup=False)
+            yield Static(head, id="txn-head", markup=False)
             with VerticalScroll(id="txn-body"):
-                yield Static(json.dumps(mask_value(d.body.get("txn", d.body)), indent=2, ensure_ascii=False))
+                yield Static(
+                    json.dumps(mask_value(d.body.get("txn", d.body)), indent=2, ensure_ascii=False), markup=False
+                )
             yield Footer()

@@ -6,10 +6,31 @@ worker then calls ``await sink.deliver(batch)`` and ``await sink.aclose()`` at s
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
+
 from ..events import SinkConfig
 from .base import Outcome, PermanentSinkError, Sink, SinkError, TransientSinkError
 
-KINDS = ("jsonl", "webhook", "nats", "erpnext", "shopify_inventory")
+
+@dataclass(frozen=True)
+class SinkKind:
+    """One kind of sink: where its class lives (imported only when used) and the options it needs."""
+
+    module: str
+    cls: str
+    required: tuple[str, ...]
+
+
+# The one list of sink kinds.
+SINK_KINDS: dict[str, SinkKind] = {
+    "jsonl": SinkKind("jsonl", "JsonlSink", ("path",)),
+    "webhook": SinkKind("webhook", "WebhookSink", ("url",)),
+    "nats": SinkKind("nats", "NatsSink", ()),
+    "erpnext": SinkKind("erpnext", "ErpNextSink", ("url", "api_key", "api_secret", "company")),
+    "shopify_inventory": SinkKind("shopify_inventory", "ShopifyInventorySink", ("shop_url", "access_token")),
+}
+KINDS = tuple(SINK_KINDS)
 
 
 def build_sink(config: SinkConfig) -> Sink:
@@ -18,27 +39,21 @@ def build_sink(config: SinkConfig) -> Sink:
     Raises:
         ValueError: for an unknown kind or a missing option.
     """
-    if config.kind == "jsonl":
-        from .jsonl import JsonlSink
-
-        return JsonlSink(config)
-    if config.kind == "webhook":
-        from .webhook import WebhookSink
-
-        return WebhookSink(config)
-    if config.kind == "nats":
-        from .nats import NatsSink
-
-        return NatsSink(config)
-    if config.kind == "erpnext":
-        from .erpnext import ErpNextSink
-
-        return ErpNextSink(config)
-    if config.kind == "shopify_inventory":
-        from .shopify_inventory import ShopifyInventorySink
-
-        return ShopifyInventorySink(config)
-    raise ValueError(f"sink {config.name}: unknown kind {config.kind!r} (one of {', '.join(KINDS)})")
+    kind = SINK_KINDS.get(config.kind)
+    if kind is None:
+        raise ValueError(f"sink {config.name}: unknown kind {config.kind!r} (one of {', '.join(KINDS)})")
+    sink_class: type[Sink] = getattr(importlib.import_module(f"{__name__}.{kind.module}"), kind.cls)
+    return sink_class(config)
 
 
-__all__ = ["KINDS", "Outcome", "PermanentSinkError", "Sink", "SinkError", "TransientSinkError", "build_sink"]
+__all__ = [
+    "KINDS",
+    "SINK_KINDS",
+    "SinkKind",
+    "Outcome",
+    "PermanentSinkError",
+    "Sink",
+    "SinkError",
+    "TransientSinkError",
+    "build_sink",
+]

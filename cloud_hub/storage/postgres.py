@@ -34,7 +34,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .._exceptions import InputError, StorageBusy, StorageError, StorageRetryable, StorageUnavailable
 from .postgres_events import PgEvents
-from .postgres_recorders import PgLedger, PgRegistry
+from .postgres_recorders import PgBulk, PgLedger, PgRegistry
 from .postgres_schema import MIGRATIONS
 from .recorders import Storage, UnitOfWork
 from .records import iso_utc
@@ -43,7 +43,7 @@ SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 MIGRATE_LOCK = 0x5353_4D47  # "SSMG": the advisory lock key of migrations (per database)
 
 
-class _PgWork(PgRegistry, PgLedger, PgEvents, UnitOfWork):
+class _PgWork(PgRegistry, PgLedger, PgEvents, PgBulk, UnitOfWork):
     """A unit of work on one pooled connection inside an open transaction: every recorder at once."""
 
     def __init__(self, conn: psycopg.Connection[Any], write: bool) -> None:
@@ -140,9 +140,9 @@ class PostgresStorage(Storage):
             raise
 
     @contextmanager
-    def _txn(self, write: bool) -> Iterator[_PgWork]:
+    def _txn(self, write: bool, wait_s: float | None = None) -> Iterator[_PgWork]:
         try:
-            with self._pool.connection() as conn, conn.transaction():
+            with self._pool.connection(timeout=wait_s) as conn, conn.transaction():
                 if not write:
                     conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 yield _PgWork(conn, write)
@@ -190,7 +190,7 @@ class PostgresStorage(Storage):
         return applied
 
     def schema_version(self) -> int:
-        with self._txn(False) as tx:
+        with self._txn(False, wait_s=min(2.0, self.busy_timeout_ms / 1000)) as tx:  # /readyz answers fast
             row = tx._c.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
         return int(row[0]) if row else 0
 

@@ -10,14 +10,14 @@ sees what the previous burst committed.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
 from psycopg import errors
 
 from .._exceptions import InputError, StorageError, StorageRetryable
-from .recorders import LedgerRecorder, RegistryRecorder
+from .recorders import BulkRecorder, LedgerRecorder, RegistryRecorder
 from .records import Conflict, EnrollmentToken, LedgerRow, Refusal, Store, StoreSummary, Stream, Writer
 
 _WRITER_COLS = "store_id, epoch, key_id, public_key, enrolled_at, hostname, superseded_at"
@@ -242,3 +242,31 @@ class PgLedger(_PgBase, LedgerRecorder):
             (store_id, epoch, epoch),
         )
         return [Refusal(*r) for r in rows]
+
+
+class PgBulk(_PgBase, BulkRecorder):
+    """:class:`~cloud_hub.storage.BulkRecorder` on PostgreSQL: a server-side cursor out, ``COPY`` in."""
+
+    def table_rows(self, table: str, columns: Sequence[str], order: str) -> Iterator[tuple[Any, ...]]:
+        with self._c.cursor(name=f"bulk_{table}") as cur:
+            cur.itersize = 2_000
+            cur.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}")
+            for row in cur:
+                yield tuple(row)
+
+    def load_rows(
+        self, table: str, columns: Sequence[str], rows: Iterable[tuple[Any, ...]], identity: str | None = None
+    ) -> int:
+        n = 0
+        with self._c.cursor() as cur:
+            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+                    n += 1
+            if identity is not None and n:
+                sequence = f"pg_get_serial_sequence('{table}', '{identity}')"
+                cur.execute(f"SELECT setval({sequence}, (SELECT MAX({identity}) FROM {table}))")
+        return n
+
+    def row_count(self, table: str) -> int:
+        return int(self._one(f"SELECT COUNT(*) FROM {table}")[0])

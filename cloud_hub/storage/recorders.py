@@ -2,14 +2,15 @@
 
 Split as the eventsourcing library splits its recorders: each interface is a contract of its own,
 with its own suite in ``tests/hub/`` that every adapter runs (``test_recorder_registry.py``,
-``test_recorder_ledger.py``, ``test_recorder_events.py``; the transaction itself in
-``test_storage_contract.py``).
+``test_recorder_ledger.py``, ``test_recorder_events.py``, ``test_recorder_bulk.py``; the transaction
+itself in ``test_storage_contract.py``; two writers at once in ``test_two_writers.py``).
 
 - :class:`RegistryRecorder`: stores, enrollment tokens, writers (store keys).
 - :class:`LedgerRecorder`: streams, the immutable ledger, conflicts and refusals.
 - :class:`EventRecorder`: derived events, their deliveries and lanes, cursors, sink statistics.
+- :class:`BulkRecorder`: whole tables in and out, for moving a hub to another engine.
 
-One transaction spans all three (a burst stores ledger rows and their events atomically), so an
+One transaction spans them all (a burst stores ledger rows and their events atomically), so an
 adapter's unit of work implements every recorder on one connection; :class:`UnitOfWork` is that
 union. Code that needs only one concern types its argument with that recorder.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 import abc
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -198,6 +199,11 @@ class EventRecorder(abc.ABC):
         """
 
     @abc.abstractmethod
+    def renew_claim(self, claim: str, lease_until: float) -> set[int]:
+        """Restart the lease of the rows ``claim`` still holds (a prefetched claim, just before its sink
+        call starts); returns their ids. Rows whose lease ran out and were claimed again are not held."""
+
+    @abc.abstractmethod
     def finish_deliveries(self, claim: str, updates: Sequence[DeliveryUpdate], at: str) -> int:
         """Apply results of a claim; rows no longer held by ``claim`` (lease expired and re-claimed)
         are left alone. Returns how many rows changed."""
@@ -223,7 +229,27 @@ class EventRecorder(abc.ABC):
         """Pending and in-flight deliveries per store."""
 
 
-class UnitOfWork(RegistryRecorder, LedgerRecorder, EventRecorder, abc.ABC):
+class BulkRecorder(abc.ABC):
+    """Whole tables, for ``cloud-hub storage copy`` (:mod:`cloud_hub.storage.copy`): rows as plain tuples,
+    loaded with their ids. ``table``, ``columns`` and ``order`` come from that module's fixed list, never
+    from input."""
+
+    @abc.abstractmethod
+    def table_rows(self, table: str, columns: Sequence[str], order: str) -> Iterator[tuple[Any, ...]]:
+        """Every row of ``table`` in ``order``, streamed (valid while the transaction is open)."""
+
+    @abc.abstractmethod
+    def load_rows(
+        self, table: str, columns: Sequence[str], rows: Iterable[tuple[Any, ...]], identity: str | None = None
+    ) -> int:
+        """Insert rows with the values given (ids too); then the ``identity`` column's next value follows
+        the highest loaded id. Returns how many rows were loaded."""
+
+    @abc.abstractmethod
+    def row_count(self, table: str) -> int: ...
+
+
+class UnitOfWork(RegistryRecorder, LedgerRecorder, EventRecorder, BulkRecorder, abc.ABC):
     """Every recorder on one open transaction. Writes are only valid in :meth:`Storage.transaction`."""
 
 

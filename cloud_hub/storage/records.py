@@ -7,13 +7,15 @@ delivery due times are Unix seconds (``float``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from sync_protocol.clock import iso
 
 
 def iso_utc(moment: datetime) -> str:
-    """ISO 8601 UTC with milliseconds and a ``Z`` suffix, e.g. ``2026-11-22T09:15:03.120Z``."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO 8601 UTC with milliseconds and a ``Z`` suffix, e.g. ``2026-11-22T09:15:03.120Z`` (``clock.iso``)."""
+    return iso(moment, z=True)
 
 
 @dataclass(frozen=True, slots=True)

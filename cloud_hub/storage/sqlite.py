@@ -25,7 +25,7 @@ from .._exceptions import StorageBusy, StorageError
 from .recorders import Storage, UnitOfWork
 from .records import iso_utc
 from .sqlite_events import MIGRATION_2, SQLiteEvents
-from .sqlite_recorders import SQLiteLedger, SQLiteRegistry
+from .sqlite_recorders import SQLiteBulk, SQLiteLedger, SQLiteRegistry
 
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
@@ -110,7 +110,7 @@ def _rollback(conn: apsw.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
-class _SQLiteWork(SQLiteRegistry, SQLiteLedger, SQLiteEvents, UnitOfWork):
+class _SQLiteWork(SQLiteRegistry, SQLiteLedger, SQLiteEvents, SQLiteBulk, UnitOfWork):
     """A unit of work on one apsw connection, inside an open transaction: every recorder at once."""
 
     def __init__(self, conn: apsw.Connection) -> None:

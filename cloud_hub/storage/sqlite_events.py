@@ -251,6 +251,13 @@ class SQLiteEvents(EventRecorder):
         )
         return [Delivery(*r) for r in rows]
 
+    def renew_claim(self, claim: str, lease_until: float) -> set[int]:
+        rows: Any = self._c.execute(
+            "UPDATE deliveries SET next_attempt_at = ? WHERE claim = ? AND state = 'in_flight' RETURNING id",
+            (lease_until, claim),
+        ).fetchall()
+        return {int(r[0]) for r in rows}
+
     def finish_deliveries(self, claim: str, updates: Sequence[DeliveryUpdate], at: str) -> int:
         before = self._c.totalchanges()
         done = [u.id for u in updates if u.state == "done" and u.attempted]

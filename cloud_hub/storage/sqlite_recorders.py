@@ -4,13 +4,13 @@ refusals), as mixins of the adapter's unit of work (``self._c`` is the apsw conn
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import apsw
 
 from .._exceptions import InputError, StorageError
-from .recorders import LedgerRecorder, RegistryRecorder
+from .recorders import BulkRecorder, LedgerRecorder, RegistryRecorder
 from .records import Conflict, EnrollmentToken, LedgerRow, Refusal, Store, StoreSummary, Stream, Writer
 
 _WRITER_COLS = "store_id, epoch, key_id, public_key, enrolled_at, hostname, superseded_at"
@@ -218,3 +218,22 @@ class SQLiteLedger(_SQLiteBase, LedgerRecorder):
             (store_id, epoch, epoch),
         )
         return [Refusal(*r) for r in rows]
+
+
+class SQLiteBulk(_SQLiteBase, BulkRecorder):
+    """:class:`~cloud_hub.storage.BulkRecorder` on SQLite."""
+
+    def table_rows(self, table: str, columns: Sequence[str], order: str) -> Iterator[tuple[Any, ...]]:
+        for row in self._c.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}"):
+            yield tuple(row)
+
+    def load_rows(
+        self, table: str, columns: Sequence[str], rows: Iterable[tuple[Any, ...]], identity: str | None = None
+    ) -> int:
+        before = self._c.totalchanges()
+        marks = ", ".join("?" * len(columns))
+        self._c.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+        return int(self._c.totalchanges() - before)  # INTEGER PRIMARY KEY continues after the highest id
+
+    def row_count(self, table: str) -> int:
+        return int(self._one(f"SELECT COUNT(*) FROM {table}")[0])

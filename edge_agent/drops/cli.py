@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from sync_protocol.cli import EXIT_INTERRUPTED
+from sync_protocol.clock import now_iso
 
 from .._exceptions import ConfigError
 from ..config import AgentConfig
-from ..store import Outbox, now_local
+from ..store import Outbox
 from ..store import imports as ledger
 from .importer import WORKERS, DropFolders, Importer, ImportInterrupted
 from .report import STATUS_OK
@@ -78,7 +79,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGINT, previous)
             rows = ledger.running(outbox)
             for row in rows:
-                ledger.update(outbox, row["id"], now_local(), reason=INTERRUPTED)
+                ledger.update(outbox, row["id"], now_iso(local=True), reason=INTERRUPTED)
             pct = ", ".join(f"{r['name']} at {100 * r['checkpoint_offset'] // max(1, r['size'])}%" for r in rows)
             print(
                 f"edge-agent: import interrupted ({pct or 'nothing stored yet'}); run the same command again to "

@@ -1,12 +1,6 @@
 """Import one drop file into the outbox: chunked, parallel, crash-safe, never losing or doubling a row.
 
-Folder layout (``DropFolders``)::
-
-    <drop>/                 files dropped by staff; a file stays here while it is imported
-    <drop>/processed/       imported files (status ok or partial) and their <file>.result.json
-    <drop>/rejected/        refused files (rejected whole, every transaction bad, duplicate_file),
-                            their <file>.result.json, and <file>.errors.jsonl of every import with bad rows
-    <drop>/rejected/retried/  result and error files of rejected files sent back by a retry
+The folder layout is :class:`edge_agent.drops.folders.DropFolders`.
 
 An import is one row of the ``imports`` table (:mod:`edge_agent.store.imports`). Each chunk of
 transactions (read and validated by worker processes, :mod:`edge_agent.drops.pipeline`) is stored
@@ -21,22 +15,21 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sync_protocol.cards import mask_pans, redact_csv_row, redact_row
+from sync_protocol.clock import now_iso
 
 from .._exceptions import DropRejected, ImportInterrupted
-from ..store import Outbox, Stored, now_local
+from ..store import Outbox, Stored
 from ..store import imports as ledger
 from ..store.imports import COUNTERS, DONE, DUPLICATE, REJECTED, RUNNING
 from . import load
+from .folders import DropFolders, move, send_back, take_ticket
 from .formats import Checkpoint
 from .pipeline import CHUNK_ITEMS, ChunkResult, make_pool, read_chunks
 from .report import (
@@ -55,49 +48,6 @@ log = logging.getLogger("edge_agent.drops")
 PARALLEL_MIN_BYTES = 2 << 20  # smaller files are read in this process (no pool start-up cost)
 PROGRESS_EVERY = 5.0
 WORKERS = 2
-
-
-@dataclass(frozen=True)
-class DropFolders:
-    """The drop folder and its ``processed/`` and ``rejected/`` subfolders."""
-
-    root: Path
-
-    @property
-    def processed(self) -> Path:
-        return self.root / "processed"
-
-    @property
-    def rejected(self) -> Path:
-        return self.root / "rejected"
-
-    @property
-    def retried(self) -> Path:
-        return self.rejected / "retried"
-
-    def ensure(self) -> DropFolders:
-        """Create the folders when missing."""
-        for folder in (self.root, self.processed, self.rejected):
-            folder.mkdir(parents=True, exist_ok=True)
-        return self
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def move(src: Path, dst: Path) -> None:
-    """Move a file (rename when on the same file system) and make the move durable."""
-    if src.resolve() == dst.resolve():
-        return
-    shutil.move(str(src), str(dst))
-    _fsync_dir(dst.parent)
-    if src.parent.resolve() != dst.parent.resolve():
-        _fsync_dir(src.parent)
 
 
 class Importer:
@@ -165,11 +115,11 @@ class Importer:
             and (prior["path"] == str(path) or not Path(prior["path"]).exists())
         ):
             if prior["path"] != str(path):  # the same bytes again while their import waits to resume
-                ledger.update(self.outbox, prior["id"], now_local(), path=str(path))
+                ledger.update(self.outbox, prior["id"], now_iso(local=True), path=str(path))
             return self._run(prior["id"])
-        if prior is not None and not prior["retry_allowed"]:
+        if prior is not None and not (take_ticket(self.folders, sha) or prior["retry_allowed"]):
             return self._duplicate(path, sha, prior)
-        now = now_local()
+        now = now_iso(local=True)
         import_id = ledger.insert(
             self.outbox,
             now,
@@ -216,7 +166,7 @@ class Importer:
         assert row is not None
         resuming = row["checkpoint_offset"] > 0 or row["checkpoint_line"] > 0
         if row["reason"] == "interrupted":  # set by a Ctrl-C'd ``edge-agent import``; running again now
-            ledger.update(self.outbox, import_id, now_local(), reason=None)
+            ledger.update(self.outbox, import_id, now_iso(local=True), reason=None)
             row["reason"] = None
         path = self._locate(row, verify=resuming)
         if path is None:
@@ -232,7 +182,7 @@ class Importer:
         except DropRejected as exc:
             return self._finish(row, path, None, None, reason=exc.reason)
         if row["format"] != fmt:
-            ledger.update(self.outbox, import_id, now_local(), format=fmt)
+            ledger.update(self.outbox, import_id, now_iso(local=True), format=fmt)
             row["format"] = fmt
         err_final = errors_path(self.folders.rejected, row["dest_name"])
         part = err_final.with_name(err_final.name + ".part")
@@ -273,7 +223,7 @@ class Importer:
                 raise RuntimeError(f"import {row['id']}: data after the errors file was committed")
             book = _Bookkeeping(res, counts, writer)
             ledger.store_chunk(
-                self.outbox, res.good, import_id=row["id"], origin=origin, now=now_local(), bookkeeping=book
+                self.outbox, res.good, import_id=row["id"], origin=origin, now=now_iso(local=True), bookkeeping=book
             )
             counts.update(book.counts)
             self.stats["reader_cpu_s"] += res.cpu_s
@@ -347,7 +297,7 @@ class Importer:
         return summary
 
     def _duplicate(self, path: Path, sha: str, prior: dict[str, Any]) -> ImportSummary:
-        now = now_local()
+        now = now_iso(local=True)
         dest = self._dest_name(path.name)
         reason = f"same SHA-256 as {prior['name']} (import {prior['id']}, {prior['result'] or prior['status']})"
         summary = ImportSummary(file=dest, sha256=sha, format=prior["format"], started_at=now, reason=reason)
@@ -430,31 +380,16 @@ class _Bookkeeping:
 
 
 def retry(outbox: Outbox, folders: DropFolders, sha256: str) -> Path:
-    """Send a rejected file back to the drop folder for another import, allowing the same bytes again.
+    """Send a finished file of these bytes back for another import (:func:`edge_agent.drops.folders.send_back`).
 
     The file goes back under a new name (``<stem>.retry<N>.<ext>``); its old result and errors files
     move to ``rejected/retried/`` with a time stamp.
 
     Raises:
-        LookupError: no import of that SHA-256 has its file in ``rejected/``.
+        LookupError: no import of that SHA-256 has its file in ``rejected/`` or ``processed/``.
     """
-    rows = [r for r in ledger.recent(outbox, 1000) if r["sha256"] == sha256 and r["status"] in (REJECTED, DUPLICATE)]
-    for row in rows:
-        src = folders.rejected / row["dest_name"]
-        if not src.is_file():
-            continue
-        original = ledger.by_sha(outbox, sha256)
-        if original is not None:
-            ledger.update(outbox, original["id"], now_local(), retry_allowed=1)
-        folders.retried.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        for old in (result_path(folders.rejected, src.name), errors_path(folders.rejected, src.name)):
-            if old.exists():
-                move(old, folders.retried / f"{stamp}-{old.name}")
-        stem, dot, ext = row["name"].partition(".")
-        n = 1
-        while (target := folders.root / f"{stem}.retry{n}{dot}{ext}").exists():
-            n += 1
-        move(src, target)
-        return target
-    raise LookupError(f"no rejected file with SHA-256 {sha256}")
+    for row in ledger.of_sha(outbox, sha256):
+        for src in (folders.rejected / row["dest_name"], folders.processed / row["dest_name"]):
+            if src.is_file() and row["status"] != RUNNING:
+                return send_back(folders, src)
+    raise LookupError(f"no finished file with SHA-256 {sha256}")

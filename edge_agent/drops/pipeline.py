@@ -4,9 +4,9 @@ The main process plans chunk boundaries with a cheap scan that does not validate
 ``chunk_items`` lines (JSON Lines) or transactions (CSV formats: a new ``txn_id`` / ``Name`` starts one,
 by the same rule the reader uses). A worker opens the file, runs the real reader from the chunk's
 start (:func:`edge_agent.drops.load` with ``resume=``), validates every transaction and returns the
-canonical JSON of the good ones (``Parsed.txn`` holds only strings, lists and objects, so plain
-sorted ``json.dumps`` is its canonical form; the chunk store checks one body per chunk against
-``make_body``) and the errors-file lines of the bad ones. Results come back in
+canonical JSON of the good ones (``Parsed.txn`` holds only strings, lists and objects, so the
+unchecked fast encoder ``plain_dumps`` writes its canonical form; the chunk store checks one body per
+chunk against ``make_body``) and the errors-file lines of the bad ones. Results come back in
 chunk order with at most ``inflight`` chunks outstanding, so memory stays bounded whatever the size.
 
 Should a reader ever read past a planned boundary (the plan and the reader disagree), that chunk's
@@ -34,6 +34,8 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from typing import IO
 
+from sync_protocol.canonical import plain_dumps
+
 from ..store import Prepared, txn_digest
 from . import load
 from .formats import CSV_CANONICAL, JSONL, SHOPIFY_CSV, Checkpoint, detect, iter_records
@@ -42,8 +44,8 @@ from .report import error_records
 CHUNK_ITEMS = 500
 PARENT_CHECK_S = 1.0
 _BLOCK = 1 << 20
-# One encoder for every transaction (json.dumps with these options builds a new one per call).
-_canonical = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
+# A validated transaction's canonical() holds only plain JSON types: the fast encoder, unchecked.
+_canonical = plain_dumps
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,11 +12,11 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 from sync_protocol.cards import mask_pans, redact_csv_row, redact_row
+from sync_protocol.clock import now_iso
 
 from .formats import Parsed
 
@@ -69,7 +69,8 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or create in ``folder`` durable."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -90,7 +91,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 class ErrorsWriter:
@@ -142,7 +143,7 @@ class ErrorsWriter:
             self.part.unlink(missing_ok=True)
             return None
         os.replace(self.part, self.path)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         return self.path
 
     def close(self) -> None:
@@ -164,11 +165,6 @@ class ErrorsWriter:
             self.commit()
         else:
             self._f.close()  # keep the .part: a resumed import goes on from it
-
-
-def now_iso() -> str:
-    """Local time with offset and milliseconds, as in record ``captured_at``."""
-    return datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -206,7 +202,7 @@ class ImportSummary:
 
     def finish(self, status: str | None = None) -> ImportSummary:
         """Stamp ``finished_at`` and set ``status`` (derived from the counts unless given)."""
-        self.finished_at = now_iso()
+        self.finished_at = now_iso(local=True)
         if status is not None:
             self.status = status
         elif self.rejected == 0:

@@ -18,7 +18,7 @@ Layering inside the package (lower never imports higher)::
 
 from __future__ import annotations
 
-from ._db import BUSY_TIMEOUT_MS, Identity, Writer, now_local, now_utc
+from ._db import BUSY_TIMEOUT_MS, Identity, Writer
 from .outbox import CaptureResult, Outbox
 from .records import Prepared, Stored, prepare, txn_digest
 from .retention import PruneResult, prune
@@ -38,8 +38,6 @@ __all__ = [
     "StoredRecord",
     "VerifyReport",
     "Writer",
-    "now_local",
-    "now_utc",
     "prepare",
     "prune",
     "txn_digest",

@@ -12,7 +12,6 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
@@ -43,16 +42,6 @@ SYNC_COLUMNS = frozenset(
 )
 JSON_COLUMNS = frozenset({"receipt", "blocked", "clock"})
 BURST_COLUMNS = ("at", "epoch", "first_seq", "last_seq", "count", "result", "http_status", "ms")
-
-
-def now_local() -> str:
-    """Agent local time with offset and milliseconds, as stored in ``captured_at``."""
-    return datetime.now().astimezone().isoformat(timespec="milliseconds")
-
-
-def now_utc() -> str:
-    """UTC time with milliseconds, for sync bookkeeping."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass(frozen=True)

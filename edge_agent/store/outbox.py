@@ -21,11 +21,12 @@ import apsw
 
 from sync_protocol import chain as _chain
 from sync_protocol import keys
+from sync_protocol.clock import now_iso
 from sync_protocol.transaction import Transaction
 from sync_protocol.wire import Receipt
 
 from .._exceptions import AgentError, CaptureConflict, ConfigError, NotEnrolled, StorageError
-from ._db import BUSY_TIMEOUT_MS, JSON_COLUMNS, SYNC_COLUMNS, Db, Identity, now_utc, storage_error
+from ._db import BUSY_TIMEOUT_MS, JSON_COLUMNS, SYNC_COLUMNS, Db, Identity, storage_error
 from .receipts import check_receipt
 from .records import append, prepare
 from .schema import migrate
@@ -105,7 +106,7 @@ class Outbox(Db):
                 conn.execute(
                     "INSERT INTO writers (epoch, store_id, key_id, public_key, enrolled_at, anchor_seq, "
                     "anchor_chain, head_seq, head_chain) VALUES (?, ?, ?, ?, ?, 0, ?, 0, ?)",
-                    (ident.epoch, ident.store_id, ident.key_id, ident.public_key, now_utc(), anchor, anchor),
+                    (ident.epoch, ident.store_id, ident.key_id, ident.public_key, now_iso(), anchor, anchor),
                 )
             if old is None or int(old[0]) != ident.epoch:
                 conn.execute(
@@ -206,17 +207,20 @@ class Outbox(Db):
             existed (an unrecoverable gap: nothing is changed, nothing is invented).
         """
         ident = self.require_identity()
-        row = self._one("SELECT anchor_seq, head_seq FROM writers WHERE epoch = ?", (ident.epoch,))
-        if row is None or expected_seq < 1:
-            return False
-        anchor_seq, head_seq = int(row[0]), int(row[1])
-        if expected_seq <= anchor_seq or expected_seq > head_seq + 1:
-            return False
-        if expected_seq <= head_seq:
-            have = self._one("SELECT count(*) FROM outbox WHERE epoch = ? AND seq >= ?", (ident.epoch, expected_seq))
-            if not have or int(have[0]) != head_seq - expected_seq + 1:
+        with self._write() as conn:  # check and set under one write lock: retention cannot prune in between
+            row = conn.execute("SELECT anchor_seq, head_seq FROM writers WHERE epoch = ?", (ident.epoch,)).fetchone()
+            if row is None or expected_seq < 1:
                 return False
-        self.update_sync(acked_through=expected_seq - 1)
+            anchor_seq, head_seq = int(row[0]), int(row[1])
+            if expected_seq <= anchor_seq or expected_seq > head_seq + 1:
+                return False
+            if expected_seq <= head_seq:
+                have = conn.execute(
+                    "SELECT count(*) FROM outbox WHERE epoch = ? AND seq >= ?", (ident.epoch, expected_seq)
+                ).fetchone()
+                if not have or int(have[0]) != head_seq - expected_seq + 1:
+                    return False
+            conn.execute("UPDATE sync_state SET acked_through = ? WHERE id = 1", (expected_seq - 1,))
         return True
 
     def log_burst(
@@ -235,7 +239,7 @@ class Outbox(Db):
             conn.execute(
                 "INSERT INTO bursts (at, epoch, first_seq, last_seq, count, result, http_status, ms) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (now_utc(), ident.epoch if ident else None, first_seq, last_seq, count, result, http_status, ms),
+                (now_iso(), ident.epoch if ident else None, first_seq, last_seq, count, result, http_status, ms),
             )
             conn.execute("DELETE FROM bursts WHERE id <= (SELECT max(id) FROM bursts) - ?", (BURST_LOG_KEEP,))
 

@@ -19,11 +19,11 @@ import apsw
 
 from sync_protocol import chain as _chain
 from sync_protocol import keys
+from sync_protocol.clock import now_iso
 from sync_protocol.record import BodyWriter
 from sync_protocol.transaction import Transaction
 
 from .._exceptions import NotEnrolled, StorageError
-from ._db import now_local
 
 _LOOKUP_BATCH = 400  # keys per query (800 parameters, far below SQLite's limit)
 
@@ -119,7 +119,7 @@ def append(
             continue
         seq += 1
         origin = origins if isinstance(origins, str) else origins[i]
-        at = captured_at if captured_at is not None else now_local()
+        at = captured_at if captured_at is not None else now_iso(local=True)
         try:
             body = writer.body(seq=seq, kind=it.kind, captured_at=at, origin=origin, txn_json=it.txn_json)
         except RuntimeError as exc:

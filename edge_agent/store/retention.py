@@ -12,7 +12,12 @@ A record is pruned only when all of these hold:
 Pruning removes a prefix of the chain and moves the writer's **anchor** (``writers.anchor_seq`` and
 ``anchor_chain``, the chain value of the last pruned record) in the same SQLite transaction, so
 ``edge-agent verify`` still checks every remaining record from the anchor. Work is done in chunks,
-each its own short write transaction, so capture never waits long for the writer lock.
+each its own short write transaction, so capture never waits long for the writer lock. Each chunk
+*decides and deletes in that one transaction*: the receipt limit, ``acked_through``, the anchor and
+the candidates are read after ``BEGIN IMMEDIATE``, so a sync pass that rewinds ``acked_through``
+(also under the write lock, :meth:`~edge_agent.store.Outbox.rewind`) either happens before the chunk,
+which then sees the lower limit, or after it, and then finds the pruned records gone and reports the
+gap instead of being told they are there.
 
 Limit: once a record is pruned, a POS retry of that same ``(register_id, txn_id)`` is no longer
 recognised as a duplicate (see docs/operations.md).
@@ -94,29 +99,31 @@ def prune(db: Db, *, retention_days: float, now: datetime | None = None) -> Prun
     if ident is None:
         return PruneResult(0, 0, 0, "not enrolled")
     cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
-    limit, reason = receipt_limit(db)
+    limit, reason = 0, "not run"
     pruned = 0
     while True:
-        anchor, _ = db.bounds(ident.epoch)
-        if anchor >= limit:
-            break
-        candidates = db.query(
-            "SELECT seq, captured_at, chain FROM outbox WHERE epoch = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
-            (ident.epoch, anchor, limit, CHUNK),
-        )
-        last: tuple[int, bytes] | None = None
-        expected = anchor + 1
-        old_enough = True
-        for seq, captured_at, chain_value in candidates:
-            if int(seq) != expected or _aware(captured_at) >= cutoff:
-                old_enough = False
+        with db.transaction() as conn:  # decide and delete under one write lock (see the module docstring)
+            limit, reason = receipt_limit(db)
+            anchor, _ = db.bounds(ident.epoch)
+            if anchor >= limit:
                 break
-            last = (int(seq), bytes(chain_value))
-            expected += 1
-        if last is None:
-            reason = "nothing old enough" if limit > anchor else reason
-            break
-        with db.transaction() as conn:
+            candidates = db.query(
+                "SELECT seq, captured_at, chain FROM outbox WHERE epoch = ? AND seq > ? AND seq <= ? "
+                "ORDER BY seq LIMIT ?",
+                (ident.epoch, anchor, limit, CHUNK),
+            )
+            last: tuple[int, bytes] | None = None
+            expected = anchor + 1
+            old_enough = True
+            for seq, captured_at, chain_value in candidates:
+                if int(seq) != expected or _aware(captured_at) >= cutoff:
+                    old_enough = False
+                    break
+                last = (int(seq), bytes(chain_value))
+                expected += 1
+            if last is None:
+                reason = "nothing old enough" if limit > anchor else reason
+                break
             conn.execute("DELETE FROM outbox WHERE epoch = ? AND seq > ? AND seq <= ?", (ident.epoch, anchor, last[0]))
             conn.execute(
                 "UPDATE writers SET anchor_seq = ?, anchor_chain = ? WHERE epoch = ? AND anchor_seq = ?",

@@ -9,7 +9,9 @@ its own ``BEGIN IMMEDIATE`` transaction, so two processes opening a new file at 
 
 from __future__ import annotations
 
-from ._db import Db, now_utc
+from sync_protocol.clock import now_iso
+
+from ._db import Db
 
 INITIAL_SQL = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -120,5 +122,5 @@ def migrate(db: Db) -> None:
             conn.execute(sql)
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                (version, name, now_utc()),
+                (version, name, now_iso()),
             )

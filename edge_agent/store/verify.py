@@ -2,7 +2,9 @@
 
 Used by ``edge-agent verify`` and the TUI. Edits, deletions (also of the newest record, through the
 writer head kept in the same transaction as each capture), insertions and reordering of rows are all
-reported as the first bad seq with a reason.
+reported as the first bad seq with a reason. Finally the outbox is checked against the latest signed
+hub receipt and the retention anchor, so deleting the newest records and rewriting the writer head to
+match is caught too (as far as the hub has acknowledged them).
 """
 
 from __future__ import annotations
@@ -11,11 +13,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sync_protocol import keys
-from sync_protocol._exceptions import RecordInvalid
-from sync_protocol.record import SignedRecord, check_body, verify_run
+from pydantic import ValidationError
 
-from ._db import Db
+from sync_protocol import keys
+from sync_protocol._exceptions import KeyFileError, RecordInvalid
+from sync_protocol.record import SignedRecord, check_body, verify_run
+from sync_protocol.wire import Receipt
+
+from .._exceptions import BadReceipt
+from ._db import Db, Identity, Writer
+from .receipts import check_receipt
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,51 @@ def verify_outbox(db: Db) -> VerifyReport:
         total += checked
         if ident is not None and w.epoch == ident.epoch and checked:
             first, last = w.anchor_seq + 1, last_seq
+    if ident is not None:
+        problem = _against_receipt(db, ident, next((w for w in writers if w.epoch == ident.epoch), None))
+        if problem is not None:
+            return VerifyReport(False, total, first, last, bad_seq=problem[0], reason=problem[1], epoch=ident.epoch)
     return VerifyReport(True, total, first, last)
+
+
+def _against_receipt(db: Db, ident: Identity, writer: Writer | None) -> tuple[int, str] | None:
+    """Check the outbox against the latest signed hub receipt and the retention anchor.
+
+    A consistent chain proves nothing when its newest records were deleted and the writer head
+    rewritten to match; the hub's signed receipt does: the outbox must still hold the chain the hub
+    acknowledged, and retention may have pruned only records the receipt covers.
+
+    Returns:
+        ``(seq, reason)`` of the first problem, or None.
+    """
+    state = db.sync_state()
+    acked = int(state.get("acked_through") or 0)
+    raw = state.get("receipt")
+    anchor = writer.anchor_seq if writer is not None else 0
+    if raw is None:
+        if acked > 0 or anchor > 0:
+            seq = max(acked, anchor)
+            return seq, f"acknowledged through seq {seq} but no signed hub receipt is stored to prove it"
+        return None
+    try:
+        receipt = Receipt.model_validate(raw)
+        hub_key = keys.public_from_hex(ident.hub_public_key)
+    except (ValidationError, KeyFileError):
+        return acked, "the stored hub receipt (or the hub key from enrollment) is malformed"
+    if receipt.epoch != ident.epoch:
+        return (acked, "the stored hub receipt is for another epoch") if acked > 0 else None
+    try:
+        check_receipt(db, ident, receipt, hub_key)
+    except BadReceipt as exc:
+        return receipt.acked_through, f"does not match the latest signed hub receipt: {exc}"
+    if receipt.acked_through < acked:
+        return (
+            acked,
+            f"acknowledged through seq {acked}, but the latest hub receipt covers only seq {receipt.acked_through}",
+        )
+    if anchor > receipt.acked_through:
+        return anchor, f"retention anchor at seq {anchor} is past the latest hub receipt (seq {receipt.acked_through})"
+    return None
 
 
 def _rows(db: Db, epoch: int, store_id: str, first_seq: int) -> Iterator[SignedRecord]:

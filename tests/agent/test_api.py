@@ -52,7 +52,8 @@ def test_invalid_transaction_names_fields(agent: AgentProcess) -> None:
     assert r.status_code == 422
     assert [e["field"] for e in r.json()["errors"]] == ["total", "tenders"]
 
-    r = httpx.post(f"{agent.url}/v1/transactions", content=b"{nope", timeout=10)
+    json_type = {"Content-Type": "application/json"}
+    r = httpx.post(f"{agent.url}/v1/transactions", content=b"{nope", headers=json_type, timeout=10)
     assert (r.status_code, r.json()["error"]) == (400, "bad_request")
     assert httpx.get(f"{agent.url}/v1/status", timeout=10).json()["last_seq"] == 0
 

@@ -3,8 +3,11 @@ the chain anchor moves with them, and ``edge-agent verify`` still checks what re
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from edge_agent.config import AgentConfig
 from edge_agent.store import Outbox, prune
@@ -85,3 +88,56 @@ def test_pruning_everything_keeps_the_anchor_and_an_edit_is_still_caught(tmp_pat
         outbox.conn.execute("UPDATE writers SET anchor_chain = zeroblob(32)")
         bad = outbox.verify()
         assert not bad.ok and bad.bad_seq == 11
+
+
+def test_pruning_and_a_rewind_racing_never_lose_what_the_hub_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retention decides and deletes under one write lock, so a rewind in between is never undone.
+
+    The prune is held in the middle of its second chunk's decision while another connection (a sync
+    pass: the hub asked for seq 100 again) rewinds ``acked_through``. The rewind's answer must hold:
+    True means every record from 100 on is still there afterwards (before the fix the prune went on
+    to its old limit and deleted them); False means they were already pruned, and the gap is reported.
+    """
+    from edge_agent.store import retention
+
+    data, hub_key = _setup(tmp_path, n=300)
+    with Outbox(data / "outbox.db") as outbox:
+        _receipt(outbox, hub_key, 300)
+    monkeypatch.setattr(retention, "CHUNK", 20)
+    go, done = threading.Event(), threading.Event()
+    calls = 0
+    aware = retention._aware
+
+    def slow_aware(text: str) -> datetime:
+        nonlocal calls
+        calls += 1
+        if calls == 30:  # inside the second chunk's decision
+            go.set()
+            done.wait(0.5)  # give the rewind a chance to slip in (it cannot, with the fix: it waits for the lock)
+        return aware(text)
+
+    monkeypatch.setattr(retention, "_aware", slow_aware)
+    rewound: list[bool] = []
+
+    def sync_pass() -> None:
+        go.wait(10)
+        with Outbox(data / "outbox.db", durable=False) as ob:
+            rewound.append(ob.rewind(100))
+        done.set()
+
+    other = threading.Thread(target=sync_pass)
+    other.start()
+    with Outbox(data / "outbox.db") as outbox:
+        result = prune(outbox, retention_days=30, now=LATER)
+        other.join(15)
+        assert len(rewound) == 1
+        if rewound[0]:
+            assert result.anchor_seq < 100, result
+            first = outbox.pending(99, 1000)
+            assert first and first[0].seq == 100 and len(first) == 201, (result, len(first))
+            assert outbox.acked_through() == 99
+        else:
+            assert result.anchor_seq >= 100 and outbox.acked_through() == 300, result
+        assert outbox.verify().ok

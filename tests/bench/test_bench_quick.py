@@ -64,11 +64,13 @@ def test_quick_bench_prints_every_figure_with_target_baseline_and_load() -> None
     assert capture["ratio_vs_nats"] > 0 and capture["ratio_vs_fsync_commits"] > 0
     assert capture["rss_mb"]["agent"] > 0
 
-    (catchup,) = by_bench["catchup"]
-    # events are derived after (or with) the acknowledgement, never before
-    assert catchup["derived_seconds"] >= catchup["acked_seconds"] > 0
-    assert catchup["baseline"]["records"] == 200 and catchup["baseline"]["derived_per_s"] > 0
-    assert catchup["rss_mb"]["agent_sync"] > 0 and catchup["rss_mb"]["hub"] > 0
+    one, split = by_bench["catchup"]  # the hub as one process, then as serve + deliver
+    assert "1 process" in one["hub"] and "2 processes" in split["hub"] and split["rss_mb"]["deliver"] > 0
+    for catchup in (one, split):
+        # events are derived after (or with) the acknowledgement, never before
+        assert catchup["derived_seconds"] >= catchup["acked_seconds"] > 0
+        assert catchup["baseline"]["records"] == 200 and catchup["baseline"]["derived_per_s"] > 0
+        assert catchup["rss_mb"]["agent_sync"] > 0 and catchup["rss_mb"]["hub"] > 0
 
     (backlog,) = by_bench["backlog"]
     assert backlog["acked_through"] >= backlog["records"] == 3000

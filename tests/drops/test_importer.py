@@ -264,6 +264,29 @@ def test_retry_sends_a_rejected_file_back_and_allows_the_same_bytes(env) -> None
     assert imp.import_file(third_copy).status == "duplicate_file"
 
 
+def test_tui_retry_while_the_agent_is_down_is_imported_again_not_a_duplicate(env) -> None:
+    """The TUI's own retry (agent not running) goes through the agent's retry path: the same bytes import again."""
+    from datetime import datetime
+
+    from tui import drops_data
+
+    _, _, outbox, folders = env
+    src = folders.root / "s.jsonl"
+    write_jsonl(src, 20, bad_every=10)  # partly rejected: the file ends in processed/, its errors in rejected/
+    imp = Importer(outbox, folders, workers=0)
+    first = imp.import_file(src)
+    assert (first.status, first.accepted, first.rejected) == ("partial", 18, 2)
+    back = drops_data.retry(folders.root, "s.jsonl", datetime(2026, 5, 21, 9, 30))
+    assert back == folders.root / "s.jsonl" and not (folders.processed / "s.jsonl").exists()
+    assert len(list(folders.retried.iterdir())) == 2  # the old result and error report are kept
+    again = imp.import_file(back)  # what the agent does when it next sees the file
+    assert again.status != "duplicate_file"
+    assert (again.status, again.accepted, again.duplicates, again.rejected) == ("partial", 0, 18, 2)
+    copy = folders.root / "copy.jsonl"
+    copy.write_bytes((folders.processed / again.file).read_bytes())
+    assert imp.import_file(copy).status == "duplicate_file"  # the retry was for one more import only
+
+
 def test_status_and_imports_cli_show_the_import(env) -> None:
     data, _, outbox, folders = env
     src = folders.root / "s.jsonl"

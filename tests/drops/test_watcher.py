@@ -159,7 +159,7 @@ def test_kill_9_mid_import_then_restart_resumes(agent_dir: Path, tmp_path: Path,
         wait_for(lambda: (drop / "processed" / "big.jsonl").exists(), timeout=300, interval=0.2)
         listing = httpx.get(f"{agent.url}/v1/imports", timeout=10).json()
         status = httpx.get(f"{agent.url}/v1/status", timeout=10).json()
-        missing = httpx.post(f"{agent.url}/v1/imports/{'0' * 64}/retry", timeout=10)
+        missing = httpx.post(f"{agent.url}/v1/imports/{'0' * 64}/retry", json={}, timeout=10)
     finally:
         assert agent.stop() == 0
 

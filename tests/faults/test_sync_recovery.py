@@ -163,7 +163,7 @@ def test_probe_ends_a_long_backoff_as_soon_as_the_hub_answers(tmp_path: Path, hu
                 return False
             left = (datetime.fromisoformat(due) - datetime.now(UTC)).total_seconds()
             if left < 10:  # full jitter drew a short wait: ask for another failure
-                httpx.post(agent.url + "/v1/sync", timeout=10)
+                httpx.post(agent.url + "/v1/sync", json={}, timeout=10)
                 return False
             return True
 

@@ -204,6 +204,19 @@ def test_an_expired_lease_makes_rows_claimable_and_the_old_claim_loses_them(db: 
     assert {d.state for d in listed(db)} == {"done"}
 
 
+def test_renewing_a_claim_restarts_its_lease_on_the_rows_it_still_holds(db: Storage):
+    add(db, [event("S1", 1), event("S1", 2), event("S2", 1)])
+    held = claim(db, "c1", limit=2)
+    with db.transaction() as tx:
+        assert tx.renew_claim("c1", NOW + 20 + LEASE) == {d.id for d in held}
+        assert tx.renew_claim("nobody", NOW + 20 + LEASE) == set()
+    assert [d.event_id for d in claim(db, "c2", now=NOW + LEASE + 1)] == ["S2-1-1-0"]  # renewed rows still held...
+    assert [d.id for d in claim(db, "c3", now=NOW + LEASE + 21)] == [d.id for d in held]  # ...until the lease ends
+    with db.transaction() as tx:
+        assert tx.renew_claim("c1", NOW + 100 * LEASE) == set()  # taken over: the old claim holds nothing
+        assert tx.renew_claim("c3", NOW + 100 * LEASE) == {d.id for d in held}
+
+
 def test_finishing_moves_rows_to_done_pending_or_dead_and_counts_attempts(db: Storage):
     add(db, [event("S1", s) for s in range(1, 5)])
     d1, d2, d3, d4 = claim(db, "c1")

@@ -8,15 +8,28 @@ each delivery claimed by one claimer while its lease lasts, a strict lane handed
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from cloud_hub._exceptions import BurstRejected
+from cloud_hub._exceptions import BurstRejected, StorageBusy, StorageRetryable
 from cloud_hub.ingest import ingest_burst
-from cloud_hub.storage import Delivery, DeliverySelector, DeliveryUpdate, NewDelivery, NewEvent, Storage
+from cloud_hub.storage import (
+    Delivery,
+    DeliverySelector,
+    DeliveryUpdate,
+    NewDelivery,
+    NewEvent,
+    Storage,
+    Store,
+    UnitOfWork,
+    Writer,
+)
+from cloud_hub.storage.recorders import RETRY_ATTEMPTS
 from cloud_hub.storage.sqlite import SQLiteStorage
 from sync_protocol import keys
 
@@ -197,3 +210,77 @@ def test_an_expired_lease_is_taken_over_by_the_other_claimer(db_pair: tuple[Stor
     assert _finish(b, "B", taken) == 3
     with a.snapshot() as tx:
         assert {c.sink: c.counts for c in tx.sink_counts()} == {"erp": {"done": 3}}
+
+
+def test_a_deadlock_is_one_retryable_error_and_storage_run_runs_the_loser_again(db_pair: tuple[Storage, Storage]):
+    a, b = db_pair
+    with a.transaction() as tx:
+        for store in ("S1", "S2"):
+            tx.insert_store(Store(store, "UTC", T0))
+            tx.insert_writer(Writer(store, 1, f"{store}-k", "ab" * 32, T0))
+            tx.create_stream(store, 1, b"\x00" * 32)
+    both_locked_one = threading.Barrier(2, timeout=20)
+    runs: Counter[str] = Counter()
+
+    def bump(storage: Storage, name: str, first: str, second: str) -> None:
+        def work(tx: UnitOfWork) -> None:
+            runs[name] += 1
+            for i, store in enumerate((first, second)):
+                st = tx.get_stream(store, 1)  # locks the row on PostgreSQL
+                assert st is not None
+                if i == 0 and runs[name] == 1:
+                    with contextlib.suppress(threading.BrokenBarrierError):
+                        both_locked_one.wait()  # each holds one row and wants the other's: a deadlock
+                tx.update_stream(
+                    store, 1, acked_through=st.acked_through + 1, head_chain=st.head_chain, last_seen_at=T1
+                )
+
+        storage.run(work)
+
+    if a is b or isinstance(a, SQLiteStorage):
+        both_locked_one.abort()  # one SQLite writer at a time: no deadlock to make
+    together(lambda: bump(a, "A", "S1", "S2"), lambda: bump(b, "B", "S2", "S1"))
+    with a.snapshot() as tx:
+        assert [tx.get_stream(s, 1).acked_through for s in ("S1", "S2")] == [2, 2]  # type: ignore[union-attr]
+    if isinstance(a, SQLiteStorage):
+        assert runs == Counter(A=1, B=1)
+    else:
+        assert sorted(runs.values()) == [1, 2]  # the database picked one victim; it ran again and succeeded
+
+
+def test_storage_run_gives_up_after_a_bounded_number_of_runs(db: Storage):
+    runs = 0
+
+    def always_conflicts(tx: UnitOfWork) -> None:
+        nonlocal runs
+        runs += 1
+        raise StorageRetryable()
+
+    with pytest.raises(StorageRetryable) as info:
+        db.run(always_conflicts)
+    assert runs == RETRY_ATTEMPTS == 4
+    assert info.value.status == 503 and info.value.headers() == {"Retry-After": "1"}
+
+
+def test_postgresql_locks_one_stream_while_other_stores_proceed(postgres_url: str):
+    from cloud_hub.storage.postgres import PostgresStorage
+
+    hub_key = keys.generate()
+    a = PostgresStorage(postgres_url, busy_timeout_ms=500, pool_size=2)
+    b = PostgresStorage(postgres_url, busy_timeout_ms=500, pool_size=2)
+    try:
+        s1, s2 = enroll_agent(a, "S1", hub_key), enroll_agent(a, "S2", hub_key)
+        s1.make(3)
+        s2.make(3)
+        with a.transaction() as held:
+            assert held.get_stream("S1", 1) is not None  # replica A is in the middle of a burst of S1
+            answer = ingest_burst(b, s2.burst(s2.records(1, 3)), key_id=s2.key_id, hub_key=hub_key, now=NOW)
+            assert answer.acked_through == 3  # another store is not held up
+            with pytest.raises(StorageBusy) as info:  # the same store waits, here past its lock timeout
+                ingest_burst(b, s1.burst(s1.records(1, 3)), key_id=s1.key_id, hub_key=hub_key, now=NOW)
+            assert info.value.status == 503 and info.value.headers() == {"Retry-After": "1"}
+        answer = ingest_burst(b, s1.burst(s1.records(1, 3)), key_id=s1.key_id, hub_key=hub_key, now=NOW)
+        assert answer.acked_through == 3 and answer.stored == 3  # nothing of the refused attempt was kept
+    finally:
+        a.close()
+        b.close()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import unicodedata
 
 from hypothesis import strategies as st
 
 from sync_protocol.cards import luhn_ok
+
+SCALE = int(os.environ.get("STORESYNC_FUZZ_SCALE", "1"))
+"""Multiplies the Hypothesis example counts of the security tests (``make fuzz`` sets 10)."""
 
 TEST_PANS = ["4111111111111111", "5500000000000004", "378282246310005", "6011111111111117", "4222222222222"]
 # Separators a person or a program may put between digit groups (each at most three characters).

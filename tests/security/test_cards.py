@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sync_protocol import TransactionInvalid, parse_transaction
 from sync_protocol.cards import contains_pan, find_pans, gs1_check_ok, luhn_ok, mask_pans, mask_value, redact_row
 
-from .cards_support import TEST_PANS, pans, shows_pan, words, written
+from .cards_support import SCALE, TEST_PANS, pans, shows_pan, words, written
 
 SALE: dict[str, Any] = {
     "txn_id": "R2-000917",
@@ -69,7 +69,7 @@ def test_a_card_number_as_a_key_is_refused_and_never_echoed(text: str) -> None:
     assert any(e.field.startswith("tenders[0].") and "•••• 1111" in e.field for e in info.value.errors), shown
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300 * SCALE, deadline=None)
 @given(st.data())
 def test_any_luhn_valid_number_with_any_separators_is_caught(data: st.DataObject) -> None:
     pan = data.draw(pans())
@@ -97,7 +97,7 @@ def test_any_luhn_valid_number_with_any_separators_is_caught(data: st.DataObject
     assert not shows_pan(str(info.value) + repr([e.as_dict() for e in info.value.errors]), pan)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100 * SCALE, deadline=None)
 @given(pans())
 def test_a_card_number_as_a_json_number_is_caught(pan: str) -> None:
     assert list(find_pans({"note": int(pan)})) == ["note"]
@@ -117,7 +117,7 @@ def gtins(draw: st.DrawFn) -> str:
     raise AssertionError("no GTIN passes Luhn near this one")  # pragma: no cover
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100 * SCALE, deadline=None)
 @given(gtins())
 def test_gtin_rule_kept_a_product_code_in_sku_is_a_product(code: str) -> None:
     raw = copy.deepcopy(SALE)
@@ -128,7 +128,7 @@ def test_gtin_rule_kept_a_product_code_in_sku_is_a_product(code: str) -> None:
     assert refused_fields(raw) == ["lines[0].name"]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200 * SCALE, deadline=None)
 @given(
     st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31)),
     st.sampled_from(["seconds", "milliseconds", "microseconds"]),

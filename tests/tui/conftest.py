@@ -20,7 +20,7 @@ def store_app(tmp_path: Path) -> Callable[..., StoreTuiApp]:
 
     def make(state: str, agent_url: str = DEAD_PORT_URL, **kw: Any) -> StoreTuiApp:
         data, drops = build(state, tmp_path / state)
-        return StoreTuiApp(
+        return StoreTuiApp.for_store(
             data, drop_dir=drops, clock=kw.pop("clock", frozen_now), refresh_s=0, agent=AgentClient(agent_url), **kw
         )
 

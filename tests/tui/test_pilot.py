@@ -18,7 +18,6 @@ from storesync_harness.pos import Pos
 from storesync_harness.processes import Agent, Hub
 from tui.agent_client import AgentClient
 from tui.app import StoreTuiApp
-from tui.fleet import FleetApp
 from tui.hub_client import HubClient
 from tui.screens import ErrorReportScreen, TxnScreen
 
@@ -50,7 +49,7 @@ async def test_sync_now_against_real_agent_then_agent_down(
         for _ in range(5):
             assert agent.post(pos.sale()).status_code == 201
         agent.wait_synced()
-        app = StoreTuiApp(agent.data_dir, agent=AgentClient(agent.url), refresh_s=0)
+        app = StoreTuiApp.for_store(agent.data_dir, agent=AgentClient(agent.url), refresh_s=0)
         notes = record_notes(app, monkeypatch)
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
@@ -63,7 +62,9 @@ async def test_sync_now_against_real_agent_then_agent_down(
             await settle(pilot)
             assert notes[-1][0] == "error" and "not running" in notes[-1][1]
         # the same outbox, read after the agent died, with the clock past the heartbeat window
-        later = StoreTuiApp(agent.data_dir, clock=lambda: datetime.now(UTC) + timedelta(minutes=2), refresh_s=0)
+        later = StoreTuiApp.for_store(
+            agent.data_dir, clock=lambda: datetime.now(UTC) + timedelta(minutes=2), refresh_s=0
+        )
         async with later.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
             assert text_of(later, "#status-line") == "Agent not running"
@@ -97,7 +98,7 @@ async def test_verify_chain_ok_then_tampered(
         await pilot.press("v")
         await settle(pilot)
         assert notes[-1][0] == "information" and "stored sales check out" in notes[-1][1]
-        conn = apsw.Connection(str(app.db_path))  # someone edits a stored sale behind the agent's back
+        conn = apsw.Connection(str(app.store.db_path))  # someone edits a stored sale behind the agent's back
         conn.execute("UPDATE outbox SET body = replace(body, '\"total\":', '\"total\" :') WHERE seq = 17")
         conn.close()
         await pilot.press("v")
@@ -108,18 +109,18 @@ async def test_verify_chain_ok_then_tampered(
 
 async def test_tui_never_writes_the_outbox(store_app: Callable[..., StoreTuiApp]) -> None:
     app = store_app("importing")
-    before = hashlib.sha256(app.db_path.read_bytes()).hexdigest()
+    before = hashlib.sha256(app.store.db_path.read_bytes()).hexdigest()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         await pilot.press("v", "slash", "R", "2")
         await settle(pilot)
-    assert hashlib.sha256(app.db_path.read_bytes()).hexdigest() == before
+    assert hashlib.sha256(app.store.db_path.read_bytes()).hexdigest() == before
 
 
 async def test_error_report_and_retry(store_app: Callable[..., StoreTuiApp], monkeypatch: pytest.MonkeyPatch) -> None:
     app = store_app("importing")
     notes = record_notes(app, monkeypatch)
-    folder = app.drops.folder
+    folder = app.store.drops.folder
     assert folder is not None
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -181,7 +182,9 @@ async def test_fleet_against_real_hub(hub: Hub, monkeypatch: pytest.MonkeyPatch)
     """A real hub: stores always; sinks when it has the forwarding admin endpoints, else 'not available'."""
     hub.add_store("S1")
     has_sinks = httpx.get(hub.url + "/v1/admin/sinks", headers={"Authorization": f"Bearer {hub.admin_token}"})
-    app = FleetApp(HubClient(hub.url, hub.admin_token), hub_url=hub.url, token=hub.admin_token, refresh_s=0)
+    app = StoreTuiApp.for_fleet(
+        HubClient(hub.url, hub.admin_token), hub_url=hub.url, token=hub.admin_token, refresh_s=0
+    )
     notes = record_notes(app, monkeypatch)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
@@ -201,10 +204,37 @@ async def test_fleet_against_real_hub(hub: Hub, monkeypatch: pytest.MonkeyPatch)
 async def test_fleet_with_a_wrong_token_says_so() -> None:
     stand_in = HubStandIn()
     stand_in.token = "another"
-    app = FleetApp(
+    app = StoreTuiApp.for_fleet(
         HubClient("https://hub.example.com", "wrong", transport=httpx.MockTransport(stand_in)),
         hub_url="https://hub.example.com", token="wrong", refresh_s=0,
     )  # fmt: skip
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         assert "refused the admin token" in text_of(app, "#status-line")
+
+
+async def test_one_app_switches_between_the_store_and_the_fleet_screen(tmp_path: Path) -> None:
+    """Given a data folder and a hub, the one app shows the store screen first; f and t switch screens."""
+    from tui_states import build, frozen_now
+    from tui_support import DEAD_PORT_URL
+
+    from tui.fleet_screen import FleetScreen
+    from tui.store_screen import StoreScreen
+
+    data, drops = build("synced", tmp_path / "synced")
+    stand_in = HubStandIn()
+    client = HubClient("https://hub.example.com", stand_in.token, transport=httpx.MockTransport(stand_in))
+    store = StoreScreen(data, drop_dir=drops, clock=frozen_now, refresh_s=0, agent=AgentClient(DEAD_PORT_URL))
+    fleet = FleetScreen(client, hub_url="https://hub.example.com", token=stand_in.token, clock=frozen_now, refresh_s=0)
+    app = StoreTuiApp(store=store, fleet=fleet)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        assert app.screen is store and text_of(app, "#status-line") == "All synced"
+        await pilot.press("f")
+        await settle(pilot)
+        assert app.screen is fleet and app.screen.query_one("#stores", DataTable).row_count == 3
+        await pilot.press("t")
+        await settle(pilot)
+        assert app.screen is store and text_of(app, "#status-line") == "All synced"
+    with pytest.raises(ValueError):
+        StoreTuiApp()

@@ -3,7 +3,7 @@
 Records are captured with :class:`edge_agent.store.Outbox` (signed, chained), acknowledged with real
 hub receipts (:meth:`Receipt.issue` with a hub key, checked by :meth:`Outbox.apply_receipt`), and the
 sync bookkeeping is written with :meth:`Outbox.update_sync` / :meth:`Outbox.log_burst` exactly as
-``edge_agent.sync`` writes it. Only the clock is fixed (the outbox's ``now_local``/``now_utc`` are
+``edge_agent.sync`` writes it. Only the clock is fixed (``sync_protocol.clock.now_iso`` is
 patched), and keys come from fixed seeds, so the screens are byte-for-byte reproducible.
 """
 
@@ -53,15 +53,20 @@ class Clock:
     def utc(self) -> str:
         return self.t.astimezone(UTC).isoformat(timespec="milliseconds")
 
+    def iso(self, *, local: bool = False, z: bool = False) -> str:
+        """``sync_protocol.clock.now_iso`` on this clock."""
+        assert not z
+        return self.local() if local else self.utc()
+
 
 @contextmanager
 def agent_clock(clock: Clock) -> Iterator[None]:
     """Make the outbox and the drop reports take their time stamps from ``clock``."""
     with (
-        mock.patch("edge_agent.store.records.now_local", clock.local),
-        mock.patch("edge_agent.store.outbox.now_utc", clock.utc),
-        mock.patch("edge_agent.store.schema.now_utc", clock.utc),
-        mock.patch("edge_agent.drops.report.now_iso", clock.local),
+        mock.patch("edge_agent.store.records.now_iso", clock.iso),
+        mock.patch("edge_agent.store.outbox.now_iso", clock.iso),
+        mock.patch("edge_agent.store.schema.now_iso", clock.iso),
+        mock.patch("edge_agent.drops.report.now_iso", clock.iso),
     ):
         yield
 

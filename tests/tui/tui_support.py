@@ -12,7 +12,7 @@ from tui_states import NOW
 
 from cloud_hub.admin import summary_dict
 from cloud_hub.storage import StoreSummary
-from tui.fleet import FleetApp
+from tui.app import StoreTuiApp
 from tui.hub_client import HubClient
 
 DEAD_PORT_URL = "http://127.0.0.1:9"  # nothing listens there: the agent is "down" for actions
@@ -81,6 +81,8 @@ class HubStandIn:
             return httpx.Response(200, content=json.dumps(self.payloads[path]))
         return httpx.Response(404, json={"error": "not_found", "message": "no route"})
 
-    def app(self) -> FleetApp:
+    def app(self) -> StoreTuiApp:
         client = HubClient("https://hub.example.com", self.token, transport=httpx.MockTransport(self))
-        return FleetApp(client, hub_url="https://hub.example.com", token=self.token, clock=lambda: NOW, refresh_s=0)
+        return StoreTuiApp.for_fleet(
+            client, hub_url="https://hub.example.com", token=self.token, clock=lambda: NOW, refresh_s=0
+        )

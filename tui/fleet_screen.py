@@ -1,4 +1,8 @@
-"""The fleet view for head office: every store's progress, and forwarding health when the hub has it."""
+"""The fleet screen of ``store-tui`` for head office: every store's progress, and forwarding health when the hub has it.
+
+Everything comes from the hub's HTTP admin API (:mod:`tui.hub_client`), read in a thread worker on the
+refresh timer of :mod:`tui.clock`.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +10,27 @@ from datetime import datetime
 from typing import Any
 
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
 from . import format as fmt
-from .app import REFRESH_S, Clock, system_clock
+from .clock import FLEET_REFRESH_S, Clock, every, system_clock
 from .hub_client import FleetData, HubClient
 from .screens import sync_rows
 
 STALE_S = 15 * 60
 
 
-class FleetApp(App[None]):
+class FleetScreen(Screen[None]):
     """Stores (last seen, lag, acked, backlog, conflicts), sinks and dead letters; replay."""
 
-    CSS_PATH = "store_tui.tcss"
     TITLE = "StoreSync fleet"
     BINDINGS = [
         Binding("x", "replay", "Replay dead letter"),
         Binding("g", "refresh", "Refresh"),
-        Binding("q", "quit", "Quit"),
     ]
 
     def __init__(
@@ -37,7 +40,7 @@ class FleetApp(App[None]):
         hub_url: str,
         token: str | None,
         clock: Clock = system_clock,
-        refresh_s: float = REFRESH_S * 5,
+        refresh_s: float = FLEET_REFRESH_S,
     ) -> None:
         super().__init__()
         self.hub = hub
@@ -50,15 +53,15 @@ class FleetApp(App[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical(id="banner", classes="busy"):
-            yield Static("Reading the hub…", id="status-line")
-            yield Static(f"{self.hub_url} · admin token {fmt.mask_token(self.token)}", id="status-detail")
-        yield Label("Stores", classes="section")
+            yield Static("Reading the hub…", id="status-line", markup=False)
+            yield Static(f"{self.hub_url} · admin token {fmt.mask_token(self.token)}", id="status-detail", markup=False)
+        yield Label("Stores", classes="section", markup=False)
         yield DataTable(id="stores", cursor_type="row", zebra_stripes=True)
-        yield Label("Sinks", classes="section")
-        yield Static("", id="sinks-note")
+        yield Label("Sinks", classes="section", markup=False)
+        yield Static("", id="sinks-note", markup=False)
         yield DataTable(id="sinks", cursor_type="row", zebra_stripes=True)
-        yield Label("Dead letters", classes="section")
-        yield Static("", id="dead-note")
+        yield Label("Dead letters", classes="section", markup=False)
+        yield Static("", id="dead-note", markup=False)
         yield DataTable(id="dead", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
@@ -67,14 +70,13 @@ class FleetApp(App[None]):
         self.query_one("#sinks", DataTable).add_columns("Sink", "Kind", "Pending", "Dead letters")
         self.query_one("#dead", DataTable).add_columns("Delivery", "Sink", "Event", "Tries", "Last error")
         self.action_refresh()
-        if self.refresh_s:
-            self.set_interval(self.refresh_s, self.action_refresh)
+        every(self, self.refresh_s, self.action_refresh)
 
     @work(thread=True, exclusive=True, group="refresh")
     def action_refresh(self) -> None:
         """Read stores, sinks and dead letters from the hub."""
         data = self.hub.fleet()
-        self.call_from_thread(self.show, data, self.clock())
+        self.app.call_from_thread(self.show, data, self.clock())
 
     def show(self, data: FleetData, now: datetime) -> None:
         """Update the tables in place."""
@@ -133,11 +135,11 @@ class FleetApp(App[None]):
     def action_replay(self) -> None:
         """Replay the highlighted dead letter."""
         if self.data is None or self.data.dead is None:
-            self.notify("Replay is not available on this hub.", title="Replay", severity="warning")
+            self.app.notify("Replay is not available on this hub.", title="Replay", severity="warning", markup=False)
             return
         table = self.query_one("#dead", DataTable)
         if not table.row_count:
-            self.notify("No dead letter to replay.", title="Replay", severity="warning")
+            self.app.notify("No dead letter to replay.", title="Replay", severity="warning", markup=False)
             return
         key = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
         chosen = next((d for d in self.data.dead if str(d.get("id")) == key), None)
@@ -147,8 +149,10 @@ class FleetApp(App[None]):
     @work(thread=True, exclusive=True, group="replay")
     def replay(self, event_id: str, sink: str) -> None:
         ok, message = self.hub.replay(event_id, sink)
-        self.call_from_thread(self.notify, message, title="Replay", severity="information" if ok else "error")
-        self.call_from_thread(self.action_refresh)
+        self.app.call_from_thread(
+            self.app.notify, message, title="Replay", severity="information" if ok else "error", markup=False
+        )
+        self.app.call_from_thread(self.action_refresh)
 
 
 def _dead(sink: dict[str, Any]) -> int:
