@@ -39,6 +39,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check $(PKGS) tests bench scripts
 	$(BIN)/ruff format --check $(PKGS) tests bench scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format $(PKGS) tests bench scripts

@@ -23,8 +23,8 @@ from typing import Any
 
 from cloud_hub import registry
 from cloud_hub.delivery import DeliveryEngine
-from cloud_hub.events import SinkConfig, derive_events, route
-from cloud_hub.forwarding import DeliverySettings, Forwarder, ForwardingConfig, event_texts
+from cloud_hub.events import SinkConfig, derive_events, event_json, route
+from cloud_hub.forwarding import DeliverySettings, Forwarder, ForwardingConfig
 from cloud_hub.storage import NewDelivery, NewEvent
 from cloud_hub.storage.sqlite import SQLiteStorage
 from cloud_hub.timenorm import normalize_times
@@ -45,7 +45,7 @@ def seed(storage: SQLiteStorage, cfg: SinkConfig, n: int) -> int:
                          captured_at="2026-11-22T10:00:00.000+01:00", txn=txn)  # fmt: skip
         norm = normalize_times(json.loads(body), tz="Europe/Berlin", clock=None, hub_received_at="2026-11-22T09:00:01Z")
         events = derive_events(body, norm)
-        samples += [(e, t) for e, t in zip(events, event_texts(body, events), strict=True) if route([cfg], e)]
+        samples += [(e, event_json(e)) for e in events if route([cfg], e)]
     made = 0
     chunk = 5_000
     while made < n:

@@ -158,3 +158,17 @@ class BurstRejected(HubError):
 
     def headers(self) -> dict[str, str]:
         return dict(self.extra_headers)
+
+
+class AlreadyResolved(HubError):
+    """An operator action was already done (e.g. a derive error re-derived before): exactly once."""
+
+    status = 409
+    code = "already_resolved"
+
+
+class DeriveStillFails(HubError):
+    """Re-deriving a record failed again; the derive error stays open with the new reason."""
+
+    status = 422
+    code = "derive_failed"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ._exceptions import InputError, NotFound
+from .books import store_extras
 from .storage import Storage, StoreSummary
 
 MAX_LEDGER_PAGE = 10_000
@@ -24,9 +26,13 @@ def summary_dict(s: StoreSummary) -> dict[str, Any]:
 
 
 def stores_view(storage: Storage) -> dict[str, Any]:
-    """``{"stores": [...]}``: every store with its newest epoch's progress."""
+    """``{"stores": [...]}``: every store with its newest epoch's progress, the agent's backlog as last
+    reported (``backlog``, ``oldest_pending_age_s``), ``sync_lag_s``, and its open ``derive_errors``
+    and ``time_fallbacks`` (cloud_hub.books)."""
     with storage.snapshot() as tx:
-        return {"stores": [summary_dict(s) for s in tx.store_summaries()]}
+        summaries = tx.store_summaries()
+    extras = store_extras(storage, time.time())
+    return {"stores": [{**summary_dict(s), **extras.get(s.store_id, {})} for s in summaries]}
 
 
 def store_view(storage: Storage, store_id: str) -> dict[str, Any]:

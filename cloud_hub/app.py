@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sync_protocol.schema_doc import inline_schema, json_body
 from sync_protocol.wire import BURSTS_PATH, ENROLL_PATH, BurstRequest, EnrollRequest
 
-from . import admin, deliveries, registry
+from . import admin, books, deliveries, registry
 from ._exceptions import BurstRejected, HubError, InputError, StorageError, TooLarge
 from .auth import KeyCache, check_admin, verify_signed_request
 from .config import Hub, HubConfig, Limits, open_hub
@@ -204,7 +204,7 @@ def create_app(
     forwarding = forwarding or load_config(None, config.data_dir)
     keys = KeyCache(hub.storage)
     metrics = HubMetrics(hub.storage, [s.name for s in forwarding.sinks])
-    forwarder = Forwarder(forwarding.sinks, inline_max=forwarding.delivery.inline_max)
+    forwarder = Forwarder.from_config(forwarding)
     engine = DeliveryEngine(hub.storage, forwarding, forwarder, metrics) if workers else None
     if engine is not None:
         forwarder.notify = engine.wake
@@ -318,4 +318,5 @@ def create_app(
         return admin.ledger_view(hub.storage, store_id, epoch=epoch, after=after, limit=limit)
 
     deliveries.register_routes(app, hub.storage, hub.admin_token, forwarding)
+    books.register_routes(app, hub.storage, hub.admin_token, lambda error_id: forwarder.rederive(hub.storage, error_id))
     return app

@@ -425,9 +425,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     config = _config(args)
     forwarding = _forwarding(args, config.data_dir)
     hub = open_hub(config)
-    engine = DeliveryEngine(
-        hub.storage, forwarding, Forwarder(forwarding.sinks, inline_max=forwarding.delivery.inline_max)
-    )
+    engine = DeliveryEngine(hub.storage, forwarding, Forwarder.from_config(forwarding))
 
     async def run() -> None:
         loop = asyncio.get_running_loop()

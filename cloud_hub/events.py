@@ -16,7 +16,16 @@ Per record (``id`` = ``{store_id}:{epoch}:{seq}``):
   The router sends ``audience = "erp"`` events to ``role = "erp"`` sinks only: damaged goods never
   reach a sales channel's stock.
 
-A void carries no lines, so it derives no inventory event (the ERP reverses the voided invoice).
+- A void reverses the sellable-stock movement of the transaction it voids (looked up by the void's
+  ``register_id`` and ``voided_txn_id``, whichever burst or file the sale came in):
+  ``retail.inventory.adjusted.v1`` ``:inventory`` with reason ``void``, every delta negated, and
+  ``reverses`` = the voided transaction's inventory event id. Nothing when the voided sale moved no
+  stock or is unknown to the hub.
+
+Only stock lines move stock: a v2 line of ``type`` other than ``item`` (gift cards, services,
+shipping, tips, adjustments such as a Shopify partial refund's ``REFUND`` line) never does, nor a line
+whose SKU matches one of the hub's :class:`StockRules` patterns (``[stock] non_stock_skus`` in
+``hub.toml``). The transaction event still carries every line.
 
 Routing (:func:`route`): a sink gets an event when one of its ``types`` globs matches the type and
 the rules below allow it.
@@ -148,6 +157,28 @@ def _record_data(body: Mapping[str, Any], norm: Mapping[str, Any]) -> dict[str, 
     return data
 
 
+@dataclass(frozen=True)
+class StockRules:
+    """Which lines move stock, beyond what the transaction says.
+
+    Attributes:
+        non_stock_skus: Glob patterns (case-sensitive, e.g. ``GIFT-*``); a line whose SKU matches
+            one never moves stock, whatever its type.
+    """
+
+    non_stock_skus: tuple[str, ...] = ()
+
+    def moves_stock(self, line: Mapping[str, Any]) -> bool:
+        """True for a stock line: type ``item`` (v1 lines have no type) and no non-stock SKU pattern."""
+        if line.get("type", "item") != "item":
+            return False
+        sku = str(line.get("sku", ""))
+        return not any(fnmatchcase(sku, pattern) for pattern in self.non_stock_skus)
+
+
+NO_RULES = StockRules()
+
+
 def _adjustments(lines: Iterable[Mapping[str, Any]], sign: int) -> list[dict[str, str]]:
     net: dict[str, Decimal] = {}
     for line in lines:
@@ -174,15 +205,24 @@ def _inventory_data(
 
 
 def derive_events(
-    body: Mapping[str, Any] | str, norm: Mapping[str, Any], *, check: bool = True
+    body: Mapping[str, Any] | str,
+    norm: Mapping[str, Any],
+    *,
+    check: bool = True,
+    stock: StockRules = NO_RULES,
+    voided: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The CloudEvents of one record, the transaction event first.
 
     Args:
-        body: The record body (canonical JSON text or its parsed dict).
+        body: The record body (canonical JSON text or its parsed dict); its ``txn`` should be the
+            validated canonical transaction (the hub's forwarder replaces it with that).
         norm: The output of :func:`cloud_hub.timenorm.normalize_times` for this record.
         check: Check every value has a canonical JSON form. A caller that parsed the body refusing
             floats (the hub's ingest hook) may skip it: it is most of the cost.
+        stock: Hub-side rules for lines that are not stock.
+        voided: For a void, the movement of the voided transaction (``event_id`` and
+            ``adjustments``), or None when it moved nothing or is unknown.
 
     Raises:
         ValueError: when the body's kind is unknown.
@@ -192,7 +232,12 @@ def derive_events(
     if kind not in TXN_TYPES:
         raise ValueError(f"unknown record kind {kind!r}")
     events = [_envelope(doc, norm, TXN_TYPES[kind], "", _record_data(doc, norm))]
-    lines = doc["txn"].get("lines", [])
+    lines = [ln for ln in doc["txn"].get("lines", []) if stock.moves_stock(ln)]
+    if kind == "void" and voided is not None and voided.get("adjustments"):
+        reversed_ = [{"sku": a["sku"], "delta": _qty_text(-Decimal(a["delta"]))} for a in voided["adjustments"]]
+        data = _inventory_data(doc, norm, "void", reversed_)
+        data["reverses"] = voided.get("event_id")
+        events.append(_envelope(doc, norm, INVENTORY_TYPE, INVENTORY_SUFFIX, data))
     if kind == "sale":
         adj = _adjustments(lines, -1)
         if adj:

@@ -27,23 +27,32 @@ so secrets need not be in the file. Values are never logged.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sync_protocol.record import body_txn_text
-
-from ._exceptions import ConfigError
-from .events import SinkConfig, derive_events, event_json, route, source_of
+from ._exceptions import AlreadyResolved, ConfigError, DeriveStillFails, NotFound
+from .events import INVENTORY_SUFFIX, SinkConfig, StockRules, derive_events, event_json, route, source_of
+from .records import DeriveFailure, validated_doc
 from .sinks import KINDS, SINK_KINDS
-from .storage import EventRecorder, LedgerRow, NewDelivery, NewEvent, Storage, UnitOfWork, Writer
-from .timenorm import TimePolicy, normalize_times
+from .storage import (
+    LedgerRow,
+    NewDelivery,
+    NewEvent,
+    StockMove,
+    Storage,
+    TimeFallback,
+    UnitOfWork,
+    Writer,
+    iso_utc,
+)
+from .timenorm import FALLBACK_METHODS, TimePolicy, normalize_times
 
 log = logging.getLogger("cloud_hub.forwarding")
 
@@ -184,13 +193,61 @@ def sink_from_dict(doc: Mapping[str, Any], data_dir: Path, where: str) -> SinkCo
     return cfg
 
 
+def time_policy_from_dict(doc: Mapping[str, Any], where: str) -> TimePolicy:
+    """The ``[time]`` table: ``max_pos_skew_hours`` (live capture window, default 24) and
+    ``max_batch_age_days`` (how much older than its file a batch-file time may be, default 35).
+
+    Raises:
+        ConfigError: naming the bad field.
+    """
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"{where}: [time] must be a table")
+    unknown = set(doc) - {"max_pos_skew_hours", "max_batch_age_days", "clock_tolerance_ms"}
+    if unknown:
+        raise ConfigError(f"{where}: [time] has unknown field {sorted(unknown)[0]!r}")
+    base = TimePolicy()
+    values: dict[str, float] = {}
+    for key, scale, attr, default in (
+        ("max_pos_skew_hours", 3600.0, "max_pos_skew_s", base.max_pos_skew_s),
+        ("max_batch_age_days", 86400.0, "max_batch_age_s", base.max_batch_age_s),
+        ("clock_tolerance_ms", 1.0, "tolerance_ms", base.tolerance_ms),
+    ):
+        raw = doc.get(key)
+        if raw is None:
+            values[attr] = default
+            continue
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw <= 0:
+            raise ConfigError(f"{where}: [time] {key} must be a number greater than 0, not {raw!r}")
+        values[attr] = float(raw) * scale
+    return TimePolicy(**values)
+
+
+def stock_rules_from_dict(doc: Mapping[str, Any], where: str) -> StockRules:
+    """The ``[stock]`` table: ``non_stock_skus``, glob patterns of SKUs that never move stock.
+
+    Raises:
+        ConfigError: naming the bad field.
+    """
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"{where}: [stock] must be a table")
+    unknown = set(doc) - {"non_stock_skus"}
+    if unknown:
+        raise ConfigError(f"{where}: [stock] has unknown field {sorted(unknown)[0]!r}")
+    patterns = doc.get("non_stock_skus", [])
+    if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
+        raise ConfigError(f"{where}: [stock] non_stock_skus must be a list of non-empty SKU patterns")
+    return StockRules(tuple(patterns))
+
+
 @dataclass(frozen=True)
 class ForwardingConfig:
-    """Sinks and delivery settings of one hub."""
+    """Sinks, delivery settings, time thresholds and stock rules of one hub."""
 
     sinks: tuple[SinkConfig, ...]
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     source: str = "(embedded default)"
+    time: TimePolicy = field(default_factory=TimePolicy)
+    stock: StockRules = field(default_factory=StockRules)
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any], data_dir: Path, source: str = "(embedded default)") -> ForwardingConfig:
@@ -199,10 +256,18 @@ class ForwardingConfig:
         Raises:
             ConfigError: naming the sink and field.
         """
-        unknown = set(doc) - {"hub", "sinks", "delivery", "storage"}  # [hub]: cloud_hub.settings, [storage]: .config
+        unknown = set(doc) - {
+            "hub",
+            "sinks",
+            "delivery",
+            "storage",
+            "time",
+            "stock",
+        }  # [hub]: .settings, [storage]: .config
         if unknown:
             raise ConfigError(
-                f"{source}: unknown table {sorted(unknown)[0]!r} (expected [hub], [[sinks]], [delivery], [storage])"
+                f"{source}: unknown table {sorted(unknown)[0]!r}"
+                " (expected [hub], [[sinks]], [delivery], [storage], [time] and [stock])"
             )
         raw = doc.get("sinks", [])
         if not isinstance(raw, list):
@@ -215,7 +280,13 @@ class ForwardingConfig:
         delivery = doc.get("delivery", {})
         if not isinstance(delivery, Mapping):
             raise ConfigError(f"{source}: [delivery] must be a table")
-        return cls(sinks, DeliverySettings.from_dict(delivery, source), source)
+        return cls(
+            sinks,
+            DeliverySettings.from_dict(delivery, source),
+            source,
+            time_policy_from_dict(doc.get("time", {}), source),
+            stock_rules_from_dict(doc.get("stock", {}), source),
+        )
 
     def sink(self, name: str) -> SinkConfig | None:
         return next((s for s in self.sinks if s.name == name), None)
@@ -244,31 +315,6 @@ def load_config(path: Path | None, data_dir: Path) -> ForwardingConfig:
 
 # ------------------------------------------------------------------------------------------- hook
 
-_TXN_MARK = "\x00txn\x00"
-_TXN_MARK_JSON = json.dumps(_TXN_MARK)
-
-
-def _no_float(text: str) -> Any:
-    raise ValueError(f"body holds the float {text}; amounts must be decimal strings")
-
-
-def event_texts(body: str, events: Sequence[Mapping[str, Any]]) -> list[str]:
-    """``event_json`` of each event, fast: a transaction event's ``data.txn`` is the body's own
-    canonical text, spliced in instead of encoded again (byte-identical for canonical bodies)."""
-    raw_txn = body_txn_text(body)
-    if raw_txn is None:
-        return [event_json(e) for e in events]
-    out = []
-    for event in events:
-        data = event.get("data")
-        if isinstance(data, Mapping) and "txn" in data:
-            shallow = dict(event)
-            shallow["data"] = dict(data, txn=_TXN_MARK)
-            out.append(event_json(shallow).replace(_TXN_MARK_JSON, raw_txn, 1))
-        else:
-            out.append(event_json(event))
-    return out
-
 
 @dataclass
 class _Plan:
@@ -281,6 +327,8 @@ class _Plan:
     deliveries: list[NewDelivery] = field(default_factory=list)
     registers: dict[str, str] = field(default_factory=dict)
     errors: list[tuple[int, int, str, str]] = field(default_factory=list)
+    moves: dict[tuple[str, str], StockMove] = field(default_factory=dict)
+    fallbacks: list[TimeFallback] = field(default_factory=list)
 
 
 class Forwarder:
@@ -308,16 +356,23 @@ class Forwarder:
         *,
         inline_max: int = 100,
         policy: TimePolicy | None = None,
+        stock: StockRules | None = None,
         notify: Callable[[], None] | None = None,
         now: Callable[[], float] = time.time,
     ) -> None:
         self.sinks = list(sinks)
         self.inline_max = inline_max
         self.policy = policy or TimePolicy()
+        self.stock = stock or StockRules()
         self.notify = notify
         self.now = now
         self._tz: dict[str, str] = {}
         self.derive_failures = 0
+
+    @classmethod
+    def from_config(cls, config: ForwardingConfig, **kw: Any) -> Forwarder:
+        """A forwarder with the sinks, inline limit, time policy and stock rules of ``config``."""
+        return cls(config.sinks, inline_max=config.delivery.inline_max, policy=config.time, stock=config.stock, **kw)
 
     def __call__(self, tx: UnitOfWork, writer: Writer, rows: Sequence[LedgerRow]) -> None:
         if not rows:
@@ -363,8 +418,48 @@ class Forwarder:
         """Events and deliveries of ``rows`` (consecutive, right after the cursor); moves the cursor."""
         self._write(tx, self._plan(tx, store_id, epoch, rows))
 
-    def _plan(self, tx: UnitOfWork, store_id: str, epoch: int, rows: Sequence[LedgerRow]) -> _Plan:
-        """Derive everything to write for ``rows`` (reads only)."""
+    def rederive(self, storage: Storage, error_id: int) -> int:
+        """Derive the events of a record listed in ``derive_errors`` after its cause was fixed.
+
+        Exactly once: the events, their deliveries and ``resolved_at`` are written in one
+        transaction, and a resolved error is refused. The fold of an ambiguous local time is chosen
+        from the capture time alone (the register's later records were derived meanwhile).
+
+        Returns:
+            How many events were derived.
+
+        Raises:
+            NotFound: no such derive error, or its record is not in the ledger.
+            AlreadyResolved: it was re-derived before.
+            DeriveStillFails: deriving fails again (the error stays open).
+        """
+        with storage.transaction() as tx:
+            err = tx.derive_error(error_id)
+            if err is None:
+                raise NotFound(f"no derive error {error_id}")
+            if err.resolved_at is not None:
+                raise AlreadyResolved(f"derive error {error_id} was re-derived at {err.resolved_at}")
+            rows = tx.ledger_page(err.store_id, err.epoch, err.seq - 1, 1)
+            if not rows or rows[0].seq != err.seq:
+                raise NotFound(f"record {err.store_id}/{err.epoch}/{err.seq} is not in the ledger")
+            plan = self._plan(tx, err.store_id, err.epoch, rows, seq_order=False)
+            if plan.errors:
+                raise DeriveStillFails(f"record {err.store_id}/{err.epoch}/{err.seq}: {plan.errors[0][2]}")
+            self._write(tx, plan, move_cursor=False)
+            tx.resolve_derive_error(error_id, iso_utc(datetime.now(UTC)))
+        if self.notify is not None:
+            self.notify()
+        return len(plan.events)
+
+    def _plan(
+        self, tx: UnitOfWork, store_id: str, epoch: int, rows: Sequence[LedgerRow], *, seq_order: bool = True
+    ) -> _Plan:
+        """Derive everything to write for ``rows`` (reads only).
+
+        Every body is decoded strictly and its transaction validated (:func:`validated_doc`); the
+        events carry the validated canonical transaction. ``seq_order=False`` (re-deriving one
+        record out of order) neither reads nor moves the registers' last times.
+        """
         plan = _Plan(store_id, epoch, rows[-1].seq)
         tz = self._zone(tx, store_id)
         stream = tx.get_stream(store_id, epoch)
@@ -373,34 +468,60 @@ class Forwarder:
         docs: list[tuple[LedgerRow, dict[str, Any] | None, str]] = []
         for row in rows:
             try:
-                doc = json.loads(row.body, parse_float=_no_float)
-                docs.append((row, doc, str(doc["txn"]["register_id"])))
-            except (ValueError, KeyError, TypeError) as exc:
-                docs.append((row, None, f"{type(exc).__name__}: {exc}"))
-        prev = tx.register_times(store_id, [reg for _, doc, reg in docs if doc is not None])
-        changed, events, deliveries = plan.registers, plan.events, plan.deliveries
+                checked = validated_doc(row.body)
+                docs.append((row, checked, checked["txn"]["register_id"]))
+            except DeriveFailure as exc:
+                docs.append((row, None, str(exc)))
+        valid = [(doc, reg) for _, doc, reg in docs if doc is not None]
+        prev = tx.register_times(store_id, [reg for _, reg in valid]) if seq_order else {}
+        voided_keys = [(reg, d["txn"]["voided_txn_id"]) for d, reg in valid if d["kind"] == "void"]
+        known = tx.stock_moves(store_id, voided_keys) if voided_keys else {}
+        moves, events, deliveries = plan.moves, plan.events, plan.deliveries
         due = self.now()
         for row, doc, reg in docs:
             try:
                 if doc is None:
                     raise ValueError(reg)
-                norm = normalize_times(
+                try:
+                    norm = normalize_times(
+                        doc,
+                        tz=tz,
+                        clock=clock,
+                        hub_received_at=row.received_at,
+                        prev_occurred_at_utc=prev.get(reg),
+                        policy=self.policy,
+                    )
+                except (ValueError, KeyError) as exc:
+                    raise DeriveFailure("bad_time", f"{type(exc).__name__}: {exc}") from None
+                txn = doc["txn"]
+                voided: StockMove | None = None
+                if doc["kind"] == "void":
+                    vkey = (reg, txn["voided_txn_id"])
+                    voided = moves.get(vkey) or known.get(vkey)
+                    if voided is None:
+                        log.warning("void %s/%s of %s: the voided sale is unknown here", reg, txn["txn_id"], vkey[1])
+                derived = derive_events(
                     doc,
-                    tz=tz,
-                    clock=clock,
-                    hub_received_at=row.received_at,
-                    prev_occurred_at_utc=prev.get(reg),
-                    policy=self.policy,
+                    norm,
+                    check=False,
+                    stock=self.stock,
+                    voided=None if voided is None else {"event_id": voided.event_id, "adjustments": voided.adjustments},
                 )
-                derived = derive_events(doc, norm, check=False)
-                texts = event_texts(row.body, derived)
+                texts = [event_json(e) for e in derived]
             except Exception as exc:  # noqa: BLE001 - one bad record must not block its store
                 self.derive_failures += 1
-                reason = f"{type(exc).__name__}: {exc}"[:300]
+                if isinstance(exc, DeriveFailure):
+                    reason = str(exc)[:300]
+                elif doc is None:
+                    reason = reg[:300]
+                else:
+                    reason = f"internal: {type(exc).__name__}: {exc}"[:300]
                 log.warning("no events for store=%s epoch=%s seq=%s: %s", store_id, row.epoch, row.seq, reason)
                 plan.errors.append((row.epoch, row.seq, reason, row.received_at))
                 continue
-            prev[reg] = changed[reg] = norm["occurred_at_utc"]
+            if seq_order:
+                prev[reg] = plan.registers[reg] = norm["occurred_at_utc"]
+            self._book(plan, row, doc, norm, derived, voided)
             for event, text in zip(derived, texts, strict=True):
                 index = len(events)
                 events.append(
@@ -410,10 +531,57 @@ class Forwarder:
                     deliveries.append(NewDelivery(index, sink, store_id, due))
         return plan
 
-    def _write(self, tx: EventRecorder, plan: _Plan) -> None:
+    @staticmethod
+    def _book(
+        plan: _Plan,
+        row: LedgerRow,
+        doc: Mapping[str, Any],
+        norm: Mapping[str, Any],
+        derived: Sequence[Mapping[str, Any]],
+        voided: StockMove | None,
+    ) -> None:
+        """Keep what later records and operators need: stock movements and untrusted times."""
+        txn = doc["txn"]
+        reg = txn["register_id"]
+        if doc["kind"] in ("sale", "return"):
+            inv = next((e for e in derived if str(e["id"]).endswith(INVENTORY_SUFFIX)), None)
+            adjustments = list(inv["data"]["adjustments"]) if inv is not None else []
+            plan.moves[(reg, txn["txn_id"])] = StockMove(
+                plan.store_id, reg, txn["txn_id"], row.epoch, row.seq, inv["id"] if inv else None, adjustments
+            )
+        elif voided is not None and voided.adjustments:
+            # Reversed once: a second void of the same sale moves nothing.
+            plan.moves[(reg, voided.txn_id)] = StockMove(
+                voided.store_id, reg, voided.txn_id, voided.epoch, voided.seq, voided.event_id, []
+            )
+        quality = norm["time_quality"]
+        if quality["method"] in FALLBACK_METHODS:
+            reason = ",".join(f for f in quality["flags"] if f.startswith(("pos_", "batch_")))
+            plan.fallbacks.append(
+                TimeFallback(
+                    0,
+                    plan.store_id,
+                    row.epoch,
+                    row.seq,
+                    reg,
+                    txn["txn_id"],
+                    txn["occurred_at"],
+                    norm["occurred_at_utc"],
+                    quality["method"],
+                    reason,
+                    row.received_at,
+                )  # fmt: skip
+            )
+
+    def _write(self, tx: UnitOfWork, plan: _Plan, *, move_cursor: bool = True) -> None:
         for epoch, seq, reason, at in plan.errors:
             tx.record_derive_error(plan.store_id, epoch, seq, reason, at)
         tx.insert_events(plan.events, plan.deliveries)
+        if plan.moves:
+            tx.record_stock_moves(list(plan.moves.values()))
+        if plan.fallbacks:
+            tx.record_time_fallbacks(plan.fallbacks)
         if plan.registers:
             tx.set_register_times(plan.store_id, plan.registers)
-        tx.set_forward_cursor(plan.store_id, plan.epoch, plan.through)
+        if move_cursor:
+            tx.set_forward_cursor(plan.store_id, plan.epoch, plan.through)

@@ -161,6 +161,7 @@ def _apply(
     acked, head = stream.acked_through, stream.head_chain
     out = _Outcome(acked, head)
     clock = request.clock.model_dump() if request.clock is not None else None
+    backlog = request.backlog.model_dump() if request.backlog is not None else None
 
     def finish() -> _Outcome:
         tx.update_stream(
@@ -171,6 +172,7 @@ def _apply(
             last_seen_at=at,
             add_duplicates=out.duplicates,
             clock=clock,
+            backlog=backlog,
         )
         return out
 

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .books import sync_lag_s
 from .sinks import Outcome
 from .storage import SinkCounts, Storage
 
@@ -48,7 +49,9 @@ class _StorageCollector(Collector):
             "storesync_pending_deliveries", "Pending + in-flight deliveries per sink", labels=["sink"]
         )
         oldest = GaugeMetricFamily(
-            "storesync_oldest_pending_age_seconds", "Age of the oldest pending delivery per sink", labels=["sink"]
+            "storesync_oldest_pending_age_seconds",
+            "Age of the oldest pending delivery per sink (the sink's delivery lag)",
+            labels=["sink"],
         )
         acked = GaugeMetricFamily(
             "storesync_store_acked_through", "Highest seq stored per store (newest epoch)", labels=["store"]
@@ -62,11 +65,34 @@ class _StorageCollector(Collector):
         underived = GaugeMetricFamily(
             "storesync_store_underived_records", "Stored records whose events are not derived yet", labels=["store"]
         )
+        derive = GaugeMetricFamily(
+            "storesync_derive_errors",
+            "Stored records whose events could not be derived (open, not yet re-derived), by store and reason",
+            labels=["store", "reason"],
+        )
+        fallbacks = GaugeMetricFamily(
+            "storesync_time_fallbacks", "Records whose POS time was not trusted and fell back", labels=["store"]
+        )
+        backlog = GaugeMetricFamily(
+            "storesync_store_backlog_records", "Records the store's agent holds beyond its last burst", labels=["store"]
+        )
+        sync_lag = GaugeMetricFamily(
+            "storesync_store_sync_lag_seconds",
+            "How long the store's oldest record not yet at the hub has waited (0: none waiting)",
+            labels=["store"],
+        )
         with self.storage.snapshot() as tx:
             counts = tx.sink_counts(include_done=False)
             stores = tx.store_summaries()
             by_store = tx.open_by_store()
             behind = tx.forward_lag()
+            errors = tx.derive_errors(open_only=True)
+            fell_back = tx.time_fallback_counts()
+        by_reason: dict[tuple[str, str], int] = {}
+        for e in errors:
+            by_reason[(e.store_id, e.code)] = by_reason.get((e.store_id, e.code), 0) + 1
+        for (store_id, code), n in sorted(by_reason.items()):
+            derive.add_metric([store_id, code], n)
         known = {c.sink for c in counts}
         counts += [SinkCounts(name, {}, None) for name in self.sinks if name not in known]
         for c in counts:
@@ -84,7 +110,13 @@ class _StorageCollector(Collector):
                 seen.add_metric([s.store_id], _age(s.last_seen_at, now))
             lag.add_metric([s.store_id], by_store.get(s.store_id, 0))
             underived.add_metric([s.store_id], under.get(s.store_id, 0))
-        yield from (open_, dead, pending, oldest, acked, seen, lag, underived)
+            fallbacks.add_metric([s.store_id], fell_back.get(s.store_id, 0))
+            if s.backlog is not None:
+                backlog.add_metric([s.store_id], int(s.backlog.get("pending") or 0))
+                waited = sync_lag_s(s.backlog, s.last_seen_at, now)
+                if waited is not None:
+                    sync_lag.add_metric([s.store_id], waited)
+        yield from (open_, dead, pending, oldest, acked, seen, lag, underived, derive, fallbacks, backlog, sync_lag)
 
 
 class HubMetrics:

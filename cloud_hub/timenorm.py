@@ -17,13 +17,30 @@ The hub never rewrites signed values. :func:`normalize_times` reads a record bod
 ``zone-gap-shifted``   a naive time inside a spring-forward gap, moved forward by the gap
 ``zone-fold-0``        an ambiguous fall-back time, the first (earlier) occurrence chosen
 ``zone-fold-1``        an ambiguous fall-back time, the second (later) occurrence chosen
-``capture-fallback``   the POS time was implausibly far from the corrected capture time; the
+``capture-fallback``   a live POS time was implausibly far from the corrected capture time; the
                        corrected capture time is used instead
+``file-fallback``      a batch-file time was outside the file's own timeline (after the file, or
+                       older than the maximum age before it); the file's time is used instead
 =====================  ==========================================================================
 
-``flags`` (sorted) may hold ``dst_gap``, ``dst_fold``, ``agent_clock_corrected``,
-``no_clock_estimate``, ``pos_time_implausible``. All numbers are integers (milliseconds), so the
-result can be part of canonical JSON.
+Live records (captured through the API or CLI) are judged against the corrected capture time within
+``max_pos_skew_s`` (register clocks drift). Batch records (``origin`` ``file:...``) are the record of
+when the sale happened however late the file arrives: they are judged against the file's own
+timeline (``body["batch"]["file_time"]``, the file's modification time on the agent, corrected by θ
+like the capture time; the import moment for bodies without it), and trusted from
+``max_batch_age_s`` before it up to ``max_pos_skew_s`` after it.
+
+An ambiguous fall-back time takes the fold that keeps the register's records in seq order (the
+previous record of the register must not be later). When seq order allows both folds (an equal
+instant is a tie, not an order), the fold nearest the corrected capture time is taken for live
+records; for batch records the capture time is the import moment and says nothing, so the first
+occurrence is taken. ``fold_by_seq``, ``fold_by_capture_time`` or ``fold_default`` says which rule
+decided; ``fold_out_of_order`` marks a time whose both folds precede the previous record.
+
+``flags`` (sorted) may hold ``dst_gap``, ``dst_fold`` (with one of the fold flags above),
+``agent_clock_corrected``, ``no_clock_estimate``, ``pos_time_implausible``, ``batch_time_after_file``,
+``batch_time_too_old``. All numbers are integers (milliseconds), so the result can be part of
+canonical JSON.
 """
 
 from __future__ import annotations
@@ -38,8 +55,10 @@ from sync_protocol.clock import ClockSample, iso
 
 DEFAULT_TOLERANCE_MS = 2_000
 DEFAULT_MAX_POS_SKEW_S = 24 * 3600
+DEFAULT_MAX_BATCH_AGE_S = 35 * 24 * 3600
 
-METHODS = ("offset", "zone", "zone-gap-shifted", "zone-fold-0", "zone-fold-1", "capture-fallback")
+METHODS = ("offset", "zone", "zone-gap-shifted", "zone-fold-0", "zone-fold-1", "capture-fallback", "file-fallback")
+FALLBACK_METHODS = ("capture-fallback", "file-fallback")
 
 
 @dataclass(frozen=True)
@@ -48,11 +67,14 @@ class TimePolicy:
 
     Attributes:
         tolerance_ms: Agent clock offsets up to this size are left uncorrected.
-        max_pos_skew_s: A POS time further than this from the corrected capture time is not trusted.
+        max_pos_skew_s: A live POS time further than this from the corrected capture time is not
+            trusted; a batch-file time may be this much after the file's time.
+        max_batch_age_s: A batch-file time may be this much older than the file's time.
     """
 
     tolerance_ms: float = DEFAULT_TOLERANCE_MS
     max_pos_skew_s: float = DEFAULT_MAX_POS_SKEW_S
+    max_batch_age_s: float = DEFAULT_MAX_BATCH_AGE_S
 
 
 def parse_instant(value: datetime | str) -> datetime:
@@ -96,10 +118,11 @@ def resolve_local(
     """Interpret a naive wall time in ``zone``.
 
     A time inside a spring-forward gap is shifted forward by the gap (02:30 in Berlin on the spring
-    day becomes 03:30 CEST). An ambiguous fall-back time takes the earliest occurrence that is not
-    before ``not_before`` (the previous record of the same register, so records stay in seq order);
-    without ``not_before`` it takes the occurrence nearest to ``near`` (the corrected capture time),
-    else the first one.
+    day becomes 03:30 CEST). An ambiguous fall-back time takes the fold that is not before
+    ``not_before`` (the previous record of the same register, so records stay in seq order). When
+    both folds are (an equal instant is a tie, not an order), or there is no previous record, it
+    takes the fold nearest ``near`` (the corrected capture time), else the first one. Nothing here
+    assumes a one-hour shift: the two folds are whatever the zone's rules give (30 minutes on Lord Howe).
     """
     naive = naive.replace(tzinfo=None, fold=0)
     first = naive.replace(tzinfo=zone, fold=0)
@@ -113,18 +136,18 @@ def resolve_local(
         # after the gap: exactly "shifted forward by the gap".
         return LocalResolution(u0, "zone-gap-shifted", ("dst_gap",))
     early, late = sorted((u0, u1))
-    if not_before is not None:
-        if early >= not_before:
-            chosen = early
-        elif late >= not_before:
-            chosen = late
-        else:
-            chosen = late  # both precede the previous record: the later one breaks order least
+    allowed = [u for u in (early, late) if not_before is None or u >= not_before]
+    if len(allowed) == 1:
+        chosen, basis = allowed[0], "fold_by_seq"
+    elif not allowed:
+        chosen, basis = late, "fold_out_of_order"  # both precede the previous record: the later breaks order least
     elif near is not None:
         chosen = early if abs(early - near) <= abs(late - near) else late
+        basis = "fold_by_capture_time"
     else:
-        chosen = early
-    return LocalResolution(chosen, "zone-fold-0" if chosen == early else "zone-fold-1", ("dst_fold",))
+        chosen, basis = early, "fold_default"
+    method = "zone-fold-0" if chosen == early else "zone-fold-1"
+    return LocalResolution(chosen, method, ("dst_fold", basis))
 
 
 def _clock_fields(clock: ClockSample | Mapping[str, Any] | None) -> tuple[float, float] | None:
@@ -167,6 +190,11 @@ def correct_capture(
     return moment, quality
 
 
+def is_batch(body: Mapping[str, Any]) -> bool:
+    """True for a record imported from a batch file (franchise drop), whose times are history."""
+    return str(body.get("origin", "")).startswith("file:")
+
+
 def normalize_times(
     body: Mapping[str, Any],
     *,
@@ -179,7 +207,8 @@ def normalize_times(
     """The normalized time fields of one record.
 
     Args:
-        body: The parsed record body (``captured_at`` and ``txn.occurred_at`` are read).
+        body: The parsed record body (``captured_at``, ``origin``, ``batch`` and ``txn.occurred_at``
+            are read).
         tz: The store's IANA zone, e.g. ``Europe/Berlin``.
         clock: The agent clock estimate (θ, δ) in force for this record, or None when unknown.
         hub_received_at: When the hub received the burst (aware).
@@ -188,25 +217,40 @@ def normalize_times(
         policy: Tolerances.
 
     Raises:
-        ValueError: when ``captured_at`` or ``occurred_at`` is not ISO 8601, or the zone is unknown.
+        ValueError: when ``captured_at``, ``batch.file_time`` or ``occurred_at`` is not ISO 8601,
+            or the zone is unknown.
     """
     zone = ZoneInfo(tz)
     captured_utc, quality = correct_capture(body["captured_at"], clock, policy)
     flags: list[str] = list(quality["flags"])
     prev = parse_instant(prev_occurred_at_utc) if prev_occurred_at_utc is not None else None
+    batch = is_batch(body)
+    timeline = captured_utc
+    if batch:
+        file_time = (body.get("batch") or {}).get("file_time")
+        if file_time is not None:
+            timeline, _ = correct_capture(file_time, clock, policy)
 
     raw = datetime.fromisoformat(body["txn"]["occurred_at"])
     if raw.tzinfo is not None and raw.utcoffset() is not None:
         occurred, method = raw.astimezone(UTC), "offset"
     else:
-        res = resolve_local(raw, zone, not_before=prev, near=captured_utc)
+        # A batch record's capture time is the import moment: no evidence for a fold.
+        res = resolve_local(raw, zone, not_before=prev, near=None if batch else captured_utc)
         occurred, method = res.utc, res.method
         flags.extend(res.flags)
 
-    skew_ms = int(round((occurred - captured_utc).total_seconds() * 1000))
-    if abs(skew_ms) > policy.max_pos_skew_s * 1000:
-        flags.append("pos_time_implausible")
-        occurred, method = captured_utc, "capture-fallback"
+    skew_ms = int(round((occurred - timeline).total_seconds() * 1000))
+    if not batch:
+        if abs(skew_ms) > policy.max_pos_skew_s * 1000:
+            flags.append("pos_time_implausible")
+            occurred, method = captured_utc, "capture-fallback"
+    elif skew_ms > policy.max_pos_skew_s * 1000:
+        flags.extend(("pos_time_implausible", "batch_time_after_file"))
+        occurred, method = timeline, "file-fallback"
+    elif -skew_ms > policy.max_batch_age_s * 1000:
+        flags.extend(("pos_time_implausible", "batch_time_too_old"))
+        occurred, method = timeline, "file-fallback"
 
     return {
         "occurred_at_utc": iso(occurred, z=True),

@@ -20,6 +20,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sync_protocol._exceptions import TransactionInvalid
+from sync_protocol.canonical import DuplicateKey, loads_strict
 from sync_protocol.transaction import Transaction, parse_transaction
 
 from ._exceptions import AgentError, CaptureConflict, NotEnrolled, StorageError
@@ -99,7 +100,10 @@ class CaptureHandler:
         if len(raw) > MAX_BODY_BYTES:
             return 413, {"error": "too_large", "message": f"request body over {MAX_BODY_BYTES} bytes"}
         try:
-            doc = json.loads(raw)
+            doc = loads_strict(raw)
+        except DuplicateKey as exc:
+            # Readers disagree on which of two values wins: refuse, naming the key (nothing is stored).
+            return 422, {"error": "invalid_transaction", "errors": [{"field": exc.key, "reason": str(exc)}]}
         except (ValueError, RecursionError):
             return 400, {"error": "bad_request", "message": "body is not valid JSON (UTF-8)"}
         if isinstance(doc, list):

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from sync_protocol import cli as common_cli
 from sync_protocol import keys
 from sync_protocol._exceptions import StoreSyncError, TransactionInvalid
-from sync_protocol.proclock import ProcessLock
+from sync_protocol.canonical import DuplicateKey, loads_strict
 from sync_protocol.transaction import Transaction, parse_transaction
 from sync_protocol.wire import EnrollRequest, EnrollResponse
 
@@ -38,7 +38,7 @@ from ._exceptions import (
     HubRejected,
     HubUnavailable,
 )
-from .config import AgentConfig, parse_hub_urls, resolve_data_dir
+from .config import AgentConfig, data_lock, parse_hub_urls, resolve_data_dir
 from .drops.cli import abs_path, add_drop_commands
 from .status import catch_up, compute_status, format_status
 from .store import CaptureResult, Identity, Outbox
@@ -46,19 +46,6 @@ from .sync import Syncer
 from .transport import HubClient
 
 CAPTURE_CHUNK = 500
-LOCK_FILE = "agent.lock"
-
-
-def data_lock(cfg: AgentConfig, command: str) -> ProcessLock:
-    """The data folder's process lock, held by ``run`` and ``import`` for their whole life.
-
-    Raises:
-        LockHeld: another ``run`` or ``import`` holds it (named in the message).
-        ConfigError: the data folder does not exist.
-    """
-    if not cfg.data_dir.is_dir():
-        raise ConfigError(f"{cfg.data_dir} is not an agent data folder; run 'edge-agent init --data-dir DIR' first")
-    return ProcessLock(cfg.data_dir / LOCK_FILE, command)
 
 
 def _print_json(doc: Any) -> None:
@@ -133,7 +120,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             if pending > 0 and not args.force:
                 raise EnrollRefused(
                     f"{pending} records of {current.store_id} epoch {current.epoch} are not synced yet; "
-                    "sync them first or pass --force (they stay in the outbox but will not be sent)"
+                    "sync them first or pass --force (they are then carried into the new epoch and sent)"
                 )
             # A new epoch needs a new key: the hub binds each key to one enrollment.
             key, staged = _staged_key(cfg)
@@ -153,7 +140,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             if not archive.exists():
                 os.link(cfg.key_path, archive)
             os.replace(staged, cfg.key_path)
-        outbox.set_identity(
+        carried = outbox.set_identity(
             Identity(
                 store_id=answer.store_id,
                 epoch=answer.epoch,
@@ -163,17 +150,20 @@ def cmd_enroll(args: argparse.Namespace) -> int:
                 hub_public_key=answer.hub_public_key,
                 hub_key_id=answer.hub_key_id,
                 tz=answer.tz,
-            )
+            ),
+            key=key if staged is not None else None,
         )
     from .backup import clear_marker
 
     clear_marker(cfg)  # a restored outbox writes a new epoch from now on
     if args.json:
-        _print_json({**answer.model_dump(), "hub_url": hub_url})
+        _print_json({**answer.model_dump(), "hub_url": hub_url, "carried_forward": carried})
     else:
         print(
             f"enrolled store {answer.store_id} epoch {answer.epoch} (key {answer.key_id}, tz {answer.tz}) at {hub_url}"
         )
+        if carried:
+            print(f"{carried} records the hub had not acknowledged were carried into epoch {answer.epoch}")
     return 0
 
 
@@ -285,7 +275,9 @@ def _read_items(source: str) -> list[tuple[str, Any]]:
     """``(label, decoded item or ValueError)`` for a JSON object, a JSON array or JSON Lines."""
     text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     try:
-        doc = json.loads(text)
+        doc = loads_strict(text)
+    except DuplicateKey as exc:
+        return [("item 1", ValueError(str(exc)))]
     except ValueError:
         doc = None
     else:
@@ -297,7 +289,9 @@ def _read_items(source: str) -> list[tuple[str, Any]]:
         if not line.strip():
             continue
         try:
-            items.append((f"line {n}", json.loads(line)))
+            items.append((f"line {n}", loads_strict(line)))
+        except DuplicateKey as exc:
+            items.append((f"line {n}", ValueError(str(exc))))
         except json.JSONDecodeError as exc:
             items.append((f"line {n}", ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})")))
         except ValueError:

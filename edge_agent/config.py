@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from sync_protocol import keys
 from sync_protocol._exceptions import KeyFileError
+from sync_protocol.proclock import ProcessLock
 
 from ._exceptions import ConfigError
 
@@ -171,3 +172,18 @@ class AgentConfig:
             return keys.load_private_key(self.key_path)
         except KeyFileError as exc:
             raise ConfigError(str(exc)) from None
+
+
+AGENT_LOCK_FILE = "agent.lock"
+
+
+def data_lock(cfg: AgentConfig, command: str) -> ProcessLock:
+    """The data folder's process lock, held by ``run`` and ``import`` (and ``restore``) for their whole life.
+
+    Raises:
+        LockHeld: another ``run`` or ``import`` holds it (named in the message).
+        ConfigError: the data folder does not exist.
+    """
+    if not cfg.data_dir.is_dir():
+        raise ConfigError(f"{cfg.data_dir} is not an agent data folder; run 'edge-agent init --data-dir DIR' first")
+    return ProcessLock(cfg.data_dir / AGENT_LOCK_FILE, command)

@@ -61,7 +61,6 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, announce: Callable[[str], None]) -> None:
         super().__init__(config)
         self._announce = announce
-        self.bound: str | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -71,9 +70,8 @@ class _Server(uvicorn.Server):
                 for sock in server.sockets:
                     host, port = sock.getsockname()[:2]
                     break
-            self.bound = f"http://{host}:{port}"
-            self._announce(f"edge-agent listening on {self.bound}")
-            sdnotify.notify("READY=1", f"STATUS=capturing on {self.bound}")
+            self._announce(f"edge-agent listening on http://{host}:{port}")
+            sdnotify.notify("READY=1", f"STATUS=capturing on http://{host}:{port}")
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -91,6 +89,49 @@ class _Server(uvicorn.Server):
         if self.should_exit:
             self.force_exit = True
         self.should_exit = True
+
+
+def _open_status_outbox(config: AgentConfig, key: keys.Ed25519PrivateKey) -> Outbox:
+    """The status reader's connection, after checking that ``key`` is the enrolled one.
+
+    Raises:
+        ConfigError: no outbox, or the key is not the enrolled one.
+    """
+    if not config.db_path.exists():
+        raise ConfigError(f"no outbox at {config.db_path}; run 'edge-agent init' first")
+    status_outbox = Outbox(config.db_path, key=None)
+    ident = status_outbox.identity()
+    if ident is not None and ident.key_id != keys.key_id(key):
+        status_outbox.close()
+        raise ConfigError(
+            f"{config.key_path} (key {keys.key_id(key)}) is not the key enrolled as {ident.key_id}; "
+            "restore the enrolled key or enroll again"
+        )
+    if config.hub_url:
+        status_outbox.set_hub_url(config.hub_url.rstrip("/"))
+    return status_outbox
+
+
+def _server(config: AgentConfig, app: Any, say: Callable[[str], None]) -> _Server:
+    """The uvicorn server of the capture API."""
+    return _Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level="warning",
+            log_config=None,  # our handler and format (sync_protocol.logfmt), not uvicorn's
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            # The capture path is mostly HTTP and event-loop overhead per request: httptools and uvloop
+            # (uvicorn's "standard" extras) take ~30% more POS requests/s than h11 on asyncio
+            # (docs/performance.md). Without them (not installable) uvicorn's pure-Python pair runs.
+            http=_HTTP,
+            loop=_LOOP,
+        ),
+        say,
+    )
 
 
 def run_agent(
@@ -111,18 +152,7 @@ def run_agent(
             "add one per register with 'edge-agent register add R1' (docs/security.md)"
         )
     key = config.load_key()
-    if not config.db_path.exists():
-        raise ConfigError(f"no outbox at {config.db_path}; run 'edge-agent init' first")
-    status_outbox = Outbox(config.db_path, key=None)
-    ident = status_outbox.identity()
-    if ident is not None and ident.key_id != keys.key_id(key):
-        status_outbox.close()
-        raise ConfigError(
-            f"{config.key_path} (key {keys.key_id(key)}) is not the key enrolled as {ident.key_id}; "
-            "restore the enrolled key or enroll again"
-        )
-    if config.hub_url:
-        status_outbox.set_hub_url(config.hub_url.rstrip("/"))
+    status_outbox = _open_status_outbox(config, key)
     syncer = Syncer(config, Outbox(config.db_path, key=key, durable=False), key)
     heartbeat_outbox = Outbox(config.db_path, durable=False)
     scheduler = AgentScheduler(
@@ -153,24 +183,7 @@ def run_agent(
         allowed_hosts=config.allowed_hosts,
         allowed_origins=config.allowed_origins,
     )
-    server = _Server(
-        uvicorn.Config(
-            app,
-            host=config.host,
-            port=config.port,
-            log_level="warning",
-            log_config=None,  # our handler and format (sync_protocol.logfmt), not uvicorn's
-            access_log=False,
-            lifespan="off",
-            server_header=False,
-            # The capture path is mostly HTTP and event-loop overhead per request: httptools and uvloop
-            # (uvicorn's "standard" extras) take ~30% more POS requests/s than h11 on asyncio
-            # (docs/performance.md). Without them (not installable) uvicorn's pure-Python pair runs.
-            http=_HTTP,
-            loop=_LOOP,
-        ),
-        say,
-    )
+    server = _server(config, app, say)
     if on_server is not None:
         on_server(server)  # AgentService keeps it to stop the agent from another thread
     scheduler.start()

@@ -18,9 +18,7 @@ from typing import Any
 from sync_protocol.proclock import ProcessLock
 
 from .backup import refuse_if_restored
-from .config import AgentConfig
-
-LOCK_FILE = "agent.lock"
+from .config import AgentConfig, data_lock
 
 
 class AgentService:
@@ -50,7 +48,6 @@ class AgentService:
             ConfigError: restored outbox not enrolled again, key or outbox problems, port busy.
             LockHeld: another ``edge-agent run`` or ``import`` holds the data folder.
         """
-        from .cli import data_lock
         from .runtime import run_agent
 
         refuse_if_restored(self.config)

@@ -32,11 +32,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
+
 from sync_protocol import keys
 from sync_protocol._exceptions import KeyFileError
 from sync_protocol.clock import ClockSample, estimate, iso, now_iso
 from sync_protocol.record import SignedRecord
-from sync_protocol.wire import BurstRequest, ClockReport, WireRecord
+from sync_protocol.wire import BacklogReport, BurstRequest, ClockReport, WireRecord
 
 from ._exceptions import AgentError, BadReceipt, HubRejected, HubUnavailable, OutboxDamaged, UnrecoverableGap
 from .config import AgentConfig
@@ -137,6 +139,8 @@ class Syncer:
         outbox: The syncer's own outbox connection.
         key: Our signing key (signs the HTTP requests).
         rng: Random source in [0, 1) for jitter.
+        transport: The httpx transport of every call to the hub; None for the network (tests pass
+            ``httpx.MockTransport`` to drive the state machine in-process).
     """
 
     def __init__(
@@ -146,12 +150,14 @@ class Syncer:
         key: keys.Ed25519PrivateKey,
         *,
         rng: Callable[[], float] = random.random,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.config = config
         self.outbox = outbox
         self.key = key
         self.key_id = keys.key_id(key)
         self._rng = rng
+        self._transport = transport
         self._client: HubClient | None = None
         self._probed = False
         self._last_contact: datetime | None = None
@@ -303,7 +309,10 @@ class Syncer:
         if self._client is None or self._client.base_url != url:
             self.close()
             self._client = HubClient(
-                url, connect_timeout=self.config.connect_timeout, read_timeout=self.config.read_timeout
+                url,
+                connect_timeout=self.config.connect_timeout,
+                read_timeout=self.config.read_timeout,
+                transport=self._transport,
             )
 
     def _fail_over(self, urls: tuple[str, ...], exc: HubUnavailable) -> None:
@@ -360,7 +369,7 @@ class Syncer:
         n = len(self._urls)
         for i in range(n):  # the current hub first, then the other replicas in order
             index = (self._url_index + i) % n
-            if hub_answers(self._urls[index], self.config.probe_timeout):
+            if hub_answers(self._urls[index], self.config.probe_timeout, self._transport):
                 if self._hub_down:
                     log.info("hub %s answers; ending the backoff", self._urls[index])
                     self._url_index = index
@@ -376,6 +385,12 @@ class Syncer:
         assert self._client is not None
         t1 = datetime.now().astimezone()
         best = self.best_clock()
+        through = first - 1 + len(records)  # the backlog this burst leaves behind (protocol.md §5)
+        head, _ = self.outbox.head(ident.epoch)
+        left = max(0, head - through)
+        oldest = self.outbox.oldest_pending_captured_at(ident.epoch, through) if left else None
+        oldest_at = parse_time(oldest)
+        age = None if oldest_at is None else round(max(0.0, (t1 - oldest_at).total_seconds()), 3)
         request = BurstRequest(
             store_id=ident.store_id,
             epoch=ident.epoch,
@@ -386,6 +401,7 @@ class Syncer:
             clock=None
             if best is None
             else ClockReport(theta_ms=best.theta_ms, delta_ms=best.delta_ms, sampled_at=best.sampled_at),
+            backlog=BacklogReport(pending=left, oldest_pending_age_s=age),
         )
         last = first + len(records) - 1 if records else None
         started = time.perf_counter()

@@ -123,13 +123,23 @@ class HubClient:
         hub_url: Base URL, e.g. ``http://127.0.0.1:8800``.
         connect_timeout: Seconds to connect.
         read_timeout: Seconds to wait for an answer.
+        transport: An httpx transport; None for the network (tests pass ``httpx.MockTransport``).
     """
 
-    def __init__(self, hub_url: str, *, connect_timeout: float = 5.0, read_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        hub_url: str,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.base_url = hub_url.rstrip("/")
         self._prefix = urlsplit(self.base_url).path.rstrip("/")
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
-        self._client = httpx.Client(base_url=self.base_url, timeout=timeout, headers={"User-Agent": USER_AGENT})
+        self._client = httpx.Client(
+            base_url=self.base_url, timeout=timeout, headers={"User-Agent": USER_AGENT}, transport=transport
+        )
 
     def close(self) -> None:
         self._client.close()
@@ -192,10 +202,10 @@ class HubClient:
         return BurstExchange(parsed, t1, t4, response.status_code, len(raw))
 
 
-def hub_answers(hub_url: str, timeout: float = 1.0) -> bool:
+def hub_answers(hub_url: str, timeout: float = 1.0, transport: httpx.BaseTransport | None = None) -> bool:
     """True when ``GET /healthz`` on the hub answers 200 within ``timeout`` seconds (the reachability probe)."""
     try:
-        with httpx.Client(timeout=timeout, headers={"User-Agent": USER_AGENT}) as client:
+        with httpx.Client(timeout=timeout, headers={"User-Agent": USER_AGENT}, transport=transport) as client:
             return client.get(hub_url.rstrip("/") + "/healthz").status_code == 200
     except httpx.HTTPError:
         return False

@@ -291,9 +291,15 @@ class LedgerWatcher:
         self.held.setdefault(txn_key(txn), []).append(_Held(self.epoch, seq, digest))
 
 
-def store_public_key(agent_dir: Path) -> keys.Ed25519PublicKey:
-    """The store's public key, from the agent's key file (the key the hub enrolled)."""
-    return keys.load_private_key(agent_dir / "agent.key").public_key()
+def store_public_key(agent_dir: Path, epoch: int | None = None) -> keys.Ed25519PublicKey:
+    """The store's public key, from the agent's key file (the key the hub enrolled).
+
+    A forced re-enrollment archives the previous epoch's key as ``agent.key.epoch<N>``; give ``epoch``
+    to get that one when it exists.
+    """
+    archived = agent_dir / f"agent.key.epoch{epoch}"
+    path = archived if epoch is not None and archived.exists() else agent_dir / "agent.key"
+    return keys.load_private_key(path).public_key()
 
 
 def agent_verify(agent_dir: Path) -> tuple[bool, str]:
@@ -316,14 +322,31 @@ def jsonl_events(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def underived_records(hub: Hub) -> int:
+    """Stored records whose events are not derived yet (catch-up bursts are derived after the ingest)."""
+    text = httpx.get(hub.url + "/metrics", timeout=30).text
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith("storesync_store_underived_records{")
+    )
+
+
 def wait_delivered(hub: Hub, timeout: float = 120.0) -> dict[str, Any]:
-    """Wait until no sink has a delivery pending or in flight; returns the last sinks view."""
+    """Wait until every stored record has its events and no sink has a delivery pending or in flight.
+
+    Both are needed: the events of a catch-up burst (more than ``inline_max`` records) are derived
+    after the burst, so for a moment its records have no delivery rows at all, pending or otherwise.
+    Returns the last sinks view.
+    """
     deadline = time.monotonic() + timeout
     view: dict[str, Any] = {}
     while time.monotonic() < deadline:
         view = hub.admin("/v1/admin/sinks")
-        if all(s["pending"] == 0 and s["in_flight"] == 0 for s in view["sinks"]):
-            return view
+        if all(s["pending"] == 0 and s["in_flight"] == 0 for s in view["sinks"]) and not underived_records(hub):
+            view = hub.admin("/v1/admin/sinks")  # derived just now: its deliveries must be done too
+            if all(s["pending"] == 0 and s["in_flight"] == 0 for s in view["sinks"]):
+                return view
         time.sleep(0.2)
     raise TimeoutError(f"deliveries not done after {timeout} s: {view}")
 
@@ -448,9 +471,8 @@ def check_stores(
     """
     watchers = []
     for store_id, agent_dir in agent_dirs.items():
-        public = store_public_key(agent_dir)
         for epoch in epochs:
-            w = LedgerWatcher(store_id, public, epoch)
+            w = LedgerWatcher(store_id, store_public_key(agent_dir, epoch), epoch)
             w.update(hub)
             watchers.append(w)
     files = {"events": hub.data_dir / "events.jsonl"} if sink_files is None else sink_files

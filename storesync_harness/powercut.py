@@ -66,7 +66,7 @@ class Trigger:
         op: ``"write"`` (cut before it lands: mid-commit, mid-checkpoint) or ``"sync"`` (cut right after the
             sync: the commit is durable but its answer never leaves).
         skip: Matching operations to let pass first.
-        phase: Only count operations made while this phase runs (``"retention"``: the pruning job), or None.
+        phase: Only count operations made while this phase runs (see :data:`PHASES`), or None.
     """
 
     file: str = "wal"
@@ -315,22 +315,38 @@ def install(spec: Spec, module: str = "") -> Disk:
                 return super().execute(statements, *args, **kwargs)
 
         apsw.Connection = Instrumented  # type: ignore[misc]
-    if module == "edge_agent":
-        _mark_retention(disk)
+    _mark_phases(disk, module)
     return disk
 
 
-def _mark_retention(disk: Disk) -> None:
-    """Tag the agent's scheduled pruning job, so a trigger can cut during retention."""
-    from edge_agent import runtime
+# Phases a trigger can be limited to: operations made while one of these functions runs (any thread).
+PHASES: dict[str, dict[str, str]] = {
+    "edge_agent": {"retention": "edge_agent.runtime:run_retention"},
+    "cloud_hub": {
+        "ingest": "cloud_hub.app:ingest_burst",  # a burst's ledger transaction, before its answer
+        "derive": "cloud_hub.forwarding:Forwarder.catch_up",  # deferred derivation of events
+        "deliver": "cloud_hub.delivery:DeliveryEngine._finish",  # recording a sink call's outcome
+    },
+}
 
-    job = runtime.run_retention
 
-    def marked(*args: Any, **kwargs: Any) -> Any:
-        with disk.in_phase("retention"):
-            return job(*args, **kwargs)
+def _mark_phases(disk: Disk, module: str) -> None:
+    """Wrap each phase function of ``module`` so the VFS knows which phase an operation belongs to."""
+    import importlib
 
-    runtime.run_retention = marked
+    for phase, target in PHASES.get(module, {}).items():
+        mod_name, _, qual = target.partition(":")
+        owner: Any = importlib.import_module(mod_name)
+        *path, name = qual.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        original = getattr(owner, name)
+
+        def marked(*args: Any, _fn: Any = original, _phase: str = phase, **kwargs: Any) -> Any:
+            with disk.in_phase(_phase):
+                return _fn(*args, **kwargs)
+
+        setattr(owner, name, marked)
 
 
 def main(argv: list[str] | None = None) -> None:

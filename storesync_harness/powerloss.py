@@ -7,6 +7,10 @@ Each trial, on one long-lived :class:`~storesync_harness.rig.Rig`:
    moment: every un-synced write is lost), ``mid_commit`` (before the N-th WAL write), ``after_commit``
    (right after the N-th WAL sync: durable, but the answer never leaves), ``checkpoint`` (before the
    N-th write to the database file) and, for the agent, ``retention`` (a write of the pruning job).
+   The hub also dies at exact places (:data:`HUB_KILL_POINTS`: between a burst's ledger commit and
+   its answer, between deferred event derivation and delivery, and between a sink call and the
+   record of its outcome); its rig derives every burst's events after the ingest (``inline_max = 0``)
+   so the second place exists.
    The trigger lands a random subset of the pending writes and tears the last one;
 2. the POS posts sales (through the proxy, the hub is unreachable during half of the agent trials,
    so the outbox alone must hold what was acknowledged) until the cut, or SIGKILL after a while;
@@ -41,12 +45,16 @@ from edge_agent.store import Outbox
 
 from .invariants import PosJournal, Verdict, agent_verify, canonical_digest, judge, sent_digest, txn_key
 from .powercut import Spec, Trigger, arm
-from .rig import AGENT_ENV, STORE, PosDriver, Rig
+from .rig import AGENT_ENV, HUB_TOML, STORE, PosDriver, Rig
 
 log = logging.getLogger(__name__)
 
 AGENT_POINTS = ("kill", "mid_commit", "after_commit", "checkpoint", "retention")
-HUB_POINTS = ("kill", "mid_commit", "after_commit", "checkpoint")
+HUB_POINTS = ("kill", "mid_commit", "after_commit", "checkpoint", "ingest_commit", "derived", "delivering")
+# The hub points that are kill -9 at an exact place (nothing is pending when they strike):
+# after a burst's ledger commit before its answer, after deferred event derivation before delivery,
+# and after a sink call before its outcome is recorded.
+HUB_KILL_POINTS = ("ingest_commit", "derived", "delivering")
 POWER_ENV = {
     **AGENT_ENV,
     "EDGE_AGENT_RETENTION_DAYS": "0",  # prune every receipted record: retention runs all the time
@@ -127,8 +135,11 @@ def _spec(point: str, rng: random.Random, *, sync_off: bool, report: Path, targe
         "after_commit": Trigger("wal", "sync", rng.randrange(0, 20)),
         "checkpoint": Trigger("db", "write", rng.randrange(0, 40)),
         "retention": Trigger("any", "write", rng.randrange(0, 4), phase="retention"),
+        "ingest_commit": Trigger("wal", "sync", rng.randrange(0, 6), phase="ingest"),
+        "derived": Trigger("wal", "sync", rng.randrange(0, 3), phase="derive"),
+        "delivering": Trigger("wal", "write", rng.randrange(0, 3), phase="deliver"),
     }
-    mode = "drop" if rng.random() < 0.25 else "subset"
+    mode = "drop" if point in HUB_KILL_POINTS or rng.random() < 0.25 else "subset"
     return Spec(triggers[point], mode, seed, str(report), sync_off, autocheckpoint=48)
 
 
@@ -260,20 +271,23 @@ def run_power_cuts(
     cuts: int,
     seed: int = 0,
     sync_off: bool = False,
+    only: tuple[str, ...] = (),
     progress: Callable[[str], None] | None = None,
 ) -> PowerResult:
     """Run ``cuts`` power cuts on ``target`` (``"agent"`` or ``"hub"``) and check what survives.
 
-    With ``sync_off`` (the control) the run stops after the cuts' durability checks: the point is to
-    see acknowledged sales lost, after which the agent and the hub disagree and catch-up is moot.
+    ``only`` limits the points (in rotation) to these. With ``sync_off`` (the control) the run stops
+    after the cuts' durability checks: the point is to see acknowledged sales lost, after which the
+    agent and the hub disagree and catch-up is moot.
     """
     rng = random.Random(seed)
     result = PowerResult(target=target, sync_off=sync_off)
-    points = AGENT_POINTS if target == "agent" else HUB_POINTS
+    points = tuple(only) if only else AGENT_POINTS if target == "agent" else HUB_POINTS
     report = workdir / "powercut-report.jsonl"
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with Rig(workdir, agent_env=dict(POWER_ENV), powercut=target) as rig:
+    hub_toml = HUB_TOML.replace("poll_s = 0.2", "poll_s = 0.2\ninline_max = 0") if target == "hub" else HUB_TOML
+    with Rig(workdir, agent_env=dict(POWER_ENV), powercut=target, hub_toml=hub_toml) as rig:
         pos = PosDriver(rig.agent.url, interval=0.02, seed=seed).start()
         try:
             for n in range(cuts):
@@ -319,6 +333,8 @@ def run_power_cuts(
                 rig.ensure_up()
                 pos.settle(rng)
                 rig.wait_synced(timeout=90.0)
+                if target == "agent":  # no other process may open a file the VFS holds writes of (docs/faults.md)
+                    rig.agent.stop()
                 result.final = rig.full_check(pos.journal)
         finally:
             pos.close()

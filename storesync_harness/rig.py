@@ -192,13 +192,20 @@ class Rig:
         agent_env: Extra agent environment (defaults to :data:`AGENT_ENV`).
         powercut: ``"agent"`` or ``"hub"``: run that process on the power-cut VFS
             (:mod:`storesync_harness.powercut`) once enrollment is done.
+        hub_toml: The hub's sinks and delivery settings (default :data:`HUB_TOML`).
     """
 
-    def __init__(self, workdir: Path, agent_env: dict[str, str] | None = None, powercut: str | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        agent_env: dict[str, str] | None = None,
+        powercut: str | None = None,
+        hub_toml: str = HUB_TOML,
+    ) -> None:
         self.workdir = workdir
         (workdir / "hub").mkdir(parents=True, exist_ok=True)
         config = workdir / "hub" / "hub.toml"
-        config.write_text(HUB_TOML, encoding="utf-8")
+        config.write_text(hub_toml, encoding="utf-8")
         self.hub = Hub.create(workdir / "hub", None, "--log-level", "warning", "--config", str(config))
         self.hub.start()
         self.proxy = FaultProxy(upstream_port=self.hub.port, upstream_timeout=30.0).start()

@@ -122,3 +122,39 @@ def is_canonical(text: str) -> bool:
 
 def _refuse_float(_: str) -> Any:
     raise CanonicalEncodingError("floats are not allowed")
+
+
+class DuplicateKey(ValueError):
+    """A JSON object names the same key twice (readers disagree on which wins). ``key`` is the key,
+    masked to its last four characters when it looks like a card number."""
+
+    def __init__(self, key: str) -> None:
+        from .cards import contains_pan
+
+        if contains_pan(key):
+            key = "…" + key[-4:]
+        self.key = key
+        super().__init__(f"the key {key!r} appears twice in one object; send each field once")
+
+
+def unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for :mod:`json` that raises :class:`DuplicateKey`."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def loads_strict(text: str | bytes, *, refuse_floats: bool = False) -> Any:
+    """Decode JSON refusing an object with a duplicate key (and, when asked, any float).
+
+    Raises:
+        DuplicateKey: naming the repeated key.
+        ValueError: not JSON (``json.JSONDecodeError``), or a float with ``refuse_floats``
+            (:class:`CanonicalEncodingError`).
+    """
+    if refuse_floats:
+        return json.loads(text, object_pairs_hook=unique_pairs, parse_float=_refuse_float)
+    return json.loads(text, object_pairs_hook=unique_pairs)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from . import chain as _chain
 from ._exceptions import BadSignature, ChainBroken, RecordInvalid
-from .canonical import canonical_dumps
+from .canonical import DuplicateKey, canonical_dumps, loads_strict
 from .cards import find_pans, mask_value
 from .keys import Ed25519PrivateKey, Ed25519PublicKey, sign, verify
 
@@ -31,23 +32,36 @@ def make_body(
     captured_at: str,
     txn: dict[str, Any],
     origin: str = "api",
+    batch: dict[str, Any] | None = None,
 ) -> str:
-    """The canonical JSON body of a record, exactly as it is hashed, signed and sent."""
-    return canonical_dumps(
-        {
-            "v": BODY_VERSION,
-            "store_id": store_id,
-            "epoch": epoch,
-            "seq": seq,
-            "kind": kind,
-            "captured_at": captured_at,
-            "origin": origin,
-            "txn": txn,
-        }
-    )
+    """The canonical JSON body of a record, exactly as it is hashed, signed and sent.
+
+    ``batch`` (records imported from a drop file only) carries the file's own timeline:
+    ``{"file_time": <ISO 8601 with offset, agent clock>, "file_time_source": "mtime"}``. The hub
+    judges the plausibility of the file's sale times against it (docs/protocol.md §7).
+    """
+    doc: dict[str, Any] = {
+        "v": BODY_VERSION,
+        "store_id": store_id,
+        "epoch": epoch,
+        "seq": seq,
+        "kind": kind,
+        "captured_at": captured_at,
+        "origin": origin,
+        "txn": txn,
+    }
+    if batch is not None:
+        doc["batch"] = batch
+    return canonical_dumps(doc)
 
 
-# Canonical JSON sorts the keys: captured_at, epoch, kind, origin, seq, store_id, txn, v.
+def file_timeline(mtime: float) -> dict[str, Any]:
+    """The ``batch`` block of a record imported from a file modified at ``mtime`` (Unix seconds)."""
+    moment = datetime.fromtimestamp(mtime).astimezone()
+    return {"file_time": moment.isoformat(timespec="milliseconds"), "file_time_source": "mtime"}
+
+
+# Canonical JSON sorts the keys: batch (drop imports only), captured_at, epoch, kind, origin, seq, store_id, txn, v.
 _TXN_KEY = ',"txn":'
 _BODY_TAIL = f',"v":{BODY_VERSION}}}'
 
@@ -76,24 +90,28 @@ class BodyWriter:
         self._store_id = store_id
         self._epoch = epoch
         self._store_part = f',"store_id":{_json_str(store_id)}{_TXN_KEY}'
-        self._heads: dict[tuple[str, str, str], str] = {}
+        self._heads: dict[tuple[str, str, str, str], str] = {}
         self._checked = False
 
-    def body(self, *, seq: int, kind: str, captured_at: str, origin: str, txn_json: str) -> str:
+    def body(
+        self, *, seq: int, kind: str, captured_at: str, origin: str, txn_json: str, batch: dict[str, Any] | None = None
+    ) -> str:
         """The canonical body of one record (see :func:`make_body`)."""
-        head = self._heads.get((captured_at, kind, origin))
+        batch_text = canonical_dumps(batch) if batch is not None else ""
+        head = self._heads.get((captured_at, kind, origin, batch_text))
         if head is None:
             if len(self._heads) > 64:
                 self._heads.clear()
-            head = self._heads[(captured_at, kind, origin)] = (
-                f'{{"captured_at":{_json_str(captured_at)},"epoch":{self._epoch},"kind":{_json_str(kind)}'
+            batch_part = f'"batch":{batch_text},' if batch is not None else ""
+            head = self._heads[(captured_at, kind, origin, batch_text)] = (
+                f'{{{batch_part}"captured_at":{_json_str(captured_at)},"epoch":{self._epoch},"kind":{_json_str(kind)}'
                 f',"origin":{_json_str(origin)},"seq":'
             )
         text = f"{head}{seq}{self._store_part}{txn_json}{_BODY_TAIL}"
         if not self._checked:
             expect = make_body(
                 store_id=self._store_id, epoch=self._epoch, seq=seq, kind=kind, captured_at=captured_at,
-                txn=json.loads(txn_json), origin=origin,
+                txn=json.loads(txn_json), origin=origin, batch=batch,
             )  # fmt: skip
             if text != expect:
                 raise RuntimeError("internal error: record body differs from the canonical body")
@@ -143,7 +161,9 @@ def check_body(body: str, *, store_id: str, epoch: int, seq: int) -> dict[str, A
             card number (named by its path, never repeated).
     """
     try:
-        doc = json.loads(body)
+        doc = loads_strict(body)
+    except DuplicateKey as exc:
+        raise RecordInvalid(seq, f"body is not valid: {exc}") from None
     except ValueError:
         raise RecordInvalid(seq, "body is not valid JSON") from None
     if not isinstance(doc, dict):

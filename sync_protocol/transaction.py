@@ -18,7 +18,12 @@ from .cards import find_pans
 from .money import QTY_PLACES, fits_minor_units, format_amount, format_qty, parse_decimal, places
 
 SCHEMA_V1 = "storesync.pos.v1"
+SCHEMA_V2 = "storesync.pos.v2"
+SCHEMAS = (SCHEMA_V1, SCHEMA_V2)
 KINDS = ("sale", "return", "void")
+# v2 line types; only ``item`` lines move stock (DESIGN §9).
+LINE_TYPES = ("item", "gift_card", "service", "shipping", "tip", "adjustment")
+STOCK_LINE_TYPE = "item"
 
 Dec = Annotated[Decimal, BeforeValidator(parse_decimal)]
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -37,6 +42,7 @@ class Line(_Strict):
     tax: Dec = Decimal(0)
     name: Annotated[str, Field(max_length=200)] | None = None
     disposition: Literal["restock", "damaged"] | None = None
+    type: Literal["item", "gift_card", "service", "shipping", "tip", "adjustment"] | None = None
 
 
 class Tender(_Strict):
@@ -53,7 +59,7 @@ class OriginalOrder(_Strict):
 class Transaction(_Strict):
     """A validated POS transaction. Build it with :func:`parse_transaction`."""
 
-    schema_: Literal["storesync.pos.v1"] = Field(default="storesync.pos.v1", alias="schema")
+    schema_: Literal["storesync.pos.v1", "storesync.pos.v2"] = Field(default="storesync.pos.v1", alias="schema")
     txn_id: TxnId
     register_id: Ident
     kind: Literal["sale", "return", "void"]
@@ -73,10 +79,15 @@ class Transaction(_Strict):
         return (self.register_id, self.txn_id)
 
     def canonical(self) -> dict[str, Any]:
-        """The canonical dict: amounts at the currency's minor units, quantities trimmed, no Nones."""
+        """The canonical dict: amounts at the currency's minor units, quantities trimmed, no Nones.
+
+        A v2 transaction names every line's ``type`` (``item`` when the POS left it out); a v1
+        transaction has no line types, so its canonical form is what it always was.
+        """
         cur = self.currency
+        v2 = self.schema_ == SCHEMA_V2
         out: dict[str, Any] = {
-            "schema": SCHEMA_V1,
+            "schema": self.schema_,
             "txn_id": self.txn_id,
             "register_id": self.register_id,
             "kind": self.kind,
@@ -98,6 +109,8 @@ class Transaction(_Strict):
                 item["name"] = line.name
             if line.disposition is not None:
                 item["disposition"] = line.disposition
+            if v2:
+                item["type"] = line.type or STOCK_LINE_TYPE
             out["lines"].append(item)
         for tender in self.tenders:
             t: dict[str, Any] = {"type": tender.type, "amount": format_amount(tender.amount, cur)}
@@ -175,6 +188,8 @@ def _business_errors(txn: Transaction) -> list[FieldError]:
             )
         if line.disposition is not None and txn.kind != "return":
             errors.append(FieldError(f"lines[{i}].disposition", "only return lines carry a disposition"))
+        if line.type is not None and txn.schema_ != SCHEMA_V2:
+            errors.append(FieldError(f"lines[{i}].type", f'line types need "schema": "{SCHEMA_V2}"'))
         gross += amount
         discounts += line.discount
         taxes += line.tax

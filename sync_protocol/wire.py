@@ -54,6 +54,14 @@ class ClockReport(_Msg):
     sampled_at: str
 
 
+class BacklogReport(_Msg):
+    """What the agent holds beyond this burst: records not in it and not acknowledged, and the age of
+    the oldest of them by the agent's clock (None when there is none)."""
+
+    pending: Annotated[int, Field(ge=0)]
+    oldest_pending_age_s: Annotated[float, Field(ge=0)] | None = None
+
+
 class BurstRequest(_Msg):
     """A run of consecutive records from one writer. An empty run is a status probe."""
 
@@ -63,6 +71,7 @@ class BurstRequest(_Msg):
     records: Annotated[list[WireRecord], Field(max_length=MAX_BURST_RECORDS)]
     sent_at: str = Field(description="Agent clock when sent (T1), ISO 8601 with offset and milliseconds")
     clock: ClockReport | None = Field(default=None, description="Agent's best clock estimate so far")
+    backlog: BacklogReport | None = Field(default=None, description="Agent's backlog beyond this burst")
 
     @field_validator("records")
     @classmethod

@@ -18,7 +18,7 @@ from typing import Any
 import apsw
 
 from edge_agent.status import compute_status
-from edge_agent.store import StoreView, VerifyReport, Writer
+from edge_agent.store.view import StoreView, VerifyReport, Writer
 from sync_protocol import chain as _chain
 from sync_protocol import keys
 from sync_protocol._exceptions import RecordInvalid

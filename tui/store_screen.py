@@ -31,7 +31,7 @@ from textual.widgets import (
     TabPane,
 )
 
-from edge_agent.store import VerifyReport
+from edge_agent.store.view import VerifyReport
 
 from . import agent_data, drops_data
 from . import format as fmt

@@ -24,22 +24,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._exceptions import InputError
-from .recorders import EventRecorder, LedgerRecorder, RegistryRecorder, Storage, UnitOfWork
+from .recorders import BookRecorder, EventRecorder, LedgerRecorder, RegistryRecorder, Storage, UnitOfWork
 from .records import (
     DELIVERY_STATES,
     Conflict,
     Delivery,
     DeliverySelector,
     DeliveryUpdate,
+    DeriveError,
     EnrollmentToken,
     LedgerRow,
     NewDelivery,
     NewEvent,
     Refusal,
     SinkCounts,
+    StockMove,
     Store,
     StoreSummary,
     Stream,
+    TimeFallback,
     Writer,
     iso_utc,
 )
@@ -97,6 +100,10 @@ def open_storage(url_or_path: str | Path, *, busy_timeout_ms: int = 5_000) -> St
 
 __all__ = [
     "DELIVERY_STATES",
+    "BookRecorder",
+    "DeriveError",
+    "StockMove",
+    "TimeFallback",
     "Conflict",
     "Delivery",
     "DeliverySelector",

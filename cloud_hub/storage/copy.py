@@ -35,7 +35,7 @@ TABLES: tuple[tuple[str, tuple[str, ...], str, str | None], ...] = (
     ),
     (
         "streams",
-        ("store_id", "epoch", "acked_through", "head_chain", "last_seen_at", "duplicates", "clock"),
+        ("store_id", "epoch", "acked_through", "head_chain", "last_seen_at", "duplicates", "clock", "backlog"),
         "store_id, epoch",
         None,
     ),
@@ -72,7 +72,19 @@ TABLES: tuple[tuple[str, tuple[str, ...], str, str | None], ...] = (
     ),
     ("register_times", ("store_id", "register_id", "occurred_at_utc"), "store_id, register_id", None),
     ("forward_cursors", ("store_id", "epoch", "derived_through"), "store_id, epoch", None),
-    ("derive_errors", ("id", "store_id", "epoch", "seq", "reason", "at"), "id", "id"),
+    ("derive_errors", ("id", "store_id", "epoch", "seq", "reason", "at", "resolved_at"), "id", "id"),
+    (
+        "stock_moves",
+        ("store_id", "register_id", "txn_id", "epoch", "seq", "event_id", "adjustments"),
+        "store_id, register_id, txn_id",
+        None,
+    ),
+    (
+        "time_fallbacks",
+        ("id", "store_id", "epoch", "seq", "register_id", "txn_id", "pos_time", "used_time", "method", "reason", "at"),
+        "id",
+        "id",
+    ),
 )
 PAGE = 5_000
 

@@ -33,6 +33,7 @@ from psycopg import errors, sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .._exceptions import InputError, StorageBusy, StorageError, StorageRetryable, StorageUnavailable
+from .postgres_bookkeeping import PgBookkeeping
 from .postgres_events import PgEvents
 from .postgres_recorders import PgBulk, PgLedger, PgRegistry
 from .postgres_schema import MIGRATIONS
@@ -43,7 +44,7 @@ SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 MIGRATE_LOCK = 0x5353_4D47  # "SSMG": the advisory lock key of migrations (per database)
 
 
-class _PgWork(PgRegistry, PgLedger, PgEvents, PgBulk, UnitOfWork):
+class _PgWork(PgRegistry, PgLedger, PgBookkeeping, PgEvents, PgBulk, UnitOfWork):
     """A unit of work on one pooled connection inside an open transaction: every recorder at once."""
 
     def __init__(self, conn: psycopg.Connection[Any], write: bool) -> None:

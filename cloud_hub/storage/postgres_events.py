@@ -22,7 +22,7 @@ from psycopg import errors
 from .._exceptions import StorageError
 from .postgres_recorders import _PgBase
 from .recorders import EventRecorder
-from .records import Delivery, DeliverySelector, DeliveryUpdate, NewDelivery, NewEvent, Refusal, SinkCounts
+from .records import Delivery, DeliverySelector, DeliveryUpdate, NewDelivery, NewEvent, SinkCounts
 
 _COLS = (
     "d.id, d.event_id, d.sink, d.store_id, d.epoch, d.seq, d.lane, d.state, d.attempts, d.next_attempt_at,"
@@ -142,20 +142,6 @@ class PgEvents(_PgBase, EventRecorder):
                 )
         except errors.UniqueViolation as exc:
             raise StorageError(f"event insert refused: {exc.diag.message_detail or exc}") from None
-
-    def record_derive_error(self, store_id: str, epoch: int, seq: int, reason: str, at: str) -> None:
-        self._c.execute(
-            "INSERT INTO derive_errors (store_id, epoch, seq, reason, at) VALUES (%s, %s, %s, %s, %s)",
-            (store_id, epoch, seq, reason, at),
-        )
-
-    def derive_errors(self, store_id: str | None = None) -> list[Refusal]:
-        rows = self._all(
-            "SELECT id, store_id, epoch, seq, reason, at FROM derive_errors"
-            " WHERE %s::text IS NULL OR store_id = %s ORDER BY id",
-            (store_id, store_id),
-        )
-        return [Refusal(*r) for r in rows]
 
     def _strict_candidates(self, sink: str, now: float, limit: int) -> list[int]:
         heads = self._all(

@@ -21,12 +21,13 @@ from .recorders import BulkRecorder, LedgerRecorder, RegistryRecorder
 from .records import Conflict, EnrollmentToken, LedgerRow, Refusal, Store, StoreSummary, Stream, Writer
 
 _WRITER_COLS = "store_id, epoch, key_id, public_key, enrolled_at, hostname, superseded_at"
-_STREAM_COLS = "store_id, epoch, acked_through, head_chain, last_seen_at, duplicates, clock"
+_STREAM_COLS = "store_id, epoch, acked_through, head_chain, last_seen_at, duplicates, clock, backlog"
 
 
 def _stream(row: Any) -> Stream:
     clock = json.loads(row[6]) if row[6] else None
-    return Stream(row[0], row[1], row[2], bytes(row[3]), row[4], row[5], clock)
+    backlog = json.loads(row[7]) if row[7] else None
+    return Stream(row[0], row[1], row[2], bytes(row[3]), row[4], row[5], clock, backlog)
 
 
 class _PgBase:
@@ -65,14 +66,16 @@ class PgRegistry(_PgBase, RegistryRecorder):
             """
             SELECT s.store_id, s.tz, st.epoch, COALESCE(st.acked_through, 0), st.last_seen_at,
                    COALESCE(st.duplicates, 0),
-                   (SELECT COUNT(*) FROM conflicts c WHERE c.store_id = s.store_id)
+                   (SELECT COUNT(*) FROM conflicts c WHERE c.store_id = s.store_id), st.backlog
             FROM stores s
             LEFT JOIN streams st ON st.store_id = s.store_id
                  AND st.epoch = (SELECT MAX(epoch) FROM streams m WHERE m.store_id = s.store_id)
             ORDER BY s.store_id
             """
         )
-        return [StoreSummary(*r) for r in rows]
+        return [
+            StoreSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]) if r[7] else None) for r in rows
+        ]
 
     def insert_token(self, token: EnrollmentToken) -> None:
         self._c.execute(
@@ -165,16 +168,18 @@ class PgLedger(_PgBase, LedgerRecorder):
         last_seen_at: str,
         add_duplicates: int = 0,
         clock: dict[str, Any] | None = None,
+        backlog: dict[str, Any] | None = None,
     ) -> None:
         n = self._count(
-            "UPDATE streams SET acked_through = %s, head_chain = %s, last_seen_at = %s,"
-            " duplicates = duplicates + %s, clock = COALESCE(%s, clock) WHERE store_id = %s AND epoch = %s",
+            "UPDATE streams SET acked_through = %s, head_chain = %s, last_seen_at = %s, duplicates = duplicates + %s,"
+            " clock = COALESCE(%s, clock), backlog = COALESCE(%s, backlog) WHERE store_id = %s AND epoch = %s",
             (
                 acked_through,
                 head_chain,
                 last_seen_at,
                 add_duplicates,
                 json.dumps(clock, sort_keys=True) if clock is not None else None,
+                json.dumps(backlog, sort_keys=True) if backlog is not None else None,
                 store_id,
                 epoch,
             ),

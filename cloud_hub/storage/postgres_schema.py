@@ -139,7 +139,38 @@ CREATE TABLE derive_errors (
 );
 """
 
+MIGRATION_3 = """
+ALTER TABLE derive_errors ADD COLUMN resolved_at TEXT;
+CREATE INDEX derive_errors_store ON derive_errors(store_id);
+ALTER TABLE streams ADD COLUMN backlog TEXT;
+CREATE TABLE stock_moves (
+    store_id    TEXT NOT NULL,
+    register_id TEXT NOT NULL,
+    txn_id      TEXT NOT NULL,
+    epoch       INTEGER NOT NULL,
+    seq         BIGINT NOT NULL,
+    event_id    TEXT,
+    adjustments TEXT NOT NULL,
+    PRIMARY KEY (store_id, register_id, txn_id)
+);
+CREATE TABLE time_fallbacks (
+    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    store_id    TEXT NOT NULL,
+    epoch       INTEGER NOT NULL,
+    seq         BIGINT NOT NULL,
+    register_id TEXT NOT NULL,
+    txn_id      TEXT NOT NULL,
+    pos_time    TEXT NOT NULL,
+    used_time   TEXT NOT NULL,
+    method      TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    at          TEXT NOT NULL
+);
+CREATE INDEX time_fallbacks_store ON time_fallbacks(store_id, id);
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial schema", MIGRATION_1),
     (2, "events and deliveries", MIGRATION_2),
+    (3, "stock moves, time fallbacks, derive-error resolution, agent backlog", MIGRATION_3),
 ]

@@ -8,6 +8,8 @@ itself in ``test_storage_contract.py``; two writers at once in ``test_two_writer
 - :class:`RegistryRecorder`: stores, enrollment tokens, writers (store keys).
 - :class:`LedgerRecorder`: streams, the immutable ledger, conflicts and refusals.
 - :class:`EventRecorder`: derived events, their deliveries and lanes, cursors, sink statistics.
+- :class:`BookRecorder`: what an ERP books beyond the events: stock movements a later void reverses,
+  records whose time fell back.
 - :class:`BulkRecorder`: whole tables in and out, for moving a hub to another engine.
 
 One transaction spans them all (a burst stores ledger rows and their events atomically), so an
@@ -31,15 +33,18 @@ from .records import (
     Delivery,
     DeliverySelector,
     DeliveryUpdate,
+    DeriveError,
     EnrollmentToken,
     LedgerRow,
     NewDelivery,
     NewEvent,
     Refusal,
     SinkCounts,
+    StockMove,
     Store,
     StoreSummary,
     Stream,
+    TimeFallback,
     Writer,
 )
 
@@ -119,8 +124,9 @@ class LedgerRecorder(abc.ABC):
         last_seen_at: str,
         add_duplicates: int = 0,
         clock: dict[str, Any] | None = None,
+        backlog: dict[str, Any] | None = None,
     ) -> None:
-        """Advance a stream; a ``None`` clock keeps the stored one."""
+        """Advance a stream; a ``None`` clock or backlog keeps the stored one."""
 
     @abc.abstractmethod
     def ledger_hashes(self, store_id: str, epoch: int, from_seq: int, to_seq: int) -> dict[int, bytes]:
@@ -182,7 +188,15 @@ class EventRecorder(abc.ABC):
         """A stored record from which no event could be derived (kept for operators)."""
 
     @abc.abstractmethod
-    def derive_errors(self, store_id: str | None = None) -> list[Refusal]: ...
+    def derive_errors(self, store_id: str | None = None, *, open_only: bool = False) -> list[DeriveError]:
+        """Derive errors, oldest first; ``open_only`` leaves out the resolved ones."""
+
+    @abc.abstractmethod
+    def derive_error(self, error_id: int) -> DeriveError | None: ...
+
+    @abc.abstractmethod
+    def resolve_derive_error(self, error_id: int, at: str) -> bool:
+        """Mark an open derive error resolved; False when it is unknown or already resolved."""
 
     @abc.abstractmethod
     def claim_deliveries(
@@ -229,6 +243,30 @@ class EventRecorder(abc.ABC):
         """Pending and in-flight deliveries per store."""
 
 
+class BookRecorder(abc.ABC):
+    """Stock movements (so a void in a later burst or file reverses its sale) and untrusted times."""
+
+    @abc.abstractmethod
+    def record_stock_moves(self, moves: Sequence[StockMove]) -> None:
+        """Upsert the movement of each ``(store_id, register_id, txn_id)`` (the newest record wins)."""
+
+    @abc.abstractmethod
+    def stock_moves(self, store_id: str, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StockMove]:
+        """The recorded movements of the given ``(register_id, txn_id)`` keys of a store."""
+
+    @abc.abstractmethod
+    def record_time_fallbacks(self, rows: Sequence[TimeFallback]) -> None:
+        """Append records whose time fell back (``id`` is ignored and assigned)."""
+
+    @abc.abstractmethod
+    def time_fallbacks(self, store_id: str | None = None, *, limit: int = 100) -> list[TimeFallback]:
+        """The newest time fallbacks first, at most ``limit``."""
+
+    @abc.abstractmethod
+    def time_fallback_counts(self) -> dict[str, int]:
+        """How many records of each store fell back."""
+
+
 class BulkRecorder(abc.ABC):
     """Whole tables, for ``cloud-hub storage copy`` (:mod:`cloud_hub.storage.copy`): rows as plain tuples,
     loaded with their ids. ``table``, ``columns`` and ``order`` come from that module's fixed list, never
@@ -249,7 +287,7 @@ class BulkRecorder(abc.ABC):
     def row_count(self, table: str) -> int: ...
 
 
-class UnitOfWork(RegistryRecorder, LedgerRecorder, EventRecorder, BulkRecorder, abc.ABC):
+class UnitOfWork(RegistryRecorder, LedgerRecorder, EventRecorder, BookRecorder, BulkRecorder, abc.ABC):
     """Every recorder on one open transaction. Writes are only valid in :meth:`Storage.transaction`."""
 
 

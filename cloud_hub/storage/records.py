@@ -62,6 +62,7 @@ class Stream:
     last_seen_at: str | None = None
     duplicates: int = 0
     clock: dict[str, Any] | None = None
+    backlog: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,7 @@ class StoreSummary:
     last_seen_at: str | None
     duplicates: int
     conflicts: int
+    backlog: dict[str, Any] | None = None
 
 
 DELIVERY_STATES = ("pending", "in_flight", "done", "dead", "skipped")
@@ -200,3 +202,54 @@ class SinkCounts:
     sink: str
     counts: dict[str, int]
     oldest_pending_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeriveError:
+    """A stored record from which no event could be derived. ``reason`` starts with a code
+    (``invalid_transaction: ...``); ``resolved_at`` is set once an operator re-derived it."""
+
+    id: int
+    store_id: str
+    epoch: int
+    seq: int
+    reason: str
+    at: str
+    resolved_at: str | None = None
+
+    @property
+    def code(self) -> str:
+        """The reason's code (the text before the first colon)."""
+        return self.reason.split(":", 1)[0].strip() or "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class StockMove:
+    """The sellable-stock movement a transaction made (``adjustments`` as in its inventory event:
+    ``[{"sku", "delta"}]``, possibly empty), kept so a later void can reverse it."""
+
+    store_id: str
+    register_id: str
+    txn_id: str
+    epoch: int
+    seq: int
+    event_id: str | None
+    adjustments: list[dict[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class TimeFallback:
+    """A record whose POS time was not trusted: ``used_time`` (normalized UTC) replaced ``pos_time``
+    (as sent); ``method`` is ``capture-fallback`` or ``file-fallback``, ``reason`` the flags."""
+
+    id: int
+    store_id: str
+    epoch: int
+    seq: int
+    register_id: str
+    txn_id: str
+    pos_time: str
+    used_time: str
+    method: str
+    reason: str
+    at: str

@@ -24,6 +24,7 @@ import apsw
 from .._exceptions import StorageBusy, StorageError
 from .recorders import Storage, UnitOfWork
 from .records import iso_utc
+from .sqlite_bookkeeping import MIGRATION_3, SQLiteBookkeeping
 from .sqlite_events import MIGRATION_2, SQLiteEvents
 from .sqlite_recorders import SQLiteBulk, SQLiteLedger, SQLiteRegistry
 
@@ -102,6 +103,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         """,
     ),
     (2, "events and deliveries", MIGRATION_2),
+    (3, "stock moves, time fallbacks, derive-error resolution, agent backlog", MIGRATION_3),
 ]
 
 
@@ -110,7 +112,7 @@ def _rollback(conn: apsw.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
-class _SQLiteWork(SQLiteRegistry, SQLiteLedger, SQLiteEvents, SQLiteBulk, UnitOfWork):
+class _SQLiteWork(SQLiteRegistry, SQLiteLedger, SQLiteBookkeeping, SQLiteEvents, SQLiteBulk, UnitOfWork):
     """A unit of work on one apsw connection, inside an open transaction: every recorder at once."""
 
     def __init__(self, conn: apsw.Connection) -> None:

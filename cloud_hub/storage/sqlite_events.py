@@ -18,7 +18,7 @@ import apsw
 
 from .._exceptions import StorageError
 from .recorders import EventRecorder
-from .records import Delivery, DeliverySelector, DeliveryUpdate, NewDelivery, NewEvent, Refusal, SinkCounts
+from .records import Delivery, DeliverySelector, DeliveryUpdate, NewDelivery, NewEvent, SinkCounts
 
 MIGRATION_2 = """
 CREATE TABLE events (
@@ -181,20 +181,6 @@ class SQLiteEvents(EventRecorder):
             )
         except apsw.ConstraintError as exc:
             raise StorageError(f"event insert refused: {exc}") from None
-
-    def record_derive_error(self, store_id: str, epoch: int, seq: int, reason: str, at: str) -> None:
-        self._c.execute(
-            "INSERT INTO derive_errors (store_id, epoch, seq, reason, at) VALUES (?, ?, ?, ?, ?)",
-            (store_id, epoch, seq, reason, at),
-        )
-
-    def derive_errors(self, store_id: str | None = None) -> list[Refusal]:
-        rows = self._c.execute(
-            "SELECT id, store_id, epoch, seq, reason, at FROM derive_errors"
-            " WHERE ? IS NULL OR store_id = ? ORDER BY id",
-            (store_id, store_id),
-        )
-        return [Refusal(*r) for r in rows]
 
     def _strict_candidates(self, sink: str, now: float, limit: int) -> list[int]:
         heads = self._c.execute(

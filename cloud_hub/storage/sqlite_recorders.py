@@ -14,12 +14,13 @@ from .recorders import BulkRecorder, LedgerRecorder, RegistryRecorder
 from .records import Conflict, EnrollmentToken, LedgerRow, Refusal, Store, StoreSummary, Stream, Writer
 
 _WRITER_COLS = "store_id, epoch, key_id, public_key, enrolled_at, hostname, superseded_at"
-_STREAM_COLS = "store_id, epoch, acked_through, head_chain, last_seen_at, duplicates, clock"
+_STREAM_COLS = "store_id, epoch, acked_through, head_chain, last_seen_at, duplicates, clock, backlog"
 
 
 def _stream(row: Any) -> Stream:
     clock = json.loads(row[6]) if row[6] else None
-    return Stream(row[0], row[1], row[2], bytes(row[3]), row[4], row[5], clock)
+    backlog = json.loads(row[7]) if row[7] else None
+    return Stream(row[0], row[1], row[2], bytes(row[3]), row[4], row[5], clock, backlog)
 
 
 class _SQLiteBase:
@@ -51,14 +52,16 @@ class SQLiteRegistry(_SQLiteBase, RegistryRecorder):
             """
             SELECT s.store_id, s.tz, st.epoch, COALESCE(st.acked_through, 0), st.last_seen_at,
                    COALESCE(st.duplicates, 0),
-                   (SELECT COUNT(*) FROM conflicts c WHERE c.store_id = s.store_id)
+                   (SELECT COUNT(*) FROM conflicts c WHERE c.store_id = s.store_id), st.backlog
             FROM stores s
             LEFT JOIN streams st ON st.store_id = s.store_id
                  AND st.epoch = (SELECT MAX(epoch) FROM streams m WHERE m.store_id = s.store_id)
             ORDER BY s.store_id
             """
         )
-        return [StoreSummary(*r) for r in rows]
+        return [
+            StoreSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]) if r[7] else None) for r in rows
+        ]
 
     def insert_token(self, token: EnrollmentToken) -> None:
         self._c.execute(
@@ -147,16 +150,18 @@ class SQLiteLedger(_SQLiteBase, LedgerRecorder):
         last_seen_at: str,
         add_duplicates: int = 0,
         clock: dict[str, Any] | None = None,
+        backlog: dict[str, Any] | None = None,
     ) -> None:
         self._c.execute(
-            "UPDATE streams SET acked_through = ?, head_chain = ?, last_seen_at = ?,"
-            " duplicates = duplicates + ?, clock = COALESCE(?, clock) WHERE store_id = ? AND epoch = ?",
+            "UPDATE streams SET acked_through = ?, head_chain = ?, last_seen_at = ?, duplicates = duplicates + ?,"
+            " clock = COALESCE(?, clock), backlog = COALESCE(?, backlog) WHERE store_id = ? AND epoch = ?",
             (
                 acked_through,
                 head_chain,
                 last_seen_at,
                 add_duplicates,
                 json.dumps(clock, sort_keys=True) if clock is not None else None,
+                json.dumps(backlog, sort_keys=True) if backlog is not None else None,
                 store_id,
                 epoch,
             ),

@@ -22,7 +22,7 @@ from sync_protocol.cli import EXIT_INTERRUPTED
 from sync_protocol.clock import now_iso
 
 from .._exceptions import ConfigError
-from ..config import AgentConfig
+from ..config import AgentConfig, data_lock
 from ..store import Outbox
 from ..store import imports as ledger
 from .importer import WORKERS, DropFolders, Importer, ImportInterrupted
@@ -43,8 +43,6 @@ INTERRUPTED = "interrupted"
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from ..cli import data_lock
-
     cfg = AgentConfig.load(args.data_dir)
     if not args.file.is_file():
         raise ConfigError(f"{args.file} is not a file")

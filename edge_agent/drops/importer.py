@@ -23,6 +23,7 @@ from typing import Any
 
 from sync_protocol.cards import mask_pans, redact_csv_row, redact_row
 from sync_protocol.clock import now_iso
+from sync_protocol.record import file_timeline
 
 from .._exceptions import DropRejected, ImportInterrupted
 from ..store import Outbox, Stored
@@ -214,6 +215,7 @@ class Importer:
         pool: Executor | None,
     ) -> None:
         origin = f"file:{row['name']}"
+        batch = file_timeline(path.stat().st_mtime)  # the file's own timeline, for the hub's time checks
         began, rows_before = time.monotonic(), counts["rows"]
         offset_before = start.offset if start else 0
         last_said = began
@@ -223,7 +225,13 @@ class Importer:
                 raise RuntimeError(f"import {row['id']}: data after the errors file was committed")
             book = _Bookkeeping(res, counts, writer)
             ledger.store_chunk(
-                self.outbox, res.good, import_id=row["id"], origin=origin, now=now_iso(local=True), bookkeeping=book
+                self.outbox,
+                res.good,
+                import_id=row["id"],
+                origin=origin,
+                now=now_iso(local=True),
+                bookkeeping=book,
+                batch=batch,
             )
             counts.update(book.counts)
             self.stats["reader_cpu_s"] += res.cpu_s

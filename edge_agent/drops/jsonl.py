@@ -11,6 +11,8 @@ import json
 from collections.abc import Iterator
 from typing import IO
 
+from sync_protocol.canonical import DuplicateKey, unique_pairs
+
 from .formats import Checkpoint, LineError, Parsed, iter_lines, validate
 
 FORMAT = "jsonl"
@@ -20,7 +22,7 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not allowed")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=unique_pairs)
 
 
 def read_jsonl(f: IO[bytes], start: Checkpoint | None = None) -> Iterator[Parsed]:
@@ -49,6 +51,8 @@ def parse_line(text: str, number: int, resume: Checkpoint) -> Parsed:
     """Decode and validate one JSON line."""
     try:
         obj = _DECODER.decode(text)
+    except DuplicateKey as exc:
+        return Parsed(None, [LineError(exc.key, str(exc), number)], number, number, text, resume)
     except ValueError as exc:
         reason = f"not valid JSON: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else str(exc)
         if isinstance(exc, json.JSONDecodeError):

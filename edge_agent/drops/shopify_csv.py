@@ -9,7 +9,10 @@ Mapping to DESIGN §9 (details and the approximations in ``docs/file-drops.md``)
 
 - ``txn_id`` = Name without spaces (``#1001``); ``register_id`` = Device ID, else Location, else
   ``shopify``, sanitised to ``[A-Za-z0-9_-]``; ``occurred_at`` = Created at with its offset kept.
-- Lines from the Lineitem rows, plus a ``SHIPPING`` line when Shipping > 0.
+- Lines from the Lineitem rows, plus a ``SHIPPING`` line (line type ``shipping``) when Shipping > 0.
+  A transaction with a line that is not stock (shipping, a partial refund's ``REFUND`` adjustment
+  line, type ``adjustment``) is schema ``storesync.pos.v2``, so the hub never moves stock for it;
+  the others stay ``storesync.pos.v1``.
 - Discount Amount is the order's total discount: Lineitem discount goes to its own line, and the rest
   is allocated over the item lines in proportion to their amount, the rounding remainder on the last.
 - Taxes: when Subtotal + Shipping + Taxes = Total (prices without tax) the tax is allocated over all
@@ -25,12 +28,14 @@ Numbers that do not add up are errors naming the order and the numbers; nothing 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import IO, Any
 
 from sync_protocol.money import fits_minor_units, format_amount, minor_unit_exponent
+from sync_protocol.transaction import SCHEMA_V2
 
 from .formats import (
     INDEXED,
@@ -211,21 +216,42 @@ def allocate(total: int, weights: list[int]) -> list[int]:
     return shares
 
 
-def _map_order(rows: list[tuple[int, dict[str, str]]]) -> list[tuple[dict[str, Any], Any]]:
-    """Map one order's rows to its transactions, each with a function locating its errors."""
+@dataclass
+class _Order:
+    """One order's head values and line items, read and checked for decimal places."""
+
+    name: str
+    currency: str
+    unit: Decimal
+    line0: int
+    head: dict[str, str]
+    subtotal: Decimal | None
+    shipping: Decimal
+    taxes: Decimal
+    total: Decimal
+    discount: Decimal
+    refunded: Decimal
+    occurred_at: str
+    items: list[tuple[int, dict[str, str], Decimal, Decimal, Decimal]]  # (line, row, qty, price, line discount)
+
+    def minor(self, amount: Decimal) -> int:
+        return int((amount / self.unit).to_integral_value())
+
+    def fmt(self, amount: Decimal) -> str:
+        return format_amount(amount, self.currency)
+
+
+def _read_order(rows: list[tuple[int, dict[str, str]]]) -> _Order:
+    """The order's amounts, each checked; every bad value is reported at once.
+
+    Raises:
+        _OrderError: naming every bad field of the order.
+    """
     line0, head = rows[0]
     errors: list[LineError] = []
     name = head["Name"]
     currency = head.get("Currency", "")
-    exp = minor_unit_exponent(currency)
-    unit = Decimal(1).scaleb(-exp)
-
-    def minor(amount: Decimal) -> int:
-        return int((amount / unit).to_integral_value())
-
-    def fmt(amount: Decimal) -> str:
-        return format_amount(amount, currency)
-
+    unit = Decimal(1).scaleb(-minor_unit_exponent(currency))
     if not name:
         errors.append(LineError("Name", "the order has no Name", line0))
     subtotal = _amount(head, "Subtotal", line0, errors, blank="") if head.get("Subtotal") else None
@@ -250,69 +276,84 @@ def _map_order(rows: list[tuple[int, dict[str, str]]]) -> list[tuple[dict[str, A
             errors.append(LineError(col, f"{value} has more decimal places than {currency} allows", line0))
     if errors:
         raise _OrderError(errors)
+    return _Order(name, currency, unit, line0, head, subtotal, shipping, taxes, total, discount, refunded,
+                  occurred_at, items)  # fmt: skip
 
-    gross = [qty * price for _, _, qty, price, _ in items]
-    lines_total = sum(gross, Decimal(0))
-    line_discounts = sum((d for *_, d in items), Decimal(0))
-    where = f"order {name}"
-    if line_discounts > discount:
+
+def _check_sums(o: _Order) -> bool:
+    """Check that the order's amounts add up; returns whether its taxes are included in the prices.
+
+    Raises:
+        _OrderError: naming the first sum that does not hold.
+    """
+    fmt, line0, where = o.fmt, o.line0, f"order {o.name}"
+    lines_total = sum((qty * price for _, _, qty, price, _ in o.items), Decimal(0))
+    line_discounts = sum((d for *_, d in o.items), Decimal(0))
+    if line_discounts > o.discount:
         reason = (
-            f"{where}: Lineitem discounts add up to {fmt(line_discounts)}, more than Discount Amount {fmt(discount)}"
+            f"{where}: Lineitem discounts add up to {fmt(line_discounts)}, more than Discount Amount {fmt(o.discount)}"
         )
         raise _OrderError([LineError("Discount Amount", reason, line0)])
-    net_items = lines_total - discount
-    if subtotal is not None and net_items != subtotal:
-        reason = (f"{where}: lines {fmt(lines_total)} − Discount Amount {fmt(discount)} = {fmt(net_items)}, "
-                  f"but Subtotal is {fmt(subtotal)}")  # fmt: skip
+    net_items = lines_total - o.discount
+    if o.subtotal is not None and net_items != o.subtotal:
+        reason = (f"{where}: lines {fmt(lines_total)} − Discount Amount {fmt(o.discount)} = {fmt(net_items)}, "
+                  f"but Subtotal is {fmt(o.subtotal)}")  # fmt: skip
         raise _OrderError([LineError("Subtotal", reason, line0)])
     inclusive = False
-    if net_items + shipping + taxes != total:
-        if taxes and net_items + shipping == total:
+    if net_items + o.shipping + o.taxes != o.total:
+        if o.taxes and net_items + o.shipping == o.total:
             inclusive = True
         else:
-            reason = (f"{where}: lines {fmt(lines_total)} − Discount Amount {fmt(discount)} + Shipping "
-                      f"{fmt(shipping)} + Taxes {fmt(taxes)} = {fmt(net_items + shipping + taxes)}, but Total "
-                      f"is {fmt(total)}")  # fmt: skip
+            reason = (f"{where}: lines {fmt(lines_total)} − Discount Amount {fmt(o.discount)} + Shipping "
+                      f"{fmt(o.shipping)} + Taxes {fmt(o.taxes)} = {fmt(net_items + o.shipping + o.taxes)}, "
+                      f"but Total is {fmt(o.total)}")  # fmt: skip
             raise _OrderError([LineError("Total", reason, line0)])
-    if refunded > total:
-        reason = f"{where}: Refunded Amount {fmt(refunded)} is more than Total {fmt(total)}"
+    if o.refunded > o.total:
+        reason = f"{where}: Refunded Amount {fmt(o.refunded)} is more than Total {fmt(o.total)}"
         raise _OrderError([LineError("Refunded Amount", reason, line0)])
+    return inclusive
 
-    rest = allocate(minor(discount - line_discounts), [minor(g - d) for g, (*_, d) in zip(gross, items, strict=True)])
-    line_disc_all = [d + r * unit for (*_, d), r in zip(items, rest, strict=True)]
+
+def _order_lines(o: _Order, inclusive: bool) -> tuple[list[dict[str, str]], list[int]]:
+    """The transaction's lines (order discount spread over them, taxes allocated) and the line each came from."""
+    fmt, minor, unit = o.fmt, o.minor, o.unit
+    gross = [qty * price for _, _, qty, price, _ in o.items]
+    line_discounts = sum((d for *_, d in o.items), Decimal(0))
+    rest = allocate(
+        minor(o.discount - line_discounts), [minor(g - d) for g, (*_, d) in zip(gross, o.items, strict=True)]
+    )
+    line_disc_all = [d + r * unit for (*_, d), r in zip(o.items, rest, strict=True)]
     lines: list[dict[str, str]] = []
     line_at: list[int] = []
-    for (at, row, qty, price, _), disc in zip(items, line_disc_all, strict=True):
+    for (at, row, qty, price, _), disc in zip(o.items, line_disc_all, strict=True):
         item = {"sku": row.get("Lineitem sku") or NO_SKU, "qty": str(qty), "unit_price": str(price),
                 "discount": fmt(disc)}  # fmt: skip
         if row.get("Lineitem name"):
             item["name"] = row["Lineitem name"][:200]
         lines.append(item)
         line_at.append(at)
-    if shipping:
-        method = head.get("Shipping Method", "")
+    if o.shipping:
+        method = o.head.get("Shipping Method", "")
         lines.append({"sku": SHIPPING_SKU, "name": method[:200] or "Shipping", "qty": "1",
-                      "unit_price": str(shipping), "discount": fmt(Decimal(0))})  # fmt: skip
-        line_at.append(line0)
+                      "unit_price": str(o.shipping), "discount": fmt(Decimal(0)), "type": "shipping"})  # fmt: skip
+        line_at.append(o.line0)
     nets = [minor(Decimal(x["unit_price"]) * Decimal(x["qty"]) - Decimal(x["discount"])) for x in lines]
-    tax_shares = [0] * len(lines) if inclusive else allocate(minor(taxes), nets)
+    tax_shares = [0] * len(lines) if inclusive else allocate(minor(o.taxes), nets)
     for item, share in zip(lines, tax_shares, strict=True):
         item["tax"] = fmt(share * unit)
+    return lines, line_at
 
-    ttype = tender_type(head.get("Payment Method", ""))
-    register = register_of(head)
-    txn_id = name.replace(" ", "")
-    base = {"register_id": register, "occurred_at": occurred_at, "currency": currency}
-    sale: dict[str, Any] = {"txn_id": txn_id, "kind": "sale", **base, "lines": lines, "total": fmt(total),
-                            "tenders": [{"type": ttype, "amount": fmt(total)}] if total else []}  # fmt: skip
-    first_at = line0
+
+def _locator(o: _Order, line_at: list[int]) -> Callable[[str], tuple[str, int]]:
+    """Maps a transaction field path to the CSV column and line it came from (for error reports)."""
+    head, first_at, n_items = o.head, o.line0, len(o.items)
 
     def locate(path: str) -> tuple[str, int]:
         m = INDEXED.match(path)
         if m and m.group(1) == "lines":
             i, sub = int(m.group(2)), m.group(3) or "unit_price"
             at = line_at[i] if i < len(line_at) else first_at
-            if i >= len(items):
+            if i >= n_items:
                 return ("Shipping" if sub in ("qty", "unit_price") else _LINE_COLUMN.get(sub, sub)), at
             return _LINE_COLUMN.get(sub, sub), at
         column = {"txn_id": "Name", "occurred_at": "Created at", "currency": "Currency", "total": "Total",
@@ -321,13 +362,30 @@ def _map_order(rows: list[tuple[int, dict[str, str]]]) -> list[tuple[dict[str, A
             column = "Payment Method" if path.startswith("tenders") else "Refunded Amount"
         return column, first_at
 
+    return locate
+
+
+def _map_order(rows: list[tuple[int, dict[str, str]]]) -> list[tuple[dict[str, Any], Any]]:
+    """Map one order's rows to its transactions, each with a function locating its errors."""
+    o = _read_order(rows)
+    inclusive = _check_sums(o)
+    lines, line_at = _order_lines(o, inclusive)
+    locate = _locator(o, line_at)
+    fmt, head, txn_id = o.fmt, o.head, o.name.replace(" ", "")
+    base = {"register_id": register_of(head), "occurred_at": o.occurred_at, "currency": o.currency}
+    tenders = [{"type": tender_type(head.get("Payment Method", "")), "amount": fmt(o.total)}] if o.total else []
+    sale: dict[str, Any] = {"txn_id": txn_id, "kind": "sale", **base, "lines": lines, "total": fmt(o.total),
+                            "tenders": tenders}  # fmt: skip
     out: list[tuple[dict[str, Any], Any]] = [(sale, locate)]
-    if refunded:
-        out.append((_refund(sale, name, refunded, total, fmt), locate))
+    if o.refunded:
+        out.append((_refund(sale, o.name, o.refunded, o.total, fmt), locate))
     if head.get("Financial Status", "").lower() == "voided":
         void = {"txn_id": txn_id + "-V", "kind": "void", **base, "lines": [], "tenders": [],
                 "total": fmt(Decimal(0)), "voided_txn_id": txn_id}  # fmt: skip
         out.append((void, locate))
+    for txn, _ in out:  # lines that are not stock say so: schema v2 (DESIGN §9); others stay v1
+        if any("type" in x for x in txn["lines"]):
+            txn["schema"] = SCHEMA_V2
     return out
 
 
@@ -336,8 +394,8 @@ def _refund(sale: dict[str, Any], name: str, refunded: Decimal, total: Decimal, 
     if refunded == total:
         lines = [dict(x) for x in sale["lines"]]
     else:
-        lines = [{"sku": REFUND_SKU, "name": f"Refund of {name}"[:200], "qty": "1",
-                  "unit_price": fmt(refunded), "discount": fmt(Decimal(0)), "tax": fmt(Decimal(0))}]  # fmt: skip
+        lines = [{"sku": REFUND_SKU, "name": f"Refund of {name}"[:200], "qty": "1", "unit_price": fmt(refunded),
+                  "discount": fmt(Decimal(0)), "tax": fmt(Decimal(0)), "type": "adjustment"}]  # fmt: skip
     tenders = [{"type": sale["tenders"][0]["type"] if sale["tenders"] else "other", "amount": fmt(refunded)}]
     return {
         "txn_id": sale["txn_id"] + "-R", "kind": "return", "register_id": sale["register_id"],

@@ -126,13 +126,15 @@ def store_chunk(
     origin: str,
     now: str,
     bookkeeping: Callable[[list[Stored]], dict[str, Any]],
+    batch: dict[str, Any] | None = None,
 ) -> list[Stored]:
     """Store a chunk's transactions and move the import's checkpoint, in ONE SQLite transaction.
 
     Already stored keys are duplicates (same content) or conflicts (other content: nothing stored,
     the caller rejects the item). ``bookkeeping`` runs inside the transaction with the outcomes and
     returns the import-row columns to set (counts, checkpoint, errors size), so the records and the
-    checkpoint are committed together or not at all. Every record of the chunk is captured at ``now``.
+    checkpoint are committed together or not at all. Every record of the chunk is captured at ``now`` and
+    carries ``batch``, the file's own timeline.
 
     Raises:
         NotEnrolled: before enrollment, or when the agent was enrolled again with another key.
@@ -142,7 +144,7 @@ def store_chunk(
     if key is None:
         raise ConfigError("outbox opened without the signing key; import is not possible")
     with db.transaction() as conn:
-        out = append(conn, key, items, origin, captured_at=now)
+        out = append(conn, key, items, origin, captured_at=now, batch=batch)
         _set(conn, import_id, {**bookkeeping(out), "updated_at": now})
     return out
 

@@ -12,6 +12,7 @@ one per thread (capture writer, sync job, status reader).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import apsw
 
 from sync_protocol import chain as _chain
 from sync_protocol import keys
+from sync_protocol.canonical import canonical_dumps
 from sync_protocol.clock import now_iso
 from sync_protocol.transaction import Transaction
 from sync_protocol.wire import Receipt
@@ -28,10 +30,12 @@ from sync_protocol.wire import Receipt
 from .._exceptions import AgentError, CaptureConflict, ConfigError, NotEnrolled, StorageError
 from ._db import BUSY_TIMEOUT_MS, JSON_COLUMNS, SYNC_COLUMNS, Db, Identity, storage_error
 from .receipts import check_receipt
-from .records import append, prepare
+from .records import Prepared, append, prepare
 from .schema import migrate
 from .snapshot import read_snapshot
 from .verify import VerifyReport, verify_outbox
+
+log = logging.getLogger(__name__)
 
 BURST_LOG_KEEP = 1000
 
@@ -82,13 +86,23 @@ class Outbox(Db):
 
     # -- identity -------------------------------------------------------------------------------
 
-    def set_identity(self, ident: Identity) -> None:
+    def set_identity(self, ident: Identity, key: keys.Ed25519PrivateKey | None = None) -> int:
         """Store the identity from an enrollment and open its writer epoch.
 
         A new epoch starts at seq 1 from its genesis anchor, with ``acked_through`` 0 and no receipt.
-        Setting the same epoch again only refreshes the hub details.
+        Setting the same epoch again only refreshes the hub details. With ``key`` (the new epoch's
+        signing key), records of the previous epoch of the same store that the hub had not
+        acknowledged are *carried forward*: in the same transaction they leave the old epoch (which
+        then ends at its ``acked_through``) and are appended, in order and with their original
+        ``captured_at``, to the new epoch, so they are sent. Without this, a forced re-enrollment
+        stranded them: never sent, yet a POS retry was answered "200 duplicate".
+
+        Returns:
+            How many records were carried forward.
         """
         with self._write() as conn:
+            before = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('store_id', 'epoch')"))
+            old_acked_row = conn.execute("SELECT acked_through FROM sync_state WHERE id = 1").fetchone()
             values = {
                 "store_id": ident.store_id,
                 "epoch": str(ident.epoch),
@@ -108,11 +122,16 @@ class Outbox(Db):
                     "anchor_chain, head_seq, head_chain) VALUES (?, ?, ?, ?, ?, 0, ?, 0, ?)",
                     (ident.epoch, ident.store_id, ident.key_id, ident.public_key, now_iso(), anchor, anchor),
                 )
+            carried = 0
             if old is None or int(old[0]) != ident.epoch:
                 conn.execute(
                     "UPDATE sync_state SET acked_through = 0, receipt = NULL, blocked = NULL, last_error = NULL, "
                     "next_attempt_at = NULL, failures = 0, last_sync_result = 'never'"
                 )
+                if key is not None and old is not None and before.get("store_id") == ident.store_id:
+                    acked = int(old_acked_row[0] or 0) if old_acked_row else 0
+                    carried = _carry_forward(conn, key, int(old[0]), acked)
+        return carried
 
     def set_hub_url(self, url: str) -> None:
         """Point the agent at another hub URL (same store and epoch)."""
@@ -252,3 +271,35 @@ class Outbox(Db):
     def verify(self) -> VerifyReport:
         """Walk every epoch's records from its anchor; see :func:`edge_agent.store.verify.verify_outbox`."""
         return verify_outbox(self)
+
+
+def _carry_forward(conn: apsw.Connection, key: keys.Ed25519PrivateKey, old_epoch: int, acked: int) -> int:
+    """Move the old epoch's records after ``acked`` into the current epoch (see :meth:`Outbox.set_identity`)."""
+    rows = conn.execute(
+        "SELECT register_id, txn_id, kind, captured_at, origin, body, txn_hash FROM outbox "
+        "WHERE epoch = ? AND seq > ? ORDER BY seq",
+        (old_epoch, acked),
+    ).fetchall()
+    if not rows:
+        return 0
+    anchor = conn.execute("SELECT anchor_seq, anchor_chain FROM writers WHERE epoch = ?", (old_epoch,)).fetchone()
+    if anchor is None:
+        return 0
+    anchor_seq = int(anchor[0])
+    if anchor_seq >= acked:
+        end = bytes(anchor[1])
+    else:
+        row = conn.execute("SELECT chain FROM outbox WHERE epoch = ? AND seq = ?", (old_epoch, acked)).fetchone()
+        if row is None:
+            return 0  # the acknowledged record is gone: leave the old epoch as it is
+        end = bytes(row[0])
+    conn.execute("DELETE FROM outbox WHERE epoch = ? AND seq > ?", (old_epoch, acked))
+    conn.execute(
+        "UPDATE writers SET head_seq = ?, head_chain = ? WHERE epoch = ?", (max(acked, anchor_seq), end, old_epoch)
+    )
+    for register_id, txn_id, kind, captured_at, origin, body, txn_hash in rows:
+        txn_json = canonical_dumps(json.loads(str(body))["txn"])
+        item = Prepared(str(register_id), str(txn_id), str(kind), txn_json, str(txn_hash), 0, "")
+        append(conn, key, [item], str(origin), captured_at=str(captured_at))
+    log.warning("re-enrollment: %d unsent records of epoch %d carried into the new epoch", len(rows), old_epoch)
+    return len(rows)

@@ -75,6 +75,7 @@ def append(
     origins: Sequence[str] | str,
     *,
     captured_at: str | None = None,
+    batch: dict[str, Any] | None = None,
 ) -> list[Stored]:
     """Number, chain, sign and insert ``items``; call inside a ``BEGIN IMMEDIATE`` transaction.
 
@@ -84,6 +85,7 @@ def append(
         items: What to store, in order.
         origins: One origin for all items, or one per item (``api``, ``cli``, ``file:<name>``).
         captured_at: The capture time of every record; None stamps each record with the time it is made.
+        batch: The drop file's timeline (``sync_protocol.record.file_timeline``), put in every body.
 
     Returns:
         One :class:`Stored` per item, in order.
@@ -121,7 +123,7 @@ def append(
         origin = origins if isinstance(origins, str) else origins[i]
         at = captured_at if captured_at is not None else now_iso(local=True)
         try:
-            body = writer.body(seq=seq, kind=it.kind, captured_at=at, origin=origin, txn_json=it.txn_json)
+            body = writer.body(seq=seq, kind=it.kind, captured_at=at, origin=origin, txn_json=it.txn_json, batch=batch)
         except RuntimeError as exc:
             raise StorageError(str(exc)) from None
         value = _chain.link(prev, body)

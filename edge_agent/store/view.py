@@ -15,9 +15,11 @@ from typing import Any, NamedTuple
 import apsw
 
 from . import imports
-from ._db import BURST_COLUMNS, BUSY_TIMEOUT_MS, Db
+from ._db import BURST_COLUMNS, BUSY_TIMEOUT_MS, Db, Identity, Writer
 from .snapshot import read_snapshot
 from .verify import VerifyReport, verify_outbox
+
+__all__ = ["Identity", "RecordRow", "StoreView", "StoredRecord", "VerifyReport", "Writer"]
 
 
 class RecordRow(NamedTuple):

@@ -58,6 +58,19 @@ def test_invalid_transaction_names_fields(agent: AgentProcess) -> None:
     assert httpx.get(f"{agent.url}/v1/status", timeout=10).json()["last_seq"] == 0
 
 
+def test_duplicate_json_keys_are_refused_naming_the_key(agent: AgentProcess) -> None:
+    good = json.dumps(make_txn(1))
+    twice = good.replace('"total":', '"total": "0.00", "total":', 1)
+    r = httpx.post(f"{agent.url}/v1/transactions", content=twice, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["errors"] == [
+        {"field": "total", "reason": "the key 'total' appears twice in one object; send each field once"}]  # fmt: skip
+    pan_key = '{"4111111111111111": 1, "4111111111111111": 2}'
+    r = httpx.post(f"{agent.url}/v1/transactions", content=pan_key, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and "4111111111111111" not in r.text and "1111" in r.text
+    assert httpx.get(f"{agent.url}/v1/status", timeout=10).json()["last_seq"] == 0
+
+
 def test_full_card_number_refused_without_echo(agent: AgentProcess) -> None:
     txn = make_txn(1)
     txn["tenders"][0]["card_last4"] = "1111"

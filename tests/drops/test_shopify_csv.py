@@ -88,7 +88,9 @@ def test_order_discount_and_line_discounts_and_shipping() -> None:
     # 2.00 on TOTE-1 itself; the remaining 3.00 split 3200:1800 -> 1.92 / 1.08.
     assert amounts(item.txn, "discount") == ["1.92", "3.08", "0.00"]
     assert item.txn["lines"][2] | {"tax": "x"} == {"sku": "SHIPPING", "name": "DHL", "qty": "1",
-                                                     "unit_price": "6.00", "discount": "0.00", "tax": "x"}  # fmt: skip
+                                                     "unit_price": "6.00", "discount": "0.00", "tax": "x",
+                                                     "type": "shipping"}  # fmt: skip
+    assert item.txn["schema"] == "storesync.pos.v2" and {x["type"] for x in item.txn["lines"][:2]} == {"item"}
     assert sum(Decimal(t) for t in amounts(item.txn, "tax")) == Decimal("3.29")
 
 

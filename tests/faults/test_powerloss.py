@@ -13,7 +13,7 @@ import apsw
 import pytest
 
 from storesync_harness.powercut import Disk, PowerCutVFS, Spec
-from storesync_harness.powerloss import AGENT_POINTS, HUB_POINTS, run_power_cuts
+from storesync_harness.powerloss import AGENT_POINTS, HUB_KILL_POINTS, run_power_cuts
 
 pytestmark = pytest.mark.faults
 
@@ -66,13 +66,18 @@ def test_agent_power_cuts_keep_every_acknowledged_sale(tmp_path: Path) -> None:
     assert result.final.found == result.final.acknowledged, report
 
 
-def test_hub_power_cuts_sign_receipts_only_for_what_survives(tmp_path: Path) -> None:
-    points = HUB_POINTS[:3]  # kill, mid-commit, after commit; checkpoints too in make faults
-    result = run_power_cuts(tmp_path, target="hub", cuts=len(points), seed=12)
+def test_hub_power_cuts_and_kills_sign_receipts_only_for_what_survives(tmp_path: Path) -> None:
+    """A power cut mid-commit, and kill -9 between ledger commit and answer, between event derivation and
+    delivery, and between a sink call and the record of its outcome; then the content checker with every
+    sink. (SIGKILL, after-commit and checkpoint cuts of the hub run in make faults.)"""
+    points = ("mid_commit", *HUB_KILL_POINTS)
+    result = run_power_cuts(tmp_path, target="hub", cuts=len(points), seed=12, only=points)
     report = "\n".join(result.lines() + result.failures)
     assert result.cuts == len(points), report
+    assert all(result.points[p] == 1 for p in HUB_KILL_POINTS), report  # each struck where it was aimed
     assert result.receipts_beyond == 0 and result.ok, report
     assert result.final is not None and result.final.found == result.final.acknowledged > 50, report
+    assert result.final.events_checked == ["archive", "stream"] and result.final.event_problems == 0, report
 
 
 def test_control_synchronous_off_loses_acknowledged_sales(tmp_path: Path) -> None:

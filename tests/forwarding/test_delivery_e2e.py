@@ -172,6 +172,8 @@ def expected_ids(store: str, sent: list[tuple[int, dict[str, Any]]]) -> dict[str
         all_sinks = {base}
         if kind == "sale" or (kind == "return" and txn["lines"][0]["disposition"] == "restock"):
             all_sinks.add(base + ":inventory")
+        if kind == "void":  # the voided sale's stock movement is reversed (protocol.md §7a)
+            all_sinks.add(base + ":inventory")
         if kind == "return" and txn["lines"][0]["disposition"] == "damaged":
             out["writeoff"].add(base + ":writeoff")
         out["archive"] |= all_sinks
@@ -186,7 +188,12 @@ def expected_ids(store: str, sent: list[tuple[int, dict[str, Any]]]) -> dict[str
 def expected_levels(sent_by_store: dict[str, list[tuple[int, dict[str, Any]]]]) -> dict[tuple[str, str], int]:
     levels: dict[tuple[str, str], int] = {}
     for store, sent in sent_by_store.items():
+        by_id = {txn["txn_id"]: txn for _, txn in sent}
         for _, txn in sent:
+            if txn["kind"] == "void":  # puts the voided sale's goods back
+                for line in by_id[txn["voided_txn_id"]]["lines"]:
+                    key = (LOCATIONS[store], line["sku"])
+                    levels[key] = levels.get(key, 100) + int(Decimal(line["qty"]))
             for line in txn["lines"]:
                 sign = -1 if txn["kind"] == "sale" else (1 if line.get("disposition") == "restock" else 0)
                 key = (LOCATIONS[store], line["sku"])

@@ -10,13 +10,12 @@ import pytest
 
 from cloud_hub._exceptions import ConfigError
 from cloud_hub.delivery import plan_updates
-from cloud_hub.events import SinkConfig, derive_events, event_json
-from cloud_hub.forwarding import Forwarder, ForwardingConfig, event_texts, load_config
+from cloud_hub.events import SinkConfig
+from cloud_hub.forwarding import Forwarder, ForwardingConfig, load_config
 from cloud_hub.ingest import ingest_burst
 from cloud_hub.sinks import Outcome
 from cloud_hub.storage import Delivery, DeliverySelector, DeliveryUpdate
 from cloud_hub.storage.sqlite import SQLiteStorage
-from cloud_hub.timenorm import normalize_times
 from hub.helpers import NOW, Agent, enroll_agent  # tests/ is on sys.path (tests/conftest.py)
 from storesync_harness.pos import Pos
 from sync_protocol import keys
@@ -54,15 +53,32 @@ def all_events(storage: SQLiteStorage) -> list[tuple[str, str]]:
     return [(c.event_id, c.event_json) for c in sorted(claimed, key=lambda c: c.id)]
 
 
-def test_spliced_event_text_is_byte_identical_to_event_json() -> None:
-    pos = Pos("R9", seed=2)
-    for seq in range(1, 300):
-        txn = parse_transaction(pos.mixed()).canonical()
-        body = make_body(store_id="S1", epoch=1, seq=seq, kind=txn["kind"], captured_at="2026-11-22T10:00:00.000+01:00",
-                         txn=txn)  # fmt: skip
-        norm = normalize_times(json.loads(body), tz="Europe/Berlin", clock=None, hub_received_at="2026-11-22T09:00:00Z")
-        events = derive_events(body, norm)
-        assert event_texts(body, events) == [event_json(e) for e in events]
+def test_event_data_is_the_validated_transaction_and_bad_bodies_are_derive_errors(storage, hub_key) -> None:
+    """A signed body with a float, an unknown schema or an invalid transaction derives nothing; a good
+    body's event carries exactly its validated canonical transaction. (Two ``txn`` keys are refused
+    at ingest already: tests/hub/test_ingest.py.)"""
+    agent = enroll_agent(storage, "S1", hub_key)
+    good = agent.body(1)
+    txn_text = good[good.index(',"txn":') + 7 : -len(',"v":1}')]
+    bad_bodies = [
+        good.replace('"epoch":1', '"epoch":1,"weight":1.5', 1),
+        good.replace('"kind":"sale"', '"kind":"void"', 1),
+        good.replace('"register_id":"R2"', '"register_id":"R2","schema":"storesync.pos.v9"', 1),
+        good.replace('"total":"', '"total":"1', 1),
+    ]
+    agent.outbox.append(seal(agent.key, agent.head, 1, good))
+    for seq, body in enumerate(bad_bodies, 2):
+        agent.outbox.append(seal(agent.key, agent.head, seq, body.replace('"seq":1', f'"seq":{seq}', 1)))
+    send(storage, hub_key, agent, 1, 5, Forwarder(SINKS))
+    with storage.snapshot() as tx:
+        errors = tx.derive_errors("S1")
+        claimed = tx.claim_deliveries("all", strict=False, now=1e12, lease_until=2e12, claim="t", limit=100)
+    assert [(e.seq, e.code) for e in errors] == [
+        (2, "bad_body"), (3, "bad_body"), (4, "unknown_schema"), (5, "invalid_transaction")]  # fmt: skip
+    assert "float" in errors[0].reason and "differs from txn.kind" in errors[1].reason
+    sale = json.loads(next(c.event_json for c in claimed if c.event_id == "S1:1:1"))
+    assert sale["data"]["txn"] == parse_transaction(json.loads(txn_text)).canonical()
+    assert {c.seq for c in claimed} == {1}
 
 
 def test_inline_and_deferred_derivation_give_the_same_events_once(tmp_path: Path, hub_key) -> None:
@@ -97,7 +113,8 @@ def test_a_body_without_events_is_kept_and_reported(storage, hub_key) -> None:
     send(storage, hub_key, agent, 1, 2, Forwarder(SINKS))
     with storage.snapshot() as tx:
         errors = tx.derive_errors("S1")
-        assert [(e.seq, e.reason.split(":")[0]) for e in errors] == [(1, "ValueError")]
+        assert [(e.seq, e.code) for e in errors] == [(1, "invalid_transaction")]
+        assert "txn.kind" in errors[0].reason
         assert tx.forward_cursor("S1", 1) == 2
         assert [d.seq for d in tx.list_deliveries(DeliverySelector(sink="all"))] == [2, 2]
 
@@ -158,6 +175,9 @@ def test_config_errors_name_the_sink_and_field(tmp_path: Path, monkeypatch: pyte
         "[delivery]\nbatchsize = 3\n": "unknown field 'batchsize'",
         '[[sinks]]\nname = "c"\nkind = "jsonl"\npath = "p"\nrole = "channel"\n': "sink c: a channel sink needs",
         "[[sinks]\n": "not valid TOML",
+        "[time]\nmax_batch_age_days = -1\n": "[time] max_batch_age_days must be a number greater than 0",
+        "[time]\nmax_age = 3\n": "[time] has unknown field 'max_age'",
+        '[stock]\nnon_stock_skus = "GIFT-*"\n': "[stock] non_stock_skus must be a list",
     }
     for text, message in cases.items():
         path = tmp_path / "hub.toml"
@@ -169,3 +189,8 @@ def test_config_errors_name_the_sink_and_field(tmp_path: Path, monkeypatch: pyte
     doc = {"sinks": [{"name": "w", "kind": "webhook", "url": "u", "secret_env": "HOOK_SECRET"}]}
     cfg = ForwardingConfig.from_doc(doc, tmp_path)
     assert cfg.sinks[0].options["secret"] == "s3cret" and "secret_env" not in cfg.sinks[0].options
+    assert cfg.time.max_batch_age_s == 35 * 86400 and cfg.stock.non_stock_skus == ()
+    cfg = ForwardingConfig.from_doc(
+        {"time": {"max_batch_age_days": 60}, "stock": {"non_stock_skus": ["GC-*"]}}, tmp_path
+    )
+    assert cfg.time.max_batch_age_s == 60 * 86400 and cfg.stock.moves_stock({"sku": "GC-50"}) is False

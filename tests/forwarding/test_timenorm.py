@@ -51,27 +51,48 @@ def test_spring_forward_gap_is_shifted_by_the_gap_and_flagged(tz: str, wall: str
     assert "dst_gap" in out["time_quality"]["flags"]
 
 
-@pytest.mark.parametrize(
-    ("tz", "wall", "first", "second"),
-    [
-        ("Europe/Berlin", "2026-10-25T02:30:00", "2026-10-25T00:30:00.000Z", "2026-10-25T01:30:00.000Z"),
-        ("America/New_York", "2026-11-01T01:30:00", "2026-11-01T05:30:00.000Z", "2026-11-01T06:30:00.000Z"),
-        ("Australia/Lord_Howe", "2026-04-05T01:45:00", "2026-04-04T14:45:00.000Z", "2026-04-04T15:15:00.000Z"),
-    ],
-)
-def test_fall_back_fold_keeps_the_register_in_seq_order(tz: str, wall: str, first: str, second: str) -> None:
-    captured = second.replace("Z", "+00:00")  # capture clock gives no hint here: prev decides
-    # The previous record of this register was before the first occurrence: take the first.
-    prev = (datetime.fromisoformat(first.replace("Z", "+00:00")) - timedelta(minutes=5)).isoformat()
-    out = norm(wall, tz, captured_at=captured, prev=prev)
-    assert out["occurred_at_utc"] == first
-    assert out["time_quality"]["method"] == "zone-fold-0"
-    assert "dst_fold" in out["time_quality"]["flags"]
-    # The previous record was already after the first occurrence: only the second keeps seq order.
-    prev = (datetime.fromisoformat(first.replace("Z", "+00:00")) + timedelta(minutes=1)).isoformat()
-    out = norm(wall, tz, captured_at=captured, prev=prev)
+FOLDS = [
+    ("Europe/Berlin", "2026-10-25T02:30:00", "2026-10-25T00:30:00.000Z", "2026-10-25T01:30:00.000Z"),
+    ("America/New_York", "2026-11-01T01:30:00", "2026-11-01T05:30:00.000Z", "2026-11-01T06:30:00.000Z"),
+    # Lord Howe falls back by 30 minutes: 01:45 happens at +11:00 and again at +10:30.
+    ("Australia/Lord_Howe", "2026-04-05T01:45:00", "2026-04-04T14:45:00.000Z", "2026-04-04T15:15:00.000Z"),
+]
+
+
+def _at(iso: str, minutes: float = 0) -> str:
+    return (datetime.fromisoformat(iso.replace("Z", "+00:00")) + timedelta(minutes=minutes)).isoformat()
+
+
+@pytest.mark.parametrize(("tz", "wall", "first", "second"), FOLDS)
+def test_fall_back_fold_that_seq_order_excludes_is_never_taken(tz: str, wall: str, first: str, second: str) -> None:
+    # The previous record of this register is already after the first occurrence: only the second
+    # keeps seq order, even though the capture clock points at the first.
+    out = norm(wall, tz, captured_at=_at(first, 1), prev=_at(first, 1))
     assert out["occurred_at_utc"] == second
     assert out["time_quality"]["method"] == "zone-fold-1"
+    assert {"dst_fold", "fold_by_seq"} <= set(out["time_quality"]["flags"])
+
+
+@pytest.mark.parametrize(("tz", "wall", "first", "second"), FOLDS)
+def test_when_seq_order_allows_both_folds_the_corrected_capture_time_decides(
+    tz: str, wall: str, first: str, second: str
+) -> None:
+    before_first = _at(first, -5)
+    out = norm(wall, tz, captured_at=_at(first, 0.5), prev=before_first)
+    assert (out["occurred_at_utc"], out["time_quality"]["method"]) == (first, "zone-fold-0")
+    assert "fold_by_capture_time" in out["time_quality"]["flags"]
+    out = norm(wall, tz, captured_at=_at(second, 0.5), prev=before_first)
+    assert (out["occurred_at_utc"], out["time_quality"]["method"]) == (second, "zone-fold-1")
+
+
+@pytest.mark.parametrize(("tz", "wall", "first", "second"), FOLDS)
+def test_a_tie_with_the_previous_record_is_not_an_order(tz: str, wall: str, first: str, second: str) -> None:
+    """Two sales at the same wall time in the fold: the second, captured a shift later, is the second fold."""
+    out = norm(wall, tz, captured_at=_at(second, 0.2), prev=first)  # prev IS the first occurrence
+    assert (out["occurred_at_utc"], out["time_quality"]["method"]) == (second, "zone-fold-1")
+    assert {"dst_fold", "fold_by_capture_time"} <= set(out["time_quality"]["flags"])
+    out = norm(wall, tz, captured_at=_at(first, 0.2), prev=first)  # the same sale time, captured at once
+    assert (out["occurred_at_utc"], out["time_quality"]["method"]) == (first, "zone-fold-0")
 
 
 def test_fold_without_previous_record_takes_the_occurrence_nearest_the_capture_time() -> None:
@@ -81,16 +102,102 @@ def test_fold_without_previous_record_takes_the_occurrence_nearest_the_capture_t
     assert out["occurred_at_utc"] == "2026-10-25T00:30:00.000Z"
 
 
-def test_a_register_through_the_berlin_fall_back_hour_stays_in_order() -> None:
-    walls = ["01:50", "02:10", "02:40", "02:10", "02:40", "03:05"]  # the 02:xx hour happens twice
+@pytest.mark.parametrize("tz", ["Europe/Berlin", "Australia/Lord_Howe"])
+def test_a_register_through_the_fall_back_hour_stays_in_order_and_true(tz: str) -> None:
+    """Sales every few minutes through the repeated wall-clock span, each captured when it happened."""
+    zone = ZoneInfo(tz)
+    day = {"Europe/Berlin": datetime(2026, 10, 25), "Australia/Lord_Howe": datetime(2026, 4, 5)}[tz]
+    start = datetime(day.year, day.month, day.day, 0, 40, tzinfo=zone).astimezone(ZoneInfo("UTC"))
     prev = None
-    seen = []
-    for wall in walls:
-        out = norm(f"2026-10-25T{wall}:00", "Europe/Berlin", captured_at="2026-10-25T02:10:00+00:00", prev=prev)
+    for step in range(0, 200, 7):
+        instant = start + timedelta(minutes=step)
+        wall = instant.astimezone(zone).replace(tzinfo=None).isoformat()
+        out = norm(wall, tz, captured_at=(instant + timedelta(seconds=3)).isoformat(), prev=prev)
+        assert out["occurred_at_utc"] == instant.isoformat(timespec="milliseconds").replace("+00:00", "Z"), wall
         prev = out["occurred_at_utc"]
-        seen.append(prev)
-    assert seen == sorted(seen) and len(set(seen)) == len(seen)
-    assert seen[1] == "2026-10-25T00:10:00.000Z" and seen[3] == "2026-10-25T01:10:00.000Z"
+
+
+def test_batch_records_take_the_first_fold_when_seq_order_allows_both() -> None:
+    src = body("2026-10-25T02:30:00", captured_at="2026-11-22T10:16:00.000+01:00")
+    src["origin"] = "file:weekend.jsonl"
+    src["batch"] = {"file_time": "2026-10-26T08:00:00.000+01:00", "file_time_source": "mtime"}
+    out = normalize_times(src, tz="Europe/Berlin", clock=None, hub_received_at=RECEIVED)
+    assert out["occurred_at_utc"] == "2026-10-25T00:30:00.000Z"
+    assert {"dst_fold", "fold_default"} <= set(out["time_quality"]["flags"])
+    out = normalize_times(
+        src, tz="Europe/Berlin", clock=None, hub_received_at=RECEIVED, prev_occurred_at_utc="2026-10-25T00:31:00Z"
+    )
+    assert out["occurred_at_utc"] == "2026-10-25T01:30:00.000Z"
+
+
+# ------------------------------------------------------------------------------ batch-file times
+
+
+def batch_body(occurred_at: str, file_time: str | None, captured_at: str = "2026-12-01T09:00:00.000+01:00") -> dict:
+    src = body(occurred_at, captured_at)
+    src["origin"] = "file:franchise.csv"
+    if file_time is not None:
+        src["batch"] = {"file_time": file_time, "file_time_source": "mtime"}
+    return src
+
+
+def test_a_late_file_keeps_its_sale_times() -> None:
+    """A weekend's file imported a week later: the sales stay on their business day."""
+    src = batch_body("2026-11-21T18:05:00+01:00", "2026-11-22T23:00:00.000+01:00")
+    out = normalize_times(src, tz="Europe/Berlin", clock=None, hub_received_at=RECEIVED)
+    assert out["occurred_at_utc"] == "2026-11-21T17:05:00.000Z"
+    assert out["time_quality"]["method"] == "offset"
+    assert "pos_time_implausible" not in out["time_quality"]["flags"]
+
+
+def test_batch_times_are_judged_against_the_file_not_the_import_moment() -> None:
+    # A month-end catch-up: 34 days before the file is still trusted (default maximum age 35 days).
+    ok = normalize_times(
+        batch_body("2026-10-28T12:00:00+01:00", "2026-12-01T08:00:00.000+01:00"),
+        tz="Europe/Berlin", clock=None, hub_received_at=RECEIVED,
+    )  # fmt: skip
+    assert ok["time_quality"]["method"] == "offset"
+    # 40 days before the file: not trusted; falls back to the file's time, flagged.
+    old = normalize_times(
+        batch_body("2026-10-22T12:00:00+01:00", "2026-12-01T08:00:00.000+01:00"),
+        tz="Europe/Berlin", clock=None, hub_received_at=RECEIVED,
+    )  # fmt: skip
+    q = old["time_quality"]
+    assert q["method"] == "file-fallback" and old["occurred_at_utc"] == "2026-12-01T07:00:00.000Z"
+    assert {"pos_time_implausible", "batch_time_too_old"} <= set(q["flags"])
+    # Two days AFTER the file was written: impossible, falls back.
+    later = normalize_times(
+        batch_body("2026-12-03T12:00:00+01:00", "2026-12-01T08:00:00.000+01:00"),
+        tz="Europe/Berlin", clock=None, hub_received_at=RECEIVED,
+    )  # fmt: skip
+    assert later["time_quality"]["method"] == "file-fallback"
+    assert "batch_time_after_file" in later["time_quality"]["flags"]
+
+
+def test_batch_maximum_age_is_configurable_and_file_time_is_corrected_by_theta() -> None:
+    src = batch_body("2026-11-20T12:00:00+01:00", "2026-12-01T08:00:00.000+01:00")
+    out = normalize_times(
+        src, tz="Europe/Berlin", clock=None, hub_received_at=RECEIVED, policy=TimePolicy(max_batch_age_s=7 * 86400)
+    )
+    assert out["time_quality"]["method"] == "file-fallback"
+    clock = {"theta_ms": -3600_000.0, "delta_ms": 20.0}  # the agent's clock is an hour fast
+    old = normalize_times(
+        batch_body("2026-10-22T12:00:00+01:00", "2026-12-01T08:00:00.000+01:00"),
+        tz="Europe/Berlin", clock=clock, hub_received_at=RECEIVED,
+    )  # fmt: skip
+    assert old["occurred_at_utc"] == "2026-12-01T06:00:00.000Z"
+
+
+def test_batch_body_without_file_time_is_judged_against_the_import_moment() -> None:
+    src = batch_body("2026-11-03T12:00:00+01:00", None, captured_at="2026-12-01T09:00:00.000+01:00")
+    out = normalize_times(src, tz="Europe/Berlin", clock=None, hub_received_at=RECEIVED)
+    assert out["time_quality"]["method"] == "offset"  # 28 days: within the batch window
+
+
+def test_live_capture_keeps_its_window() -> None:
+    src = body("2026-11-21T18:05:00+01:00", captured_at="2026-11-28T10:00:00.000+01:00")
+    out = normalize_times(src, tz="Europe/Berlin", clock=None, hub_received_at=RECEIVED)
+    assert out["time_quality"]["method"] == "capture-fallback"
 
 
 def test_plain_local_time_uses_the_store_zone() -> None:

@@ -206,6 +206,26 @@ def test_body_that_is_not_json_is_refused(storage, hub_key, agent):
     assert "JSON" in err.error.message
 
 
+def test_body_with_a_duplicate_key_is_refused_naming_the_key(storage, hub_key, agent):
+    """Two ``txn`` keys: JSON readers disagree on which wins, so the record is refused, not guessed."""
+    good = agent.body(1)
+    evil = good.replace(',"txn":', ',"txn":{"total":"0.00"},"txn":', 1)
+    bad = seal(agent.key, agent.head, 1, evil)
+    err = rejected(storage, hub_key, agent, agent.burst([bad], first_seq=1))
+    assert (err.status, err.error.seq) == (422, 1)
+    assert "'txn' appears twice" in err.error.message
+    assert ledger(storage, agent) == []
+
+
+def test_reported_backlog_is_kept_on_the_stream(storage, hub_key, agent):
+    doc = agent.burst(agent.make(2)).model_dump()
+    doc["backlog"] = {"pending": 40, "oldest_pending_age_s": 12.5}
+    send(storage, hub_key, agent, BurstRequest.model_validate(doc))
+    assert stream(storage, agent).backlog == {"pending": 40, "oldest_pending_age_s": 12.5}
+    send(storage, hub_key, agent, agent.burst([]))  # an old agent reports none: the last report stays
+    assert stream(storage, agent).backlog == {"pending": 40, "oldest_pending_age_s": 12.5}
+
+
 def test_empty_burst_is_a_probe(storage, hub_key, agent):
     answer = send(storage, hub_key, agent, agent.burst([]))
     assert (answer.acked_through, answer.stored, answer.duplicates) == (0, 0, 0)

@@ -115,7 +115,7 @@ def test_cli_database_flag_reaches_the_storage(tmp_path: Path, monkeypatch: pyte
     monkeypatch.delenv(DATABASE_ENV, raising=False)
     target = tmp_path / "chosen.db"
     assert cli.main(["migrate", "--data-dir", str(tmp_path / "data"), "--database", sqlite_url(target)]) == 0
-    assert capsys.readouterr().out.strip() == "sqlite: schema version 2 of 2; applied now: 1, 2"
+    assert capsys.readouterr().out.strip() == "sqlite: schema version 3 of 3; applied now: 1, 2, 3"
     assert target.is_file() and not (tmp_path / "data" / "hub.db").exists()
     assert cli.main(["migrate", "--data-dir", str(tmp_path / "data")]) == 2  # only init creates a (SQLite) hub
     assert "is not a hub data folder" in capsys.readouterr().err

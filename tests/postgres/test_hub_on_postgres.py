@@ -37,18 +37,18 @@ def assert_content(hub: Hub, agent: Agent, journal: PosJournal) -> None:
 
 def test_a_hub_process_on_postgresql_stores_what_the_pos_sent(tmp_path: Path, postgres_url: str):
     out = hub_cli("migrate", "--data-dir", str(tmp_path / "hub"), "--database", postgres_url).stdout
-    assert out.strip() == "postgresql: schema version 2 of 2; applied now: 1, 2"
+    assert out.strip() == "postgresql: schema version 3 of 3; applied now: 1, 2, 3"
     hub = Hub.create(tmp_path / "hub", database=postgres_url).start()
     agent = Agent.enrolled(tmp_path / "agent", hub, "S1", "Europe/Berlin", "--sync-interval", "1").start()
     try:
         ready = httpx.get(hub.url + "/readyz", timeout=10).json()
-        assert ready["database"] == {"engine": "postgresql", "latest_schema": 2, "reachable": True, "schema_version": 2}
+        assert ready["database"] == {"engine": "postgresql", "latest_schema": 3, "reachable": True, "schema_version": 3}
         journal = PosJournal()
         post_sales(agent, journal, Pos("R1", seed=3), 40)
         assert agent.wait_synced(timeout=60)["acked_through"] == 40
         assert_content(hub, agent, journal)
         again = hub_cli("migrate", "--data-dir", str(tmp_path / "hub"), "--database", postgres_url).stdout
-        assert again.strip() == "postgresql: schema version 2 of 2; applied now: none (up to date)"
+        assert again.strip() == "postgresql: schema version 3 of 3; applied now: none (up to date)"
     finally:
         agent.stop()
         hub.stop()
