@@ -77,7 +77,9 @@ if [ "$role" = agent ]; then
   fi
   if [ -n "$hub" ] && [ -n "$token" ]; then
     # Re-running with the same (used) token must not fail: enroll only when not enrolled yet.
-    if as_service "$venv/bin/edge-agent" status --data-dir "$data" --json 2>/dev/null | grep -q '"enrolled": true'; then
+    # (status exits 1 while records wait; read its JSON whole, no early-closing pipe under pipefail)
+    status_json="$(as_service "$venv/bin/edge-agent" status --data-dir "$data" --json 2>/dev/null || true)"
+    if [[ "$status_json" == *'"enrolled": true'* ]]; then
       echo "install.sh: agent already enrolled; not enrolling again (use 'edge-agent enroll --force' to re-enroll)"
     else
       as_service "$venv/bin/edge-agent" enroll --data-dir "$data" --hub "$hub" --token "$token"
