@@ -14,7 +14,8 @@ The tree; ``HubError`` derives from the project root ``sync_protocol._exceptions
      │    └── StorageBusy         the database stayed locked past the busy timeout (503 busy)
      │         ├── StorageRetryable  serialization failure or deadlock: the unit of work may run again (503)
      │         └── StorageUnavailable  the database cannot be reached right now (503 unavailable)
-     └── BurstRejected            a burst answered with a non-2xx ErrorBody (401/403/409/422)
+     ├── BurstRejected            a burst answered with a non-2xx ErrorBody (401/403/409/422)
+     └── DeriveFailure            no events can be derived from a stored record (``cloud_hub.records``)
 
 The HTTP layer turns every ``HubError`` into a JSON ``sync_protocol.wire.ErrorBody``. Messages never
 contain tokens, keys or record bodies.

@@ -32,6 +32,7 @@ from .delivery import DeliveryEngine
 from .forwarding import Forwarder, ForwardingConfig, load_config
 from .ingest import AfterStore, ingest_burst
 from .metrics import CONTENT_TYPE, HubMetrics
+from .ratelimit import LimitMiddleware, RateLimiter, RateLimits
 
 log = logging.getLogger("cloud_hub.bursts")
 MAX_ENROLL_BYTES = 64 * 1024
@@ -121,6 +122,7 @@ class BurstHandler:
         self.keys = keys
         self.after_store = after_store
         self.metrics = metrics
+        self.limiter: RateLimiter | None = None
 
     def __call__(self, method: str, path: str, headers: Mapping[str, str], raw: bytes, received: datetime) -> Response:
         started = time.perf_counter()
@@ -131,6 +133,8 @@ class BurstHandler:
                 self.metrics.burst(exc.status, exc.code, 0, 0)
             log.info("burst refused status=%s error=%s reason=%.200r", exc.status, exc.code, exc.error.message)
             raise
+        if self.limiter is not None:
+            self.limiter.burst(verified.keyid)  # 429 for a store sending faster than its share
         limits = self.hub.config.limits
         body = decode_body(raw, headers.get("content-encoding"), limits)
         burst: BurstRequest = parse_model(BurstRequest, body)
@@ -210,6 +214,8 @@ def create_app(
         forwarder.notify = engine.wake
     after_store: list[AfterStore] = [forwarder]
     handle_burst = BurstHandler(hub, keys, after_store, metrics)
+    limiter = RateLimiter(RateLimits.from_env())
+    handle_burst.limiter = limiter
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -223,6 +229,7 @@ def create_app(
             hub.close()
 
     app = FastAPI(title="StoreSync cloud hub", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(LimitMiddleware, limiter=limiter)
     app.state.hub = hub
     app.state.after_store = after_store
     app.state.metrics = metrics
@@ -276,8 +283,11 @@ def create_app(
         )
 
     @app.get("/metrics")
-    def metrics_endpoint() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+    def metrics_endpoint(authorization: str | None = Header(default=None)) -> Response:
+        # Per-store series only with the admin token; without it, fleet-wide series (docs/security.md).
+        scheme, _, given = (authorization or "").partition(" ")
+        full = scheme.lower() == "bearer" and hub.admin_token.matches(given.strip())
+        return Response(metrics.render(per_store=full), media_type=CONTENT_TYPE)
 
     @app.post(ENROLL_PATH, status_code=201, openapi_extra={"requestBody": json_body(inline_schema(EnrollRequest))})
     async def enroll(request: Request) -> Response:

@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Header
+from fastapi import FastAPI, Header, Path, Query
 from starlette.concurrency import run_in_threadpool
 
 from ._exceptions import InputError
@@ -95,12 +95,17 @@ def _limit(limit: int) -> int:
     return limit
 
 
+MAX_ID = 2**63 - 1  # ids and limits are SQL BIGINTs: larger is a 400 naming the parameter, never a 500
+
+
 def register_routes(app: FastAPI, storage: Storage, token: AdminToken, rederive: Callable[[int], int]) -> None:
     """The derive-error and time-fallback admin endpoints."""
 
     @app.get("/v1/admin/derive-errors")
     def admin_derive_errors(
-        store: str | None = None, open: bool = False, authorization: str | None = Header(default=None)
+        store: Annotated[str | None, Query(max_length=200)] = None,
+        open: bool = False,
+        authorization: str | None = Header(default=None),
     ) -> dict[str, Any]:
         check_admin(authorization, token)
         with storage.snapshot() as tx:
@@ -108,14 +113,18 @@ def register_routes(app: FastAPI, storage: Storage, token: AdminToken, rederive:
         return {"derive_errors": [derive_error_dict(e) for e in rows]}
 
     @app.post("/v1/admin/derive-errors/{error_id}/rederive")
-    async def admin_rederive(error_id: int, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+    async def admin_rederive(
+        error_id: Annotated[int, Path(ge=1, le=MAX_ID)], authorization: str | None = Header(default=None)
+    ) -> dict[str, Any]:
         check_admin(authorization, token)
         events = await run_in_threadpool(rederive, error_id)
         return {"rederived": error_id, "events": events}
 
     @app.get("/v1/admin/time-fallbacks")
     def admin_time_fallbacks(
-        store: str | None = None, limit: int = 100, authorization: str | None = Header(default=None)
+        store: Annotated[str | None, Query(max_length=200)] = None,
+        limit: int = 100,
+        authorization: str | None = Header(default=None),
     ) -> dict[str, Any]:
         check_admin(authorization, token)
         with storage.snapshot() as tx:

@@ -116,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let other serve processes use this SQLite data folder at the same time (replicas on one host)",
     )
+    serve.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate chain ($CLOUD_HUB_TLS_CERT)")
+    serve.add_argument("--tls-key", help="the certificate's PEM private key ($CLOUD_HUB_TLS_KEY)")
+    serve.add_argument(
+        "--tls-reload-interval", type=float, default=30.0, help="seconds between checks for a renewed certificate"
+    )
     _secret_args(serve)
 
     deliver = sub.add_parser("deliver", help="run only the delivery workers (no HTTP), for scale-out")
@@ -361,7 +366,9 @@ def _serve(args: argparse.Namespace, config: HubConfig, settings: HubSettings) -
     import uvicorn
 
     from .app import create_app
+    from .tls import from_args
 
+    tls = from_args(args.tls_cert, args.tls_key)
     listener = _listen(config.host, config.port)
     try:
         forwarding = _forwarding(args, config.data_dir)
@@ -380,8 +387,15 @@ def _serve(args: argparse.Namespace, config: HubConfig, settings: HubSettings) -
             access_log=False,
             log_config=None,
             http="h11",
+            ssl_context_factory=(lambda *_: tls.context) if tls is not None else None,
         )
     )
+    scheme = "https" if tls is not None else "http"
+
+    async def reload_certs() -> None:
+        while tls is not None:
+            await asyncio.sleep(max(0.1, args.tls_reload_interval))
+            tls.maybe_reload()
 
     async def run() -> None:
         task = asyncio.create_task(server.serve(sockets=[listener]))
@@ -389,18 +403,21 @@ def _serve(args: argparse.Namespace, config: HubConfig, settings: HubSettings) -
             await asyncio.sleep(0.02)
         if server.started:
             port = listener.getsockname()[1]
-            print(f"cloud-hub listening on http://{config.host}:{port}", flush=True)
-            sdnotify.notify("READY=1", f"STATUS=serving on {config.host}:{port}")
-            tick = [time.monotonic()]  # the event loop's last heartbeat: the watchdog pings only while it is recent
-            watchdog = sdnotify.Watchdog(lambda: time.monotonic() - tick[0] < 10).start()
-            try:
-                while not task.done():
-                    tick[0] = time.monotonic()
-                    await asyncio.wait([task], timeout=1)
-            finally:
+            print(f"cloud-hub listening on {scheme}://{config.host}:{port}", flush=True)
+            sdnotify.notify("READY=1", f"STATUS=serving on {scheme}://{config.host}:{port}")
+        reloader = asyncio.create_task(reload_certs())
+        tick = [time.monotonic()]  # the event loop's last heartbeat: the watchdog pings only while it is recent
+        watchdog = sdnotify.Watchdog(lambda: time.monotonic() - tick[0] < 10).start()
+        try:
+            while not task.done():
+                tick[0] = time.monotonic()
+                await asyncio.wait([task], timeout=1)
+            await task
+        finally:
+            reloader.cancel()
+            if server.started:
                 sdnotify.notify("STOPPING=1")
-                watchdog.stop()
-        await task
+            watchdog.stop()
 
     # uvicorn re-raises a captured SIGTERM after its graceful shutdown; a no-op handler makes that exit 0.
     signal.signal(signal.SIGTERM, lambda *_: None)

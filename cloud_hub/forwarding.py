@@ -468,7 +468,9 @@ class Forwarder:
         docs: list[tuple[LedgerRow, dict[str, Any] | None, str]] = []
         for row in rows:
             try:
-                checked = validated_doc(row.body)
+                # In seq order the rows were checked for card numbers by this hub's ingest; a re-derived
+                # record may predate that check, so it is scanned again.
+                checked = validated_doc(row.body, scan_cards=not seq_order)
                 docs.append((row, checked, checked["txn"]["register_id"]))
             except DeriveFailure as exc:
                 docs.append((row, None, str(exc)))

@@ -119,6 +119,21 @@ class _StorageCollector(Collector):
         yield from (open_, dead, pending, oldest, acked, seen, lag, underived, derive, fallbacks, backlog, sync_lag)
 
 
+class _WithoutStores(Collector):
+    """Every family of ``source`` with the samples labelled ``store`` removed (families left empty dropped)."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.source.collect():
+            samples = [x for x in family.samples if "store" not in x.labels]
+            if not samples and family.samples:
+                continue
+            family.samples = samples
+            yield family
+
+
 class HubMetrics:
     """The hub's counters and its registry.
 
@@ -129,6 +144,7 @@ class HubMetrics:
 
     def __init__(self, storage: Storage | None = None, sinks: Sequence[str] = ()) -> None:
         self.registry = CollectorRegistry()
+        self._public_registry: CollectorRegistry | None = None
         r = self.registry
         self.bursts = Counter("storesync_ingest_bursts", "Bursts answered, by HTTP status", ["status"], registry=r)
         self.records = Counter("storesync_ingest_records", "Records newly stored", registry=r)
@@ -177,6 +193,18 @@ class HubMetrics:
             if n:
                 self.outcomes.labels(sink, status).inc(n)
 
-    def render(self) -> bytes:
-        """The text exposition format."""
-        return generate_latest(self.registry)
+    def render(self, per_store: bool = True) -> bytes:
+        """The text exposition format; without ``per_store``, every series labelled by store is left out.
+
+        ``GET /metrics`` without the admin token gets only fleet-wide series (docs/security.md): which stores
+        exist and how far each got is for head office, not for whoever can reach the port.
+        """
+        return generate_latest(self.registry if per_store else self._public)
+
+    @property
+    def _public(self) -> CollectorRegistry:
+        if self._public_registry is None:
+            reg = CollectorRegistry(auto_describe=False)
+            reg.register(_WithoutStores(self.registry))
+            self._public_registry = reg
+        return self._public_registry

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Sequence
@@ -38,7 +40,15 @@ from ._exceptions import (
     HubRejected,
     HubUnavailable,
 )
-from .config import AgentConfig, data_lock, parse_hub_urls, resolve_data_dir
+from .config import (
+    HUB_CA_FILE,
+    AgentConfig,
+    check_hub_transport,
+    data_lock,
+    hub_tls,
+    parse_hub_urls,
+    resolve_data_dir,
+)
 from .drops.cli import abs_path, add_drop_commands
 from .status import catch_up, compute_status, format_status
 from .store import CaptureResult, Identity, Outbox
@@ -96,9 +106,12 @@ def _staged_key(cfg: AgentConfig) -> tuple[keys.Ed25519PrivateKey, Path]:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    cfg = _config(args)
+    cfg = _config(args, hub_ca=args.hub_ca, insecure_http=args.insecure_http or None)
     key = cfg.load_key()
     urls = parse_hub_urls(args.hub)
+    for url in urls:
+        check_hub_transport(url, cfg.insecure_http)
+    verify = hub_tls(cfg)
     hub_url = " ".join(urls)
     try:
         request = EnrollRequest(
@@ -126,7 +139,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             key, staged = _staged_key(cfg)
             request = request.model_copy(update={"public_key": keys.public_hex(key)})
         try:
-            answer = _enroll_any(urls, request)
+            answer = _enroll_any(urls, request, verify)
             if answer.key_id != keys.key_id(key):
                 raise ConfigError(f"hub bound key {answer.key_id}, but our key is {keys.key_id(key)}")
             keys.public_from_hex(answer.hub_public_key)
@@ -140,6 +153,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             if not archive.exists():
                 os.link(cfg.key_path, archive)
             os.replace(staged, cfg.key_path)
+        if cfg.hub_ca is not None:  # kept with the identity: run and sync verify the hub the same way
+            shutil.copyfile(cfg.hub_ca, cfg.data_dir / HUB_CA_FILE)
         carried = outbox.set_identity(
             Identity(
                 store_id=answer.store_id,
@@ -167,11 +182,11 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     return 0
 
 
-def _enroll_any(urls: Sequence[str], request: EnrollRequest) -> EnrollResponse:
+def _enroll_any(urls: Sequence[str], request: EnrollRequest, verify: ssl.SSLContext | bool) -> EnrollResponse:
     """Enroll at the first of the hub URLs that answers (a refusal is final: the token is spent or wrong)."""
     for i, url in enumerate(urls):
         try:
-            with HubClient(url) as client:
+            with HubClient(url, verify=verify) as client:
                 return client.enroll(request)
         except HubUnavailable as exc:
             if i == len(urls) - 1:
@@ -225,6 +240,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         drop_dir=args.drop_dir,
         allowed_hosts=tuple(args.allow_host) if args.allow_host else None,
         allowed_origins=tuple(args.allow_origin) if args.allow_origin else None,
+        hub_ca=args.hub_ca,
+        insecure_http=args.insecure_http or None,
     )
     try:
         s = load_settings(
@@ -511,6 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="hub base URL, e.g. https://hub.example.com; repeat for replicas (failover in this order)",
     )
     p.add_argument("--token", required=True, help="one-time enrollment token from 'cloud-hub store add'")
+    p.add_argument("--hub-ca", type=abs_path, default=None, help="CA file (or the hub's own certificate) to trust")
+    p.add_argument("--insecure-http", action="store_true", help="allow plain http:// to a hub beyond loopback")
     p.add_argument("--force", action="store_true", help="enroll even though records are not synced")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_enroll)
@@ -521,6 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hub", action="append", default=None, help="use this hub URL from now on (repeatable)")
     p.add_argument("--sync-interval", type=float, default=None, help="seconds between sync passes (default 5)")
     p.add_argument("--drop-dir", type=abs_path, default=None, help="watch this folder for file drops")
+    p.add_argument("--hub-ca", type=abs_path, default=None, help="CA file (or the hub's own certificate) to trust")
+    p.add_argument("--insecure-http", action="store_true", help="allow plain http:// to a hub beyond loopback")
     p.add_argument("--allow-host", action="append", default=None, help="a further name Host may carry (repeatable)")
     p.add_argument(
         "--allow-origin", action="append", default=None, help="a web origin allowed to call the API (repeatable)"

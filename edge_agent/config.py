@@ -6,7 +6,9 @@ The data folder comes from ``--data-dir``, else the ``EDGE_AGENT_DATA`` environm
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,10 @@ ENV_NUMBERS = (
     "drop_settle",
 )
 ENV_DROP_DIR = "EDGE_AGENT_DROP_DIR"
+ENV_RETENTION_AT = "EDGE_AGENT_RETENTION_AT"
+ENV_HUB_CA = "EDGE_AGENT_HUB_CA"
+ENV_INSECURE_HTTP = "EDGE_AGENT_INSECURE_HTTP"
+HUB_CA_FILE = "hub-ca.pem"
 ENV_HUB_URLS = "EDGE_AGENT_HUB_URLS"
 
 
@@ -91,11 +97,16 @@ class AgentConfig:
         probe_interval: Seconds between reachability probes (``GET /healthz``) while backing off.
         probe_timeout: Seconds a reachability probe may take.
         retention_days: Acked records older than this, covered by a hub receipt, are pruned.
-        retention_interval: Seconds between runs of the retention job.
+        retention_interval: Seconds between runs of the retention job when ``retention_at`` is not set.
+        retention_at: Local time of day (``HH:MM``) for the nightly retention run (env
+            ``EDGE_AGENT_RETENTION_AT``); None runs it every ``retention_interval`` seconds.
         drop_dir: Folder watched for franchise file drops (``$EDGE_AGENT_DROP_DIR``); None: no watcher.
         drop_settle: Seconds a dropped file must stay unchanged before it is imported.
         allowed_hosts: Further names the capture API's ``Host`` header may carry (``--allow-host``).
         allowed_origins: Web origins allowed to call the capture API (``--allow-origin``); none by default.
+        hub_ca: CA bundle (or the hub's / an intercepting proxy's own certificate) to verify the hub with
+            (``--hub-ca``, ``$EDGE_AGENT_HUB_CA``); else ``hub-ca.pem`` in the data folder, else the system CAs.
+        insecure_http: Allow plain ``http://`` to a hub that is not on loopback (``--insecure-http``).
     """
 
     data_dir: Path
@@ -114,10 +125,13 @@ class AgentConfig:
     probe_timeout: float = 1.0
     retention_days: float = 30.0
     retention_interval: float = 3600.0
+    retention_at: str | None = None
     drop_dir: Path | None = None
     drop_settle: float = 2.0
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    hub_ca: Path | None = None
+    insecure_http: bool = False
 
     @classmethod
     def load(cls, data_dir: str | os.PathLike[str] | None = None, **overrides: object) -> AgentConfig:
@@ -146,8 +160,9 @@ class AgentConfig:
             raise ConfigError(str(exc)) from None
         values = {**s.model_dump(exclude={"hub_urls", "log_level", "log_format"}), **direct}
         hub = " ".join(parse_hub_urls(s.hub_urls, field=ENV_HUB_URLS)) if s.hub_urls else None
-        if values.get("drop_dir") is not None:
-            values["drop_dir"] = Path(values["drop_dir"]).expanduser().resolve()
+        for name in ("drop_dir", "hub_ca"):
+            if values.get(name) is not None:
+                values[name] = Path(values[name]).expanduser().resolve()
         return cls(data_dir=folder, hub_url=hub, **values)
 
     @property
@@ -187,3 +202,42 @@ def data_lock(cfg: AgentConfig, command: str) -> ProcessLock:
     if not cfg.data_dir.is_dir():
         raise ConfigError(f"{cfg.data_dir} is not an agent data folder; run 'edge-agent init --data-dir DIR' first")
     return ProcessLock(cfg.data_dir / AGENT_LOCK_FILE, command)
+
+
+def hub_tls(cfg: AgentConfig) -> ssl.SSLContext | bool:
+    """How to verify the hub's certificate: a context trusting ``hub_ca`` (or the data folder's
+    ``hub-ca.pem``), else True (the system's CA bundle). Verification is never switched off.
+
+    Raises:
+        ConfigError: the CA file does not load.
+    """
+    path = cfg.hub_ca or (cfg.data_dir / HUB_CA_FILE)
+    if cfg.hub_ca is None and not path.exists():
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"hub CA file {path} cannot be loaded: {exc}") from None
+
+
+def check_hub_transport(url: str, insecure_http: bool) -> None:
+    """Refuse plain ``http://`` to a hub that is not on loopback unless ``insecure_http``.
+
+    Raises:
+        ConfigError: naming the URL and the way out.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "http" or insecure_http:
+        return
+    host = (parts.hostname or "").lower()
+    if host == "localhost":
+        return
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    raise ConfigError(
+        f"{url}: plain http:// to a hub beyond this machine would send sales unencrypted; "
+        "use https:// (see docs/security.md) or pass --insecure-http"
+    )

@@ -25,6 +25,7 @@ from .api import StatusReader, create_app
 from .capture import CaptureWriter
 from .config import AgentConfig
 from .guard import Guard, is_loopback
+from .housekeeping import Housekeeping
 from .registers import RegisterTokens
 from .scheduler import AgentScheduler
 from .store import Outbox, PruneResult, prune
@@ -161,8 +162,9 @@ def run_agent(
         sync_interval=config.sync_interval,
         heartbeat_interval=config.heartbeat_interval,
         probe_interval=config.probe_interval,
-        retention=lambda: run_retention(config),
-        retention_interval=config.retention_interval,
+    )
+    housekeeping = Housekeeping(
+        lambda: run_retention(config), at=config.retention_at, interval=config.retention_interval
     )
     writer = CaptureWriter(lambda: Outbox(config.db_path, key=key), on_commit=scheduler.nudge)
     writer.start()
@@ -187,6 +189,7 @@ def run_agent(
     if on_server is not None:
         on_server(server)  # AgentService keeps it to stop the agent from another thread
     scheduler.start()
+    housekeeping.start()
     if watcher is not None:
         watcher.start()
     # systemd's watchdog is pinged only while the outbox writer thread is alive and the server serves.
@@ -200,6 +203,7 @@ def run_agent(
         watchdog.stop()
         if watcher is not None:
             watcher.stop()
+        housekeeping.shutdown()
         scheduler.shutdown()
         writer.stop()
         heartbeat_outbox.close()

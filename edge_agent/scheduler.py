@@ -1,4 +1,4 @@
-"""Background jobs of a running agent: the sync pass, the heartbeat, the probe and retention.
+"""Background jobs of a running agent: the sync pass, the heartbeat and the reachability probe.
 
 Jobs are timed on the monotonic clock, never on the wall clock: a store server's clock that jumps
 (an NTP correction of days, a dead CMOS battery, a manual change) neither replays the runs it
@@ -11,7 +11,8 @@ while one is running is skipped, never queued). :meth:`AgentScheduler.nudge` mak
 capture writer calls it after each commit so records leave at once when the hub is reachable.
 Backoff is the sync pass's own business (``next_attempt_at``), unless a nudge is forced. The probe
 job (every ``probe_interval``) asks the syncer whether a backoff is over or the hub answers again,
-and then runs the pass at once. The retention job prunes old, receipted records.
+and then runs the pass at once. Retention, a calendar job, runs on APScheduler
+(:mod:`edge_agent.housekeeping`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 SYNC_JOB = "sync"
 HEARTBEAT_JOB = "heartbeat"
 PROBE_JOB = "probe"
-RETENTION_JOB = "retention"
 
 
 @dataclass
@@ -57,8 +57,6 @@ class AgentScheduler:
         heartbeat_interval: Seconds between heartbeats.
         on_pass: Called with each pass result (tests and logging).
         probe_interval: Seconds between reachability probes while backing off (None: no probe).
-        retention: The retention job (None: no pruning).
-        retention_interval: Seconds between retention runs.
     """
 
     def __init__(
@@ -70,8 +68,6 @@ class AgentScheduler:
         heartbeat_interval: float = 5.0,
         on_pass: Callable[[PassResult], None] | None = None,
         probe_interval: float | None = None,
-        retention: Callable[[], object] | None = None,
-        retention_interval: float = 3600.0,
     ) -> None:
         self.syncer = syncer
         self._heartbeat_outbox = heartbeat_outbox
@@ -88,8 +84,6 @@ class AgentScheduler:
         }
         if probe_interval:
             self._jobs[PROBE_JOB] = _Job(PROBE_JOB, self._probe, probe_interval, now + probe_interval)
-        if retention is not None:
-            self._jobs[RETENTION_JOB] = _Job(RETENTION_JOB, retention, retention_interval, now)
         self._wake = threading.Condition(self._lock)
         self._stopping = False
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="agent-job")

@@ -56,6 +56,9 @@ class AgentSettings(BaseSettings):
     drop_settle: float = Field(2.0, ge=0)
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    retention_at: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    hub_ca: Path | None = None
+    insecure_http: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: LogFormat = "text"
 

@@ -40,8 +40,16 @@ from sync_protocol.clock import ClockSample, estimate, iso, now_iso
 from sync_protocol.record import SignedRecord
 from sync_protocol.wire import BacklogReport, BurstRequest, ClockReport, WireRecord
 
-from ._exceptions import AgentError, BadReceipt, HubRejected, HubUnavailable, OutboxDamaged, UnrecoverableGap
-from .config import AgentConfig
+from ._exceptions import (
+    AgentError,
+    BadReceipt,
+    ConfigError,
+    HubRejected,
+    HubUnavailable,
+    OutboxDamaged,
+    UnrecoverableGap,
+)
+from .config import AgentConfig, check_hub_transport, hub_tls
 from .status import parse_time
 from .store import Identity, Outbox
 from .transport import HubClient, hub_answers, monotonic_ms
@@ -223,7 +231,10 @@ class Syncer:
         progress = _Progress()
         tried = 1
         while True:
-            self._connect(urls[self._url_index])
+            try:
+                self._connect(urls[self._url_index])
+            except ConfigError as exc:  # plain http:// beyond loopback, an unloadable CA file
+                return self._block(ident, "hub_transport", str(exc), None, state)
             try:
                 self._send_pending(ident, hub_key, now, progress)
                 break
@@ -308,10 +319,12 @@ class Syncer:
     def _connect(self, url: str) -> None:
         if self._client is None or self._client.base_url != url:
             self.close()
+            check_hub_transport(url, self.config.insecure_http)
             self._client = HubClient(
                 url,
                 connect_timeout=self.config.connect_timeout,
                 read_timeout=self.config.read_timeout,
+                verify=hub_tls(self.config),
                 transport=self._transport,
             )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import gzip
+import ssl
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -123,6 +124,7 @@ class HubClient:
         hub_url: Base URL, e.g. ``http://127.0.0.1:8800``.
         connect_timeout: Seconds to connect.
         read_timeout: Seconds to wait for an answer.
+        verify: Certificate verification for https:// (``edge_agent.config.hub_tls``).
         transport: An httpx transport; None for the network (tests pass ``httpx.MockTransport``).
     """
 
@@ -132,13 +134,18 @@ class HubClient:
         *,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
+        verify: ssl.SSLContext | bool = True,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = hub_url.rstrip("/")
         self._prefix = urlsplit(self.base_url).path.rstrip("/")
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self._client = httpx.Client(
-            base_url=self.base_url, timeout=timeout, headers={"User-Agent": USER_AGENT}, transport=transport
+            base_url=self.base_url,
+            timeout=timeout,
+            headers={"User-Agent": USER_AGENT},
+            verify=verify,
+            transport=transport,
         )
 
     def close(self) -> None:

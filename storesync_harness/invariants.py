@@ -324,7 +324,8 @@ def jsonl_events(path: Path) -> list[dict[str, Any]]:
 
 def underived_records(hub: Hub) -> int:
     """Stored records whose events are not derived yet (catch-up bursts are derived after the ingest)."""
-    text = httpx.get(hub.url + "/metrics", timeout=30).text
+    admin = {"Authorization": f"Bearer {hub.admin_token}"}  # per-store series need the admin token
+    text = httpx.get(hub.url + "/metrics", headers=admin, timeout=30).text
     return sum(
         int(float(line.rsplit(" ", 1)[1]))
         for line in text.splitlines()

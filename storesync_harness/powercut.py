@@ -289,8 +289,8 @@ def install(spec: Spec, module: str = "") -> Disk:
 
     With ``sync_off`` every ``PRAGMA synchronous`` becomes ``OFF``; with ``autocheckpoint`` every new
     connection checkpoints its WAL after that many pages (SQLite's own checkpoint, just more often, so
-    short trials cut during checkpoints too). For ``module == "edge_agent"`` the pruning job is tagged
-    as the ``retention`` phase.
+    short trials cut during checkpoints too). The functions in :data:`PHASES` of ``module`` are tagged
+    (the agent's pruning job; the hub's ingest, event derivation and delivery bookkeeping).
     """
     global _installed
     if _installed is not None:

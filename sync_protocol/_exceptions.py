@@ -18,6 +18,7 @@ This package's subtree::
     StoreSyncError
      └── ProtocolError
           ├── CanonicalEncodingError     value cannot be encoded canonically (float, NaN, bad key)
+          ├── DuplicateKey               a JSON object names a key twice (``sync_protocol.canonical``)
           ├── TransactionInvalid         a POS transaction failed validation; carries FieldError list
           ├── RecordInvalid              an outbox record failed a check; carries seq and reason
           │    ├── ChainBroken           chain link does not match the recomputed hash

@@ -46,6 +46,7 @@ _ISO_TIME = re.compile(
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
     r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]{1,6})?)?(?: ?Z| ?[+-][0-9]{2}(?::?[0-9]{2})?)?)?$"
 )
+_ZONE_SPACE = re.compile(r" (?=[Z+-])")
 _NO_DIGITS = str.maketrans("", "", "0123456789")
 _JOIN = "\x00" * (MAX_SEPARATOR + 1)
 _LENGTH_PREFERENCE = {16: 0, 15: 1, 19: 2, 14: 3}
@@ -122,7 +123,7 @@ def _is_timestamp(norm: str) -> bool:
     if not _ISO_TIME.match(text):
         return False
     try:
-        datetime.fromisoformat(re.sub(r" (?=[Z+-])", "", text))
+        datetime.fromisoformat(_ZONE_SPACE.sub("", text) if " " in text else text)
     except ValueError:
         return False
     return True

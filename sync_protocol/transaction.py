@@ -231,8 +231,13 @@ def _business_errors(txn: Transaction) -> list[FieldError]:
     return errors
 
 
-def parse_transaction(raw: Any) -> Transaction:
+def parse_transaction(raw: Any, *, scan_cards: bool = True) -> Transaction:
     """Validate a POS transaction as decoded from JSON.
+
+    Args:
+        raw: The decoded transaction.
+        scan_cards: Look for full card numbers. Only a caller that has already scanned this exact
+            value may skip it (the hub, deriving events from a body its ingest checked).
 
     Raises:
         TransactionInvalid: naming every bad field. A full card number anywhere is refused and the
@@ -240,7 +245,7 @@ def parse_transaction(raw: Any) -> Transaction:
     """
     if not isinstance(raw, dict):
         raise TransactionInvalid([FieldError("(transaction)", "must be a JSON object")])
-    pans = list(find_pans(raw))
+    pans = list(find_pans(raw)) if scan_cards else []
     if pans:
         raise TransactionInvalid(
             [FieldError(p, "holds what looks like a full card number; send only card_last4") for p in pans]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from decimal import Decimal
 
 import pytest
@@ -118,3 +119,41 @@ def test_fast_encoder_edge_cases() -> None:
         canonical_dumps({"a": [2**53]})
     with pytest.raises(CanonicalEncodingError, match="keys must be strings"):
         canonical_dumps({1: "x"})
+
+
+# loads_strict's fast path (orjson, for canonical text such as every signed body) must decode exactly
+# what the reference json path decodes and refuse exactly what it refuses.
+@given(wide_values, st.booleans(), st.booleans())
+def test_loads_strict_fast_path_agrees_with_the_reference(value: object, refuse_floats: bool, as_bytes: bool) -> None:
+    from sync_protocol.canonical import _reference_loads, loads_strict
+
+    try:
+        text = canonical_dumps(value)
+    except CanonicalEncodingError:
+        return
+    raw: str | bytes = text.encode("utf-8", "surrogatepass") if as_bytes else text
+    try:
+        want = _reference_loads(raw, refuse_floats=refuse_floats)
+    except (ValueError, CanonicalEncodingError) as exc:
+        with pytest.raises(type(exc)):
+            loads_strict(raw, refuse_floats=refuse_floats)
+        return
+    assert loads_strict(raw, refuse_floats=refuse_floats) == want
+
+
+def test_loads_strict_refuses_what_the_fast_path_must_not_pass() -> None:
+    from sync_protocol.canonical import DuplicateKey, loads_strict
+
+    with pytest.raises(DuplicateKey):
+        loads_strict('{"a":1,"a":1}')
+    with pytest.raises(DuplicateKey):
+        loads_strict(b'{"a":{"b":1,"b":2}}')
+    for floats in ('{"a":1.5}', '{"a":[1e16]}', '{"a":"x\\"y","b":2.0}', '{"a":-0.5,"b":true}'):
+        with pytest.raises(CanonicalEncodingError):
+            loads_strict(floats, refuse_floats=True)
+        assert loads_strict(floats) == json.loads(floats)
+    assert loads_strict('{"a":1.5}') == {"a": 1.5}
+    assert loads_strict('{"a":[1,"x",null,true]}', refuse_floats=True) == {"a": [1, "x", None, True]}
+    assert loads_strict('{"a":"1.5e3","b":"x\\"1.5"}', refuse_floats=True) == {"a": "1.5e3", "b": 'x"1.5'}
+    assert loads_strict('{"b":1, "a":2}') == {"b": 1, "a": 2}  # not canonical: the reference path decodes it
+    assert math.isnan(loads_strict('{"n":NaN}')["n"])  # json accepts NaN, orjson not: the reference decides

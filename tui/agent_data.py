@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ class AgentView:
         tz: The store's zone name.
         captured_today: Records captured since local midnight (store zone).
         captured_last_hour: Records captured in the last hour.
+        today: Transactions whose business day is today (their ``occurred_at`` in the store's zone),
+            by kind: ``sale``, ``return``, ``void``. A back-dated import counts on its own day, not today.
         backlog: Records waiting at each point of the last hours, oldest first, ending now.
         bursts: The newest bursts first (``Outbox.recent_bursts``), ``at`` parsed.
     """
@@ -50,6 +52,7 @@ class AgentView:
     tz: str = ""
     captured_today: int = 0
     captured_last_hour: int = 0
+    today: dict[str, int] = field(default_factory=dict)
     backlog: list[float] = field(default_factory=list)
     bursts: list[dict[str, Any]] = field(default_factory=list)
 
@@ -85,16 +88,42 @@ def read_view(db_path: Path, now: datetime, *, burst_limit: int = 12) -> AgentVi
             today = head - seq_at(midnight)
             last_hour = head - seq_at(now - timedelta(hours=1))
             backlog = _backlog(seq_at, bursts, now, int(status.get("acked_through") or 0), head)
+            # A sale of today is captured today; an hour's slack for a register clock a little ahead.
+            since = seq_at(midnight - timedelta(hours=1))
+            by_day = business_day_counts(ob.kinds_and_times(int(epoch), since, head), tz, local_now.date())
         recent = [dict(row) for row in reversed(bursts[-burst_limit:])]
         for b in recent:
             b["at"] = parse_time(b["at"])
-        return AgentView(status, None, tz_name, today, last_hour, backlog, recent)
+        return AgentView(status, None, tz_name, today, last_hour, by_day, backlog, recent)
     except apsw.Error as exc:
         return AgentView(None, error=f"cannot read {db_path}: {exc}")
     except Exception as exc:  # an AgentError from the outbox helpers
         return AgentView(None, error=f"cannot read {db_path}: {exc}")
     finally:
         ob.close()
+
+
+def business_day(occurred_at: str | None, tz: Any) -> date | None:
+    """The business day of a POS time: a naive time is the store's wall clock, an offset time is
+    converted to the store's zone (None when it cannot be read)."""
+    if not occurred_at:
+        return None
+    try:
+        moment = datetime.fromisoformat(occurred_at)
+    except ValueError:
+        return None
+    if moment.tzinfo is None or tz is None:
+        return moment.date()
+    return moment.astimezone(tz).date()
+
+
+def business_day_counts(rows: list[tuple[str, str | None]], tz: Any, day: date) -> dict[str, int]:
+    """How many ``(kind, occurred_at)`` rows fall on ``day``, by kind (sale, return, void)."""
+    out = {"sale": 0, "return": 0, "void": 0}
+    for kind, occurred_at in rows:
+        if business_day(occurred_at, tz) == day:
+            out[kind] = out.get(kind, 0) + 1
+    return out
 
 
 class _SeqFinder:

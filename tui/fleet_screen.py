@@ -25,7 +25,8 @@ STALE_S = 15 * 60
 
 
 class FleetScreen(Screen[None]):
-    """Stores (last seen, lag, acked, backlog, conflicts), sinks and dead letters; replay."""
+    """Stores (last seen, lag, acked, backlog and sync lag, conflicts, failed mappings, time fallbacks),
+    sinks (pending, delivery lag, dead letters) and dead letters; replay."""
 
     TITLE = "StoreSync fleet"
     BINDINGS = [
@@ -66,8 +67,10 @@ class FleetScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#stores", DataTable).add_columns("Store", "Last seen", "Lag", "Acked", "Backlog", "Conflicts")
-        self.query_one("#sinks", DataTable).add_columns("Sink", "Kind", "Pending", "Dead letters")
+        self.query_one("#stores", DataTable).add_columns(
+            "Store", "Last seen", "Lag", "Acked", "Backlog", "Sync lag", "Conflicts", "Failed maps", "Fallbacks"
+        )
+        self.query_one("#sinks", DataTable).add_columns("Sink", "Kind", "Pending", "Delivery lag", "Dead letters")
         self.query_one("#dead", DataTable).add_columns("Delivery", "Sink", "Event", "Tries", "Last error")
         self.action_refresh()
         every(self, self.refresh_s, self.action_refresh)
@@ -96,7 +99,13 @@ class FleetScreen(Screen[None]):
                 parts.append(fmt.plural(conflicts, "conflict"))
             if dead:
                 parts.append(fmt.plural(dead, "dead letter"))
-            level = "error" if conflicts or dead else "warn" if stale else "ok"
+            failed = sum(int(s.get("derive_errors") or 0) for s in data.stores)
+            fell_back = sum(int(s.get("time_fallbacks") or 0) for s in data.stores)
+            if failed:
+                parts.append(fmt.plural(failed, "failed mapping"))
+            if fell_back:
+                parts.append(fmt.plural(fell_back, "time fallback"))
+            level = "error" if conflicts or dead or failed else "warn" if stale or fell_back else "ok"
             text = " · ".join(parts)
         for lv in ("ok", "busy", "warn", "error"):
             banner.set_class(lv == level, lv)
@@ -107,12 +116,15 @@ class FleetScreen(Screen[None]):
             rows.append((str(s.get("store_id")), [
                 str(s.get("store_id")), fmt.clock(seen, now, fmt.zone(s.get("tz"))), fmt.lag_text(_lag(s, now)),
                 f"#{fmt.count(s.get('acked_through'))} (epoch {s.get('epoch')})",
-                fmt.count(s["backlog"]) if s.get("backlog") is not None else "-", fmt.count(s.get("conflicts") or 0),
+                fmt.count(s["backlog"]) if s.get("backlog") is not None else "-", fmt.lag_text(s.get("sync_lag_s")),
+                fmt.count(s.get("conflicts") or 0), fmt.count(s.get("derive_errors") or 0),
+                fmt.count(s.get("time_fallbacks") or 0),
             ]))  # fmt: skip
         sync_rows(self.query_one("#stores", DataTable), rows)
         self._optional("sinks", data.sinks, [
             (str(k.get("name")), [str(k.get("name")), str(k.get("kind", "")), fmt.count(k.get("pending")),
-                                  fmt.count(_dead(k))]) for k in data.sinks or []
+                                  fmt.lag_text(k.get("oldest_pending_age_s")), fmt.count(_dead(k))])
+            for k in data.sinks or []
         ], "no sinks configured")  # fmt: skip
         self._optional("dead", data.dead, [
             (str(d.get("id")), [str(d.get("id")), str(d.get("sink", "")), str(d.get("event_id", "")),

@@ -251,6 +251,15 @@ def status_line(status: dict[str, Any] | None, now: datetime, tz: ZoneInfo | Non
     return StatusLine(f"Syncing {count(pending)}", "busy", f"Sending {waiting} to head office.")
 
 
+def sales_today(counts: dict[str, int]) -> tuple[str, str]:
+    """Sales whose business day is today, and apart from them the returns and voids:
+    ``("12", "2 ret · 1 void")``."""
+    sub = " · ".join(
+        f"{count(counts[kind])} {word}" for kind, word in (("return", "ret"), ("void", "void")) if counts.get(kind)
+    )
+    return count(counts.get("sale", 0)), sub
+
+
 def clock_or_never(status: dict[str, Any], now: datetime, tz: ZoneInfo | None) -> str:
     return clock(parse_time(status.get("last_success_at")), now, tz)
 
@@ -262,7 +271,10 @@ def hub_text(status: dict[str, Any], now: datetime, tz: ZoneInfo | None = None) 
     if result == "ok":
         return f"reachable {clock(last, now, tz)}"
     if result == "offline":
-        return f"unreachable since {clock(parse_time(status.get('last_success_at')), now, tz)}"
+        since = parse_time(status.get("last_success_at"))
+        if since is None:
+            return "unreachable; no sync has succeeded yet"
+        return f"unreachable since {clock(since, now, tz)}"
     if result == "blocked":
         return "reachable, refusing sales"
     return "not contacted yet"
@@ -305,12 +317,8 @@ def progress_text(done: int, total: int | None, state: str = "running") -> str:
 
 
 def mask_token(token: str | None) -> str:
-    """Show only that a token is set: ``sha_…9f2c`` style, never the secret itself."""
-    if not token:
-        return "(none)"
-    if len(token) <= 8:
-        return "…" * 3
-    return f"{token[:2]}…{token[-2:]}"
+    """Only whether a token is set: no character of the secret is ever shown (docs/security.md)."""
+    return "set" if token else "(none)"
 
 
 def lag_text(seconds: float | None) -> str:

@@ -52,9 +52,11 @@ class Fact(Vertical):
     def compose(self) -> ComposeResult:
         yield Label(self._label, classes="fact-label", markup=False)
         yield Static("-", classes="fact-value", markup=False)
+        yield Static("", classes="fact-sub", markup=False)
 
-    def set(self, value: str) -> None:
+    def set(self, value: str, sub: str = "") -> None:
         self.query_one(".fact-value", Static).update(value)
+        self.query_one(".fact-sub", Static).update(sub)
 
 
 class StoreScreen(Screen[None]):
@@ -197,9 +199,7 @@ class StoreScreen(Screen[None]):
             self.query_one("#fact-hub", Fact).set(
                 fmt.hub_text(status, now, tz) if running else "unknown (agent stopped)"
             )
-            self.query_one("#fact-today", Fact).set(
-                f"{fmt.count(view.captured_today)} · {fmt.count(view.captured_last_hour)}/h"
-            )
+            self.query_one("#fact-today", Fact).set(*fmt.sales_today(view.today))
         spark = self.query_one("#backlog", Sparkline)
         spark.data = view.backlog or [0.0]
         spark.display = max(view.backlog or [0.0]) > 0

@@ -200,7 +200,7 @@ def detect(f: IO[bytes]) -> Detected:
     """Find the format of a drop file from its first non-blank line.
 
     Raises:
-        DropRejected: not text, empty, or a first line that matches no format (the error quotes it).
+        DropRejected: not text, empty, or a first line that matches no format (never quoted).
     """
     f.seek(0)
     sniff_text(f.read(SNIFF_BYTES))
@@ -222,8 +222,9 @@ def detect(f: IO[bytes]) -> Detected:
             return Detected(CSV_CANONICAL, header, delimiter, after)
         if all(m in header for m in SHOPIFY_MARKERS):
             return Detected(SHOPIFY_CSV, header, delimiter, after)
-        raise DropRejected(
-            f"unknown format: line {line.number} is {_show(line.text)}; expected JSON Lines (a line starting "
+        raise DropRejected(  # the line is not quoted: a refused file's content is never repeated
+            f"unknown format: line {line.number} ({len(stripped)} characters) is neither a JSON object nor a "
+            f"known CSV header; expected JSON Lines (a line starting "
             f"with '{{'), the canonical CSV (header with {', '.join(CANONICAL_MARKERS)}, ...) or a Shopify "
             f"orders export (header with {', '.join(SHOPIFY_MARKERS)}, ...)"
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -39,6 +40,7 @@ from .report import (
     ErrorsWriter,
     ImportSummary,
     errors_path,
+    rejected_whole,
     result_path,
     sha256_file,
     write_result,
@@ -49,6 +51,22 @@ log = logging.getLogger("edge_agent.drops")
 PARALLEL_MIN_BYTES = 2 << 20  # smaller files are read in this process (no pool start-up cost)
 PROGRESS_EVERY = 5.0
 WORKERS = 2
+
+
+def _outside(path: Path, root: Path) -> str | None:
+    """Why a file found in the drop folder must not be read: a symbolic link, or a path leading out of it.
+
+    A file named explicitly (``edge-agent import FILE``) elsewhere is the caller's choice and is read.
+    """
+    if path.parent.absolute() != root.absolute():
+        return None
+    if path.is_symlink():
+        return "a symbolic link is never followed; copy the file itself into the drop folder"
+    try:
+        inside = path.resolve(strict=True).is_relative_to(root.resolve())
+    except OSError:
+        return "the file cannot be resolved inside the drop folder"
+    return None if inside else "the file resolves outside the drop folder and is not read"
 
 
 class Importer:
@@ -96,6 +114,15 @@ class Importer:
         if self.say is not None:
             self.say(text)
 
+    def _refuse_unread(self, path: Path, reason: str) -> ImportSummary:
+        """Refuse a file without opening it: the link (never its target) goes to ``rejected/``."""
+        dest = self._dest_name(path.name)
+        summary = rejected_whole(dest, "", reason, now_iso(local=True))
+        write_result(result_path(self.folders.rejected, dest), summary)
+        os.replace(path, self.folders.rejected / dest)  # renames the link itself
+        self._tell(f"import {path.name} → rejected/{dest}: rejected: {reason}")
+        return summary
+
     # -- entry points ---------------------------------------------------------------------------
 
     def import_file(self, path: Path) -> ImportSummary:
@@ -108,6 +135,9 @@ class Importer:
         """
         path = path.absolute()
         self.outbox.require_identity()
+        outside = _outside(path, self.folders.root)
+        if outside is not None:
+            return self._refuse_unread(path, outside)
         sha = sha256_file(path)
         prior = ledger.by_sha(self.outbox, sha)
         if (

@@ -93,6 +93,14 @@ class StoreView(Db):
         row = self._one("SELECT captured_at FROM outbox WHERE epoch = ? AND seq = ?", (epoch, seq))
         return row[0] if row else None
 
+    def kinds_and_times(self, epoch: int, after_seq: int, through_seq: int) -> list[tuple[str, str | None]]:
+        """``(kind, txn.occurred_at)`` of the records of ``epoch`` with ``after_seq < seq <= through_seq``."""
+        rows = self.query(
+            "SELECT kind, json_extract(body, '$.txn.occurred_at') FROM outbox WHERE epoch = ? AND seq > ? AND seq <= ?",
+            (epoch, after_seq, through_seq),
+        )
+        return [(str(k), t if isinstance(t, str) else None) for k, t in rows]
+
     def find_records(self, text: str, limit: int) -> list[RecordRow]:
         """Newest first: records whose seq is ``text``, whose register is ``text``, or whose txn id contains it.
 

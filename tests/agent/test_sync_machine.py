@@ -107,7 +107,9 @@ def rig(tmp_path: Path) -> Iterator[tuple[Outbox, MockHub, Callable[..., Syncer]
     key = init_data_dir(data)
     hub_key = write_identity(data, key, hub_url=HUB_URL)
     hub = MockHub(hub_key, key.public_key())
-    config = AgentConfig.load(data, burst_records=8, backoff_base=1.0, backoff_cap=60.0, blocked_retry=300.0)
+    config = AgentConfig.load(
+        data, burst_records=8, backoff_base=1.0, backoff_cap=60.0, blocked_retry=300.0, insecure_http=True
+    )  # the mock hub is http://hub.test, not loopback
     outbox = Outbox(config.db_path, key=key)
     made: list[Syncer] = []
 
@@ -230,3 +232,27 @@ def test_a_receipt_with_another_chain_blocks_and_moves_nothing(rig) -> None:
     result = syncer().run_pass()
     assert (result.result, result.acked_through) == ("blocked", 0)
     assert outbox.sync_state()["blocked"]["code"] == "bad_receipt"
+
+
+def test_a_clock_stepped_back_does_not_stall_the_backoff(rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backoff this process set is timed on the monotonic clock; one inherited from before a restart
+    (wall-clock ``next_attempt_at``) is capped at the longest delay the agent ever sets."""
+    import time as time_module
+    from datetime import timedelta
+
+    outbox, hub, syncer = rig
+    capture(outbox, 3)
+    # Inherited: "next attempt in 5 hours" (the clock was 5 hours ahead when it was written).
+    outbox.update_sync(next_attempt_at=(datetime.now(UTC) + timedelta(hours=5)).isoformat(), last_sync_result="offline")
+    s = syncer()
+    waiting = s.run_pass()
+    assert waiting.result == "waiting" and waiting.retry_in is not None
+    assert waiting.retry_in <= 300.0  # max(backoff_cap 60, blocked_retry 300), not 18,000 s
+    # Set by this process: monotonic. Moving the wall clock does not change when it is due.
+    s2 = syncer()
+    s2._due_mono = time_module.monotonic() + 30.0
+    outbox.update_sync(next_attempt_at=(datetime.now(UTC) + timedelta(hours=5)).isoformat())
+    assert 0 < (s2.run_pass().retry_in or 0) <= 30.0
+    s2._due_mono = time_module.monotonic() - 0.001  # due now, whatever next_attempt_at says
+    done = s2.run_pass()
+    assert done.result == "ok" and hub.acked == 3, done

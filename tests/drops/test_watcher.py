@@ -79,7 +79,10 @@ def test_a_growing_file_waits_until_stable(watcher: DropWatcher, agent_dir: Path
             f.flush()
             time.sleep(0.05)
             assert imports(agent_dir) == []
-    wait_for(lambda: (watcher.folders.processed / "growing.jsonl").exists(), timeout=30)
+    # the file is moved before its row is marked finished: wait for both
+    wait_for(
+        lambda: (watcher.folders.processed / "growing.jsonl").exists() and imports(agent_dir)[0]["result"], timeout=30
+    )
     (row,) = imports(agent_dir)
     assert (row["result"], row["accepted"], row["rows"]) == ("ok", 40, 40)
 

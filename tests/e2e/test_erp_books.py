@@ -168,8 +168,9 @@ def test_a_late_franchise_file_keeps_its_sale_times(tmp_path: Path) -> None:
         os.utime(staged, (written.timestamp(), written.timestamp()))
         os.rename(staged, drop / "weekend.jsonl")  # keeps the modification time
         got = events_by_id(hub, {"S1:1:1", "S1:1:2", "S1:1:3"})
-        fallbacks = hub.admin("/v1/admin/time-fallbacks?store=S1")["fallbacks"]
-        metrics = httpx.get(hub.url + "/metrics", timeout=10).text
+        headers = {"Authorization": f"Bearer {hub.admin_token}"}
+        listed = httpx.get(hub.url + "/v1/admin/time-fallbacks?store=S1", headers=headers, timeout=10)
+        metrics = httpx.get(hub.url + "/metrics", headers=headers, timeout=10).text  # per-store series need it
     finally:
         agent.stop()
         hub.stop()
@@ -183,6 +184,8 @@ def test_a_late_franchise_file_keeps_its_sale_times(tmp_path: Path) -> None:
     assert q["method"] == "file-fallback" and {"pos_time_implausible", "batch_time_too_old"} <= set(q["flags"])
     assert abs((utc(old["time"]) - written).total_seconds()) < 5  # the file's own time, not the import moment
     assert old["data"]["txn"]["occurred_at"] == _local(too_old)  # the original is kept
+    assert listed.status_code == 200, listed.text
+    fallbacks = listed.json()["fallbacks"]
     assert [(f["seq"], f["method"], f["pos_time"]) for f in fallbacks] == [(2, "file-fallback", _local(too_old))]
     assert 'storesync_time_fallbacks{store="S1"} 1.0' in metrics
 
@@ -292,3 +295,100 @@ def test_shopify_shipping_and_refund_adjustment_lines_never_move_stock(tmp_path:
     assert got["S1:1:2"]["data"]["txn"]["lines"][0]["type"] == "adjustment"
     assert inv["S1:1:4:inventory"] == [(s, d.lstrip("-")) for s, d in inv["S1:1:3:inventory"]]
     assert got["S1:1:1"]["data"]["time_quality"]["method"] == "offset"  # a day-old export keeps its time
+
+
+# --------------------------------------------------------------------------- failed mappings, lag
+
+
+def _signed_burst(hub: Hub, agent_dir: Path, bodies: list[str], store: str = "S1") -> httpx.Response:
+    """Sign and send records the way a (newer) agent would: its own key, its own chain."""
+    from sync_protocol import chain, keys
+    from sync_protocol.httpsig import sign_request
+    from sync_protocol.record import seal
+
+    key = keys.load_private_key(agent_dir / "agent.key")
+    prev, records = chain.genesis(store, 1), []
+    for seq, body in enumerate(bodies, 1):
+        rec = seal(key, prev, seq, body)
+        records.append(rec.wire())
+        prev = rec.chain
+    payload = {"store_id": store, "epoch": 1, "first_seq": 1, "records": records,
+               "sent_at": datetime.now(UTC).isoformat(timespec="milliseconds")}  # fmt: skip
+    raw = json.dumps(payload).encode()
+    headers = sign_request("POST", "/v1/bursts", raw, key, keys.key_id(key))
+    headers["Content-Type"] = "application/json"
+    return httpx.post(hub.url + "/v1/bursts", content=raw, headers=headers, timeout=30)
+
+
+def test_failed_mappings_are_listed_counted_and_rederived_at_most_once(tmp_path: Path, hub: Hub) -> None:
+    """A record from a newer agent (schema v9) is stored but derives nothing: the hub lists it, counts it
+    by store and reason, refuses to re-derive it while the cause remains, and keeps the store flowing."""
+    from sync_protocol.record import make_body
+
+    agent = Agent.enrolled(tmp_path / "agent", hub, "S1")  # enrolled, never started: we sign ourselves
+    at = _local(datetime.now(UTC))
+    good = sale("R1", "R1-1", at)
+    good["schema"] = "storesync.pos.v1"
+    future = dict(sale("R1", "R1-2", at), schema="storesync.pos.v9")
+    bodies = [make_body(store_id="S1", epoch=1, seq=n, kind="sale", captured_at=at, txn=t)
+              for n, t in ((1, good), (2, future), (3, dict(good, txn_id="R1-3")))]  # fmt: skip
+    r = _signed_burst(hub, agent.data_dir, bodies)
+    assert r.status_code == 200 and r.json()["acked_through"] == 3, r.text
+    got = events_by_id(hub, {"S1:1:1", "S1:1:3"})  # the store keeps flowing around the bad record
+    assert "S1:1:2" not in {e["id"] for e in sink_events(hub)}
+    (err,) = hub.admin("/v1/admin/derive-errors?store=S1")["derive_errors"]
+    assert (err["seq"], err["code"], err["resolved_at"]) == (2, "unknown_schema", None)
+    assert "storesync.pos.v9" in err["reason"]
+    admin = {"Authorization": f"Bearer {hub.admin_token}"}  # per-store series need the admin token
+    metrics = httpx.get(hub.url + "/metrics", headers=admin, timeout=10).text
+    assert 'storesync_derive_errors{reason="unknown_schema",store="S1"} 1.0' in metrics
+    assert hub.admin("/v1/admin/stores")["stores"][0]["derive_errors"] == 1
+    auth = {"Authorization": f"Bearer {hub.admin_token}"}
+    again = httpx.post(f"{hub.url}/v1/admin/derive-errors/{err['id']}/rederive", headers=auth, timeout=10)
+    assert again.status_code == 422 and again.json()["error"] == "derive_failed"
+    assert hub.admin("/v1/admin/derive-errors?store=S1&open=1")["derive_errors"][0]["id"] == err["id"]
+    missing = httpx.post(f"{hub.url}/v1/admin/derive-errors/999999/rederive", headers=auth, timeout=10)
+    assert missing.status_code == 404
+    assert got["S1:1:3"]["data"]["txn"]["txn_id"] == "R1-3"
+
+
+def test_backlog_and_sync_lag_reach_the_hub(tmp_path: Path) -> None:
+    """Every burst carries the agent's backlog beyond it: after one burst of 5 of 12 records the hub is
+    cut off, and it shows the 7 still waiting and a growing sync lag, per store and in /metrics."""
+    from storesync_harness.faultproxy import FaultProxy
+
+    hub = Hub.create(tmp_path / "hub").start()
+    data = tmp_path / "agent"
+    data.mkdir()
+    try:
+        with FaultProxy(upstream_port=hub.port) as proxy:
+            token = hub.add_store("S1", "Europe/Berlin")
+            agent_cli("init", "--data-dir", str(data))
+            agent_cli("enroll", "--data-dir", str(data), "--hub", proxy.url, "--token", token)
+            agent = Agent.create(data, None, "--sync-interval", "1")
+            agent.env = {"EDGE_AGENT_BURST_RECORDS": "5"}
+            at = _local(datetime.now(UTC))
+            lines = "\n".join(json.dumps(sale("R1", f"R1-{n}", at)) for n in range(1, 13))
+            agent_cli("capture", "--data-dir", str(data), "-", input=lines)
+            proxy.set_mode("http_5xx_storm", skip=1, path_prefix="/v1/bursts", retry_after=None)
+            agent.start()
+            try:
+
+                def reported() -> dict[str, Any] | None:
+                    store = hub.admin("/v1/admin/stores")["stores"][0]
+                    return store if store.get("backlog") is not None else None
+
+                store = wait_for("the agent's backlog report", reported)
+                time.sleep(1.5)
+                later = hub.admin("/v1/admin/stores")["stores"][0]
+                admin = {"Authorization": f"Bearer {hub.admin_token}"}  # per-store series need the admin token
+                metrics = httpx.get(hub.url + "/metrics", headers=admin, timeout=10).text
+            finally:
+                agent.stop()
+    finally:
+        hub.stop()
+    assert (store["acked_through"], store["backlog"]) == (5, 7), store
+    assert store["oldest_pending_age_s"] is not None and store["oldest_pending_age_s"] >= 0
+    assert later["sync_lag_s"] > store["sync_lag_s"] > 0  # the hub has not heard from it since: it grows
+    assert 'storesync_store_backlog_records{store="S1"} 7.0' in metrics
+    assert 'storesync_store_sync_lag_seconds{store="S1"}' in metrics

@@ -125,3 +125,23 @@ def test_bad_shared_secrets_are_refused_by_name(tmp_path: Path, shared: tuple) -
     assert "garbage" not in res.stderr
     res = _serve(tmp_path, env={"CLOUD_HUB_ADMIN_TOKEN_FILE": str(tmp_path / "missing.token")})
     assert res.returncode == 2 and "admin token file" in res.stderr and "does not exist" in res.stderr
+
+
+def test_replicas_on_one_postgresql_answer_a_burst_with_the_same_receipt(tmp_path: Path, postgres_url: str) -> None:
+    """Two replicas on one PostgreSQL schema: a burst stored through A, resent to B, gets A's receipt byte for byte."""
+    from storesync_harness.replicas import ReplicaSet
+
+    with ReplicaSet(tmp_path, 2, database=postgres_url) as replicas:
+        replicas.start()
+        a, b = replicas.hubs
+        store = SimStore("S8")
+        store.enroll(a.url, replicas.add_store("S8"))
+        store.seal(25)
+        burst = store.prepare(1, 25)
+        first = httpx.post(a.url + BURSTS_PATH, content=burst.content, headers=burst.headers, timeout=30)
+        again = httpx.post(b.url + BURSTS_PATH, content=burst.content, headers=burst.headers, timeout=30)
+        assert first.status_code == again.status_code == 200, (first.text, again.text)
+        ra, rb = (store.check_answer(r.content, 25) for r in (first, again))
+        assert ra.sig == rb.sig and ra == rb
+        assert BurstResponse.model_validate_json(again.content).duplicates == 25
+        assert store.hub_public_key == keys.public_hex(keys.load_private_key(replicas.key_file))

@@ -290,7 +290,8 @@ def test_two_stores_five_sinks_exactly_once_across_a_hub_kill(
         for key, qty in expected_levels(sent).items():
             assert levels[key] == qty, key
 
-        metrics = httpx.get(hub.url + "/metrics", timeout=10).text
+        admin = {"Authorization": f"Bearer {hub.admin_token}"}  # per-store series need the admin token
+        metrics = httpx.get(hub.url + "/metrics", headers=admin, timeout=10).text
         assert 'storesync_deliveries{sink="erp",state="dead"} 0.0' in metrics
         assert "storesync_store_open_deliveries" in metrics
         assert httpx.get(hub.url + "/readyz", timeout=10).status_code == 200

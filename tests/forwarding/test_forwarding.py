@@ -194,3 +194,39 @@ def test_config_errors_name_the_sink_and_field(tmp_path: Path, monkeypatch: pyte
         {"time": {"max_batch_age_days": 60}, "stock": {"non_stock_skus": ["GC-*"]}}, tmp_path
     )
     assert cfg.time.max_batch_age_s == 60 * 86400 and cfg.stock.moves_stock({"sku": "GC-50"}) is False
+
+
+def test_rederive_after_the_cause_is_fixed_happens_exactly_once(storage, hub_key, monkeypatch) -> None:
+    """A mapping that failed (here: a validator bug, fixed by 'upgrading' it) is re-derived once: its events
+    and deliveries are written with the resolution in one transaction; a second request is refused."""
+    import cloud_hub.forwarding as forwarding
+    from cloud_hub._exceptions import AlreadyResolved, DeriveStillFails, NotFound
+    from cloud_hub.records import DeriveFailure, validated_doc
+
+    def broken(body: str, **kw) -> dict:
+        if '"seq":2' in body:
+            raise DeriveFailure("invalid_transaction", "txn.currency: this hub's mapping does not know EUR")
+        return validated_doc(body, **kw)
+
+    monkeypatch.setattr(forwarding, "validated_doc", broken)
+    agent = enroll_agent(storage, "S1", hub_key)
+    agent.make(3)
+    fwd = Forwarder(SINKS, now=lambda: 100.0)
+    send(storage, hub_key, agent, 1, 3, fwd)
+    with storage.snapshot() as tx:
+        (err,) = tx.derive_errors("S1")
+    with pytest.raises(DeriveStillFails):
+        fwd.rederive(storage, err.id)
+    monkeypatch.setattr(forwarding, "validated_doc", validated_doc)  # the fix
+    assert fwd.rederive(storage, err.id) == 2  # the sale and its inventory event
+    with pytest.raises(AlreadyResolved):
+        fwd.rederive(storage, err.id)
+    with pytest.raises(NotFound):
+        fwd.rederive(storage, 999_999)
+    with storage.snapshot() as tx:
+        assert tx.derive_errors("S1", open_only=True) == []
+        assert tx.derive_error(err.id).resolved_at is not None  # type: ignore[union-attr]
+        rows = tx.list_deliveries(DeliverySelector(sink="all"), limit=100)
+        assert tx.forward_cursor("S1", 1) == 3
+    ids = [d.event_id for d in rows]
+    assert ids.count("S1:1:2") == 1 and ids.count("S1:1:2:inventory") == 1 and len(ids) == len(set(ids))

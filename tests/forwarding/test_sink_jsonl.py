@@ -67,7 +67,7 @@ from pathlib import Path
 from cloud_hub.events import SinkConfig
 from cloud_hub.sinks import build_sink
 
-path, events_file, order, go = sys.argv[1:5]
+path, events_file, order, go, ready = sys.argv[1:6]
 events = json.loads(Path(events_file).read_text())
 if order == "reverse":
     events = events[::-1]
@@ -75,6 +75,7 @@ if order == "reverse":
 async def main():
     sink = build_sink(SinkConfig.from_dict({"name": "file", "kind": "jsonl", "role": "archive", "path": path}))
     await sink.open()
+    Path(ready).touch()
     while not Path(go).exists():
         time.sleep(0.002)
     written = failed = 0
@@ -82,6 +83,7 @@ async def main():
         for o in await sink.deliver(events[i : i + 7]):
             written += o.done and o.reason == ""
             failed += not o.done
+        await asyncio.sleep(0.002)  # let the other writer in between batches, even on a busy machine
     print(json.dumps({"written": written, "failed": failed}))
 
 asyncio.run(main())
@@ -97,14 +99,16 @@ def test_two_delivery_processes_on_one_file_write_each_event_exactly_once(tmp_pa
     go = tmp_path / "go"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(path), str(events_file), order, str(go)],
+            [sys.executable, "-c", WRITER, str(path), str(events_file), order, str(go), str(tmp_path / order)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for order in ("forward", "reverse")
     ]
-    time.sleep(0.5)  # both have opened the sink (and built their index from the empty file)
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / o).exists() for o in ("forward", "reverse")) and time.monotonic() < deadline:
+        time.sleep(0.01)  # until both have opened the sink (and built their index from the empty file)
     go.touch()
     results = []
     for p in procs:

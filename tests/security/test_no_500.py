@@ -176,3 +176,28 @@ def test_admin_replay_body_of_the_wrong_type_is_400_naming_the_field(
     )
     assert r.status_code == 400, r.text
     assert param in r.json()["message"], r.text
+
+
+def test_metrics_show_per_store_series_only_with_the_admin_token(hub: Hub) -> None:
+    hub.add_store("SECRET1")
+    key = keys.generate()
+    token = hub.add_store("SECRET2")
+    assert httpx.post(hub.url + "/v1/enroll", json={"token": token, "public_key": keys.public_hex(key)}).is_success
+    open_ = httpx.get(hub.url + "/metrics", timeout=10)
+    assert open_.status_code == 200
+    assert "SECRET" not in open_.text and 'store="' not in open_.text
+    assert "storesync_ingest_bursts" in open_.text or "storesync_deliveries" in open_.text  # fleet series stay
+    wrong = httpx.get(hub.url + "/metrics", headers={"Authorization": "Bearer nope"}, timeout=10)
+    assert "SECRET" not in wrong.text
+    full = httpx.get(hub.url + "/metrics", headers={"Authorization": f"Bearer {hub.admin_token}"}, timeout=10)
+    assert 'store="SECRET2"' in full.text
+
+
+def test_an_id_past_64_bits_is_400_not_500(hub: Hub) -> None:
+    """Found by the schemathesis run: a derive-error id past 2^63 reached SQL and answered 500."""
+    r = httpx.post(
+        hub.url + "/v1/admin/derive-errors/68985889824388415488/rederive",
+        headers={"Authorization": f"Bearer {hub.admin_token}"},
+        timeout=10,
+    )
+    assert r.status_code == 400 and r.json()["message"].startswith("error_id"), r.text

@@ -75,6 +75,10 @@ def test_block_explanations_name_the_sale_and_a_next_step() -> None:
 def test_hub_bursts_progress_and_token() -> None:
     assert fmt.hub_text(status(last_sync_at=NOW.isoformat()), NOW, BERLIN) == "reachable 17:30"
     assert fmt.hub_text(status(last_sync_result="never"), NOW) == "not contacted yet"
+    never = fmt.hub_text(status(last_sync_result="offline", last_success_at=None), NOW)
+    assert never == "unreachable; no sync has succeeded yet" and "since never" not in never
+    assert fmt.sales_today({"sale": 1234, "return": 2, "void": 1}) == ("1,234", "2 ret · 1 void")
+    assert fmt.sales_today({"sale": 0}) == ("0", "")
     assert fmt.burst_result("ok", 200) == "sent"
     assert fmt.burst_result("conflict", 409) == "conflict (409)"
     assert fmt.burst_records(0, 5, None) == "check"
@@ -84,7 +88,8 @@ def test_hub_bursts_progress_and_token() -> None:
     assert fmt.progress_text(0, 0, "rejected") == "refused whole"
     assert fmt.progress_text(40, 40, "partial") == "done"
     token = "sat_0123456789abcdef"
-    assert token not in fmt.mask_token(token) and fmt.mask_token(None) == "(none)"
+    assert fmt.mask_token(token) == "set" and fmt.mask_token(None) == "(none)"
+    assert not any(part in fmt.mask_token(token) for part in (token[:2], token[-2:], "sat", "ef"))
     assert fmt.lag_text(None) == "-"
 
 

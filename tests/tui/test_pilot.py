@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import apsw
 import httpx
@@ -70,6 +73,43 @@ async def test_sync_now_against_real_agent_then_agent_down(
             assert text_of(later, "#status-line") == "Agent not running"
     finally:
         agent.stop()
+
+
+async def test_sales_today_counts_by_business_day_with_returns_and_voids_apart(
+    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three sales, a return and a void of today, and a back-dated sale imported today from a file."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    agent = Agent.enrolled(tmp_path / "agent", hub, "S7", "Europe/Berlin")
+    agent.env = {"EDGE_AGENT_DROP_DIR": str(drop)}
+    agent.start()
+    try:
+        now = datetime.now(UTC)
+        pos = Pos("R1", seed=3, start=now.astimezone(ZoneInfo("Europe/Berlin")).replace(tzinfo=None) - timedelta(
+            minutes=30))  # fmt: skip
+        sales = [pos.sale() for _ in range(3)]
+        for txn in [*sales, pos.return_of(sales[0]), pos.void_of(sales[1])]:
+            assert agent.post(txn).status_code == 201
+        old = Pos("F1", seed=4, start=datetime(2026, 5, 1, 10, 0)).sale()  # last spring's sale, imported today
+        (drop / "old.jsonl").write_text(json.dumps(old) + "\n")
+
+        def imported() -> bool:
+            return (drop / "processed" / "old.jsonl").exists()
+
+        for _ in range(100):
+            if imported():
+                break
+            time.sleep(0.1)
+        assert imported()
+        app = StoreTuiApp.for_store(agent.data_dir, agent=AgentClient(agent.url), refresh_s=0)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot)
+            sales = str(app.screen.query_one("#fact-today .fact-value", Static).render())
+            apart = str(app.screen.query_one("#fact-today .fact-sub", Static).render())
+    finally:
+        agent.stop()
+    assert (sales, apart) == ("3", "1 ret · 1 void")
 
 
 async def test_actions_say_when_agent_is_down(

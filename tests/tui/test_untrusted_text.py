@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 from textual.widgets._data_table import default_cell_formatter
-from tui_support import settle
+from tui_support import HubStandIn, settle
 
 from storesync_harness.processes import Agent, Hub
 from tui.agent_client import AgentClient
@@ -77,3 +77,14 @@ async def test_markup_in_sales_and_drop_reports_is_shown_literally(
             await settle(pilot)
     finally:
         agent.stop()
+
+
+async def test_fleet_view_shows_no_part_of_the_admin_token() -> None:
+    stand_in = HubStandIn()
+    app = stand_in.app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        detail = str(app.query_one("#status-detail", Static).render())
+        assert "admin token set" in detail
+        token = stand_in.token
+        assert not any(part in detail for part in (token[:2], token[-2:], token[:3], token[-3:])), detail

@@ -44,12 +44,37 @@ def fleet_payloads() -> dict[str, Any]:
         StoreSummary("S043", "Europe/Berlin", 2, 977, "2026-11-22T14:02:10+00:00", 0, 1),
         StoreSummary("S107", "Europe/Lisbon", 1, 12408, "2026-11-22T16:29:58+00:00", 0, 0),
     ]
+    # The per-store extras of cloud_hub.books.store_extras: backlog as the agent reported it, sync lag,
+    # open derive errors (failed mappings) and time fallbacks.
+    extras = {
+        "S042": {
+            "backlog": 0,
+            "oldest_pending_age_s": None,
+            "sync_lag_s": 0.0,
+            "derive_errors": 0,
+            "time_fallbacks": 0,
+        },
+        "S043": {
+            "backlog": 312,
+            "oldest_pending_age_s": 8400.0,
+            "sync_lag_s": 17_400.0,
+            "derive_errors": 2,
+            "time_fallbacks": 1,
+        },
+        "S107": {
+            "backlog": None,
+            "oldest_pending_age_s": None,
+            "sync_lag_s": None,
+            "derive_errors": 0,
+            "time_fallbacks": 0,
+        },
+    }
     return {
-        "/v1/admin/stores": {"stores": [summary_dict(s) for s in stores]},
+        "/v1/admin/stores": {"stores": [{**summary_dict(s), **extras[s.store_id]} for s in stores]},
         "/v1/admin/sinks": {
             "sinks": [
-                {"name": "erp", "kind": "erpnext", "pending": 12, "dead": 1},
-                {"name": "archive", "kind": "jsonl", "pending": 0, "dead": 0},
+                {"name": "erp", "kind": "erpnext", "pending": 12, "dead": 1, "oldest_pending_age_s": 1260.0},
+                {"name": "archive", "kind": "jsonl", "pending": 0, "dead": 0, "oldest_pending_age_s": 0.0},
             ]
         },
         "/v1/admin/deliveries": {
