@@ -116,6 +116,25 @@ async def _raw_post_rate(url: str, n: int, concurrency: int) -> float:
         return n / (time.perf_counter() - t0)
 
 
+async def _raw_publish_rate(stream: str, subject: str, n: int) -> float:
+    """Messages/s a bare client gets acked by a fresh JetStream file stream: what any sender can reach."""
+    import nats
+    from nats.js.api import StorageType, StreamConfig
+
+    nc = await nats.connect("nats://127.0.0.1:4222")
+    try:
+        js = nc.jetstream()
+        await js.add_stream(StreamConfig(name=stream, subjects=[f"{subject}.>"], storage=StorageType.FILE))
+        body = json.dumps({"specversion": "1.0", "id": "x", "source": "urn:bench", "type": "bench"}).encode()
+        t0 = time.perf_counter()
+        for start in range(0, n, 500):
+            acks = [await js.publish_async(f"{subject}.e", body) for _ in range(min(500, n - start))]
+            await asyncio.gather(*acks)
+        return n / (time.perf_counter() - t0)
+    finally:
+        await nc.close()
+
+
 async def _delete_stream(name: str) -> None:
     import nats
 
@@ -140,6 +159,12 @@ def bench_delivery(root: Path, events: int, which: list[str], emit: Any = None) 
             figure = run_sink(cfg, events, batch=2_000)
         finally:
             asyncio.run(_delete_stream(f"BENCH_{tag}"))
+        raw_tag = uuid.uuid4().hex[:10]
+        try:
+            raw = asyncio.run(_raw_publish_rate(f"BENCHRAW_{raw_tag}", f"braw{raw_tag}", min(events, 20_000)))
+        finally:
+            asyncio.run(_delete_stream(f"BENCHRAW_{raw_tag}"))
+        figure["baseline"] = {"what": "bare JetStream publishes, 500 in flight, one client", "msg_per_s": round(raw, 1)}
         emit(figure)
         out.append(figure)
     if "webhook" in which:
@@ -162,6 +187,8 @@ def table_line(f: dict[str, Any]) -> str:
     target = f" (target ≥ {f['target_events_per_s']})" if f.get("target_events_per_s") else ""
     if f.get("receiver_raw_per_s"):
         target += f" (the receiver stand-in alone takes {f['receiver_raw_per_s']} requests/s)"
+    elif f.get("baseline"):
+        target += f" (bare publishes to JetStream: {f['baseline']['msg_per_s']} msg/s)"
     return (
         f"delivery  {f['events']} events to {f['sink']}: {f['events_per_s']} events/s{target}, "
         f"{f['seconds']} s, done {f['done']}, dead {f['dead']}"

@@ -21,6 +21,8 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sync_protocol.canonical import DuplicateKey, loads_strict
+from sync_protocol.cards import mask_pans
 from sync_protocol.schema_doc import inline_schema, json_body
 from sync_protocol.wire import BURSTS_PATH, ENROLL_PATH, BurstRequest, EnrollRequest
 
@@ -49,10 +51,20 @@ def _field(loc: Sequence[int | str]) -> str:
 def parse_model(model: type[Any], raw: bytes) -> Any:
     """Validate JSON bytes against a wire model.
 
+    An object naming a key twice is refused before validation (a JSON parser would silently keep one
+    of the two values, so what was signed and what is read could differ).
+
     Raises:
-        InputError: 400 ``bad_request`` naming the first bad field.
+        InputError: 400 ``bad_request`` naming the first bad field, or the key given twice.
         TooLarge: 413 when a list is longer than the wire model allows.
     """
+    try:
+        loads_strict(raw)
+    except DuplicateKey as exc:
+        message = f"body: the key {mask_pans(exc.key)!r} appears twice in one object; send each key once"
+        raise InputError(message, field=mask_pans(exc.key)) from None
+    except (ValueError, RecursionError):
+        pass  # not JSON (or nested too deep): the validation below names the reason
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:

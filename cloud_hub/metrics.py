@@ -53,6 +53,11 @@ class _StorageCollector(Collector):
             "Age of the oldest pending delivery per sink (the sink's delivery lag)",
             labels=["sink"],
         )
+        sink_lag = GaugeMetricFamily(
+            "storesync_sink_delivery_lag_seconds",
+            "Wait of the oldest event not yet delivered to the sink (pending or in flight); 0 when caught up",
+            labels=["sink"],
+        )
         acked = GaugeMetricFamily(
             "storesync_store_acked_through", "Highest seq stored per store (newest epoch)", labels=["store"]
         )
@@ -101,6 +106,7 @@ class _StorageCollector(Collector):
             dead.add_metric([c.sink], c.counts.get("dead", 0))
             pending.add_metric([c.sink], c.counts.get("pending", 0) + c.counts.get("in_flight", 0))
             oldest.add_metric([c.sink], _age(c.oldest_pending_at, now))
+            sink_lag.add_metric([c.sink], _age(c.oldest_pending_at, now))
         under: dict[str, int] = {}
         for store_id, _epoch, derived, acked_through in behind:
             under[store_id] = under.get(store_id, 0) + acked_through - derived
@@ -116,7 +122,21 @@ class _StorageCollector(Collector):
                 waited = sync_lag_s(s.backlog, s.last_seen_at, now)
                 if waited is not None:
                     sync_lag.add_metric([s.store_id], waited)
-        yield from (open_, dead, pending, oldest, acked, seen, lag, underived, derive, fallbacks, backlog, sync_lag)
+        yield from (
+            open_,
+            dead,
+            pending,
+            oldest,
+            sink_lag,
+            acked,
+            seen,
+            lag,
+            underived,
+            derive,
+            fallbacks,
+            backlog,
+            sync_lag,
+        )
 
 
 class _WithoutStores(Collector):

@@ -68,7 +68,7 @@ class FleetScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#stores", DataTable).add_columns(
-            "Store", "Last seen", "Lag", "Acked", "Backlog", "Sync lag", "Conflicts", "Failed maps", "Fallbacks"
+            "Store", "Seen", "Lag", "Acked", "Backlog", "Sync lag", "Conflicts", "Unmapped", "Fallbacks"
         )
         self.query_one("#sinks", DataTable).add_columns("Sink", "Kind", "Pending", "Delivery lag", "Dead letters")
         self.query_one("#dead", DataTable).add_columns("Delivery", "Sink", "Event", "Tries", "Last error")

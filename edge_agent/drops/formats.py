@@ -187,7 +187,10 @@ def sniff_text(head: bytes) -> None:
 
 def _csv_header(text: str) -> tuple[list[str], str]:
     delimiter = ";" if text.count(";") > text.count(",") else ","
-    row = next(csv.reader([text], delimiter=delimiter), [])
+    try:
+        row = next(csv.reader([text], delimiter=delimiter), [])
+    except csv.Error:  # e.g. a bare carriage return inside the line (found by Hypothesis)
+        return [], delimiter  # no format's header: refused as an unknown format
     return [c.strip() for c in row], delimiter
 
 

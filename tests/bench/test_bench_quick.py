@@ -77,6 +77,8 @@ def test_quick_bench_prints_every_figure_with_target_baseline_and_load() -> None
     assert backlog["errors"] == 0 and backlog["captured_while_syncing"] > 0
     assert backlog["agent_rss_max_mb"] > 0
 
+    for f in by_bench["delivery"]:
+        assert f["done"] == f["events"] and f["dead"] == 0 and f["baseline"], f
     for d in by_bench["drops"]:
         assert d["accepted"] == d["transactions"] and d["rss_all_processes_sampled_max_mb"] > 0
     assert "=== StoreSync benchmarks ===" in res.stdout

@@ -300,8 +300,13 @@ def test_shopify_shipping_and_refund_adjustment_lines_never_move_stock(tmp_path:
 # --------------------------------------------------------------------------- failed mappings, lag
 
 
-def _signed_burst(hub: Hub, agent_dir: Path, bodies: list[str], store: str = "S1") -> httpx.Response:
-    """Sign and send records the way a (newer) agent would: its own key, its own chain."""
+def _signed_burst(
+    hub: Hub, agent_dir: Path, bodies: list[str], store: str = "S1", edit: Callable[[str], str] = lambda t: t
+) -> httpx.Response:
+    """Sign and send records the way a (newer) agent would: its own key, its own chain.
+
+    ``edit`` rewrites the burst's JSON text before it is signed (a sender that writes what it likes).
+    """
     from sync_protocol import chain, keys
     from sync_protocol.httpsig import sign_request
     from sync_protocol.record import seal
@@ -314,7 +319,7 @@ def _signed_burst(hub: Hub, agent_dir: Path, bodies: list[str], store: str = "S1
         prev = rec.chain
     payload = {"store_id": store, "epoch": 1, "first_seq": 1, "records": records,
                "sent_at": datetime.now(UTC).isoformat(timespec="milliseconds")}  # fmt: skip
-    raw = json.dumps(payload).encode()
+    raw = edit(json.dumps(payload)).encode()
     headers = sign_request("POST", "/v1/bursts", raw, key, keys.key_id(key))
     headers["Content-Type"] = "application/json"
     return httpx.post(hub.url + "/v1/bursts", content=raw, headers=headers, timeout=30)
@@ -350,6 +355,47 @@ def test_failed_mappings_are_listed_counted_and_rederived_at_most_once(tmp_path:
     missing = httpx.post(f"{hub.url}/v1/admin/derive-errors/999999/rederive", headers=auth, timeout=10)
     assert missing.status_code == 404
     assert got["S1:1:3"]["data"]["txn"]["txn_id"] == "R1-3"
+
+
+def _twice_records(text: str) -> str:
+    """The good records, then ``records`` again as an empty list (a parser keeping the last sees a probe)."""
+    return text[:-1] + ', "records": []}'
+
+
+def _twice_body(text: str) -> str:
+    """The first record names ``body`` twice, the same signed text both times."""
+    doc = json.loads(text)
+    body = json.dumps(doc["records"][0]["body"])
+    return text.replace('"body": ' + body, '"body": ' + body + ', "body": ' + body, 1)
+
+
+def _twice_card(text: str) -> str:
+    """A key that is a card number, twice: refused, and the number is never echoed."""
+    return text[:-1] + ', "4111 1111 1111 1111": 1, "4111 1111 1111 1111": 2}'
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"), [(_twice_records, "'records'"), (_twice_body, "'body'"), (_twice_card, "1111'")]
+)
+def test_a_burst_naming_a_key_twice_is_refused_and_stores_nothing(
+    tmp_path: Path, hub: Hub, edit: Callable[[str], str], key: str
+) -> None:
+    """Duplicate keys in the burst JSON itself (not only in a record body) are a 400 naming the key."""
+    from sync_protocol.record import make_body
+
+    agent = Agent.enrolled(tmp_path / "agent", hub, "S1")
+    at = _local(datetime.now(UTC))
+    bodies = [make_body(store_id="S1", epoch=1, seq=n, kind="sale", captured_at=at, txn=sale("R1", f"R1-{n}", at))
+              for n in (1, 2)]  # fmt: skip
+    r = _signed_burst(hub, agent.data_dir, bodies, edit=edit)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "bad_request"
+    assert f"{key} appears twice" in r.json()["message"]  # a card number only by its last four
+    assert "4111 1111" not in r.text and "1111111111" not in r.text
+    assert hub.ledger("S1") == []
+    ok = _signed_burst(hub, agent.data_dir, bodies)  # the same records, sent once each: stored
+    assert r.status_code == 400 and ok.status_code == 200 and ok.json()["acked_through"] == 2, ok.text
+    assert [rec["seq"] for rec in hub.ledger("S1")] == [1, 2]
 
 
 def test_backlog_and_sync_lag_reach_the_hub(tmp_path: Path) -> None:

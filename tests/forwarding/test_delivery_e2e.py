@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import time
 import uuid
@@ -303,6 +304,14 @@ def test_two_stores_five_sinks_exactly_once_across_a_hub_kill(
             s.stop()
 
 
+def sink_lag(hub: Hub, sink: str) -> float:
+    """``storesync_sink_delivery_lag_seconds{sink}`` as the hub's ``/metrics`` shows it."""
+    text = httpx.get(hub.url + "/metrics", timeout=10).text
+    found = re.search(rf'^storesync_sink_delivery_lag_seconds\{{sink="{sink}"\}} (\S+)$', text, re.MULTILINE)
+    assert found is not None, text
+    return float(found.group(1))
+
+
 def _receiver(folder: Path, port: int, *extra: str) -> StandIn:
     folder.mkdir(parents=True, exist_ok=True)
     record = folder / "webhook_receiver.requests.jsonl"
@@ -354,6 +363,7 @@ retry = {{ base_s = 0.2, cap_s = 0.5, max_attempts = 3 }}
         assert [i for i in got if i.startswith("S2:")] == s2_ids  # the other store's lane kept flowing, in order
         pending = hub.admin("/v1/admin/deliveries?sink=hook&store=S1&state=pending")["deliveries"]
         assert [d["seq"] for d in pending] == [4, 5, 6]
+        assert sink_lag(hub, "hook") >= 1.0  # the parked events have waited at least the second above
         listed = hub_cli("deliveries", "list", "--state", "dead", "--data-dir", str(hub.data_dir)).stdout
         assert bad in listed and "HTTP 400" in listed
 
@@ -365,6 +375,7 @@ retry = {{ base_s = 0.2, cap_s = 0.5, max_attempts = 3 }}
         want = ["S1:1:3", "S1:1:4", "S1:1:5", "S1:1:6"]
         wait_for("S1 drained", lambda: [e["id"] for e in second.get("/_standin/events")["events"]] == want)
         assert all_settled(hub) and sinks(hub)["hook"]["dead"] == 0
+        assert sink_lag(hub, "hook") == 0.0
 
         # A range replay through the admin API sends done events again (the new receiver takes them).
         auth = {"Authorization": f"Bearer {hub.admin_token}"}

@@ -109,6 +109,13 @@ def test_drop_readers_never_crash(prefix: bytes, rows: list[bytes]) -> None:
     read_all(prefix + b"\n".join(rows))
 
 
+def test_a_first_line_with_a_bare_carriage_return_is_refused_not_a_crash() -> None:
+    """Found by ``make fuzz``: csv.Error escaped format detection for a first line of '\\r\\x01'."""
+    with pytest.raises(DropRejected) as info:
+        load(io.BytesIO(b"\r\x01"))
+    assert "unknown format" in info.value.reason
+
+
 @settings(max_examples=100 * SCALE, deadline=None)
 @given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
                     lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),

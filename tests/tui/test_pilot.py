@@ -278,3 +278,13 @@ async def test_one_app_switches_between_the_store_and_the_fleet_screen(tmp_path:
         assert app.screen is store and text_of(app, "#status-line") == "All synced"
     with pytest.raises(ValueError):
         StoreTuiApp()
+
+
+async def test_fleet_store_table_fits_100_columns() -> None:
+    """At 100 columns every store column is on screen whole (no header cut to "Fallb", no sideways scroll)."""
+    async with HubStandIn().app().run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        table = pilot.app.screen.query_one("#stores", DataTable)
+        labels = [str(c.label) for c in table.columns.values()]
+        assert table.virtual_size.width <= table.scrollable_content_region.width, (labels, table.virtual_size)
+        assert table.max_scroll_x == 0
