@@ -194,11 +194,6 @@ def _csv_header(text: str) -> tuple[list[str], str]:
     return [c.strip() for c in row], delimiter
 
 
-def _show(text: str, limit: int = 120) -> str:
-    text = text.rstrip("\r\n")
-    return repr(text if len(text) <= limit else text[:limit] + "…")
-
-
 def detect(f: IO[bytes]) -> Detected:
     """Find the format of a drop file from its first non-blank line.
 
