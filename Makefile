@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PKGS := sync_protocol edge_agent cloud_hub tui storesync_harness
 
-.PHONY: demo test bench bench-quick lint format faults clean
+.PHONY: demo test bench bench-quick lint format faults clean constraints
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -47,3 +47,9 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache
+
+# Pin what the installers install to the versions in this environment (after `make test` passed).
+constraints: $(STAMP)
+	@{ echo "# Pinned versions for installers/systemd/install.sh and installers/windows/install.ps1 (pip -c)."; \
+	   echo "# Regenerate with: make constraints  (the versions the test suite passed with)."; \
+	   $(BIN)/python -m pip freeze --exclude-editable | grep -v '^storesync'; } > installers/constraints.txt

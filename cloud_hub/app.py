@@ -165,8 +165,16 @@ class BurstHandler:
             )
         except BurstRejected as exc:
             if self.metrics is not None:
-                self.metrics.burst(exc.status, exc.code, exc.error.stored or 0, exc.error.duplicates or 0)
-            log.info(
+                self.metrics.burst(
+                    exc.status,
+                    exc.code,
+                    exc.error.stored or 0,
+                    exc.error.duplicates or 0,
+                    time.perf_counter() - started,
+                )
+            # conflicts, refused records and unknown keys need a person: logged at WARNING
+            log.log(
+                logging.WARNING if exc.status in (401, 403, 409, 422) else logging.INFO,
                 "burst store=%s epoch=%s seqs=%s status=%s error=%s stored=%s duplicates=%s ms=%.1f",
                 burst.store_id,
                 burst.epoch,
@@ -179,7 +187,7 @@ class BurstHandler:
             )
             raise
         if self.metrics is not None:
-            self.metrics.burst(200, None, answer.stored, answer.duplicates)
+            self.metrics.burst(200, None, answer.stored, answer.duplicates, time.perf_counter() - started)
         log.info(
             "burst store=%s epoch=%s seqs=%s status=200 stored=%d duplicates=%d acked_through=%d ms=%.1f",
             burst.store_id,

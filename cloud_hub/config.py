@@ -190,16 +190,53 @@ class Hub:
         self.storage.close()
 
 
-def open_hub(config: HubConfig) -> Hub:
-    """Open (creating on first use) the data folder, ``hub.key``, ``admin.token`` and the database at
-    ``config.storage_url``.
+HUB_MARKER = ".storesync-hub"
+
+
+def is_hub_folder(path: Path) -> bool:
+    """True when ``path`` is a hub data folder: ``cloud-hub init`` made it (or an older hub used it)."""
+    return path.is_dir() and any((path / name).exists() for name in (HUB_MARKER, "hub.key", "hub.db"))
+
+
+def require_hub_folder(config: HubConfig) -> None:
+    """Refuse a folder that is not a hub, so a mistyped ``--data-dir`` never creates a new, empty hub.
 
     Raises:
-        ConfigError: a file cannot be created or used.
+        ConfigError: naming the folder and what to do.
+    """
+    if not is_hub_folder(config.data_dir):
+        raise ConfigError(
+            f"{config.data_dir} is not a hub data folder (no {HUB_MARKER}, hub.key or hub.db); check --data-dir "
+            f"or $CLOUD_HUB_DATA, or create a hub there with: cloud-hub init --data-dir {config.data_dir}"
+        )
+
+
+def init_hub(config: HubConfig) -> Hub:
+    """Create a hub in an empty or missing folder: marker, receipt key, admin token, migrated database.
+
+    Raises:
+        ConfigError: the folder is a hub already, or cannot be written.
+    """
+    if is_hub_folder(config.data_dir):
+        raise ConfigError(f"{config.data_dir} is a hub data folder already; nothing was changed")
+    ensure_data_dir(config)
+    try:
+        (config.data_dir / HUB_MARKER).write_text("StoreSync hub data folder (made by cloud-hub init)\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot write to {config.data_dir}: {exc.strerror}") from None
+    return open_hub(config)
+
+
+def open_hub(config: HubConfig) -> Hub:
+    """Open the data folder made by ``cloud-hub init``: ``hub.key``, ``admin.token`` and the database at
+    ``config.storage_url`` (a missing key or token file is created).
+
+    Raises:
+        ConfigError: the folder is not a hub, or a file cannot be created or used.
         InputError: the storage URL names no supported engine.
         StorageError: the database cannot be opened or migrated.
     """
-    ensure_data_dir(config)
+    require_hub_folder(config)
     hub_key = load_or_create_hub_key(config)
     token = load_or_create_admin_token(config)
     storage = open_storage(config.storage_url, busy_timeout_ms=config.busy_timeout_ms)

@@ -336,6 +336,9 @@ class SinkConfig:
         if role == "channel" and not channel:
             raise ValueError(f"sink {name}: a channel sink needs 'channel'")
         r = doc.get("retry", {}) or {}
+        unknown_retry = sorted(set(r) - {"max_attempts", "base_s", "cap_s"})
+        if unknown_retry:
+            raise ValueError(f"sink {name}: [retry] has unknown key {unknown_retry[0]!r} (max_attempts, base_s, cap_s)")
         retry = RetryPolicy(
             max_attempts=int(r.get("max_attempts", 10)),
             base_s=float(r.get("base_s", 1.0)),

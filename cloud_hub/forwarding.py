@@ -56,6 +56,41 @@ from .timenorm import FALLBACK_METHODS, TimePolicy, normalize_times
 
 log = logging.getLogger("cloud_hub.forwarding")
 
+# Every option each sink kind reads (cloud_hub/sinks/*): anything else in a [[sinks]] table is a typo.
+KNOWN_OPTIONS: dict[str, frozenset[str]] = {
+    "jsonl": frozenset({"path", "fsync"}),
+    "webhook": frozenset({"url", "secret", "mode", "concurrency", "headers", "timeout_s"}),
+    "nats": frozenset({"servers", "subject_prefix", "stream", "ensure_stream", "duplicate_window_s", "timeout_s"}),
+    "erpnext": frozenset(
+        {
+            "url",
+            "api_key",
+            "api_secret",
+            "company",
+            "customer",
+            "warehouse",
+            "warehouses",
+            "modes_of_payment",
+            "tax_account",
+            "timezone",
+            "channel_order_field",
+            "timeout_s",
+        }
+    ),  # fmt: skip
+    "shopify_inventory": frozenset(
+        {
+            "shop_url",
+            "access_token",
+            "api_version",
+            "locations",
+            "inventory_items",
+            "reason",
+            "max_changes",
+            "window_s",
+            "timeout_s",
+        }
+    ),  # fmt: skip
+}
 DEFAULT_SINKS: list[dict[str, Any]] = [{"name": "events", "kind": "jsonl", "role": "archive", "path": "events.jsonl"}]
 
 
@@ -138,6 +173,14 @@ def sink_from_dict(doc: Mapping[str, Any], data_dir: Path, where: str) -> SinkCo
         raise ConfigError(f"{where}: {exc}") from None
     if cfg.kind not in KINDS:
         raise ConfigError(f"{where}: sink {cfg.name}: kind must be one of {', '.join(KINDS)}, not {cfg.kind!r}")
+    unknown = sorted(set(cfg.options) - KNOWN_OPTIONS[cfg.kind])
+    if unknown:
+        import difflib
+
+        known = sorted(KNOWN_OPTIONS[cfg.kind] | {"name", "kind", "role", "types", "channel", "ordering", "retry"})
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{where}: sink {cfg.name}: unknown key {unknown[0]!r}{hint}; known keys: {', '.join(known)}")
     for key in SINK_KINDS[cfg.kind].required:
         if not cfg.options.get(key):
             raise ConfigError(f"{where}: sink {cfg.name}: kind {cfg.kind} needs {key!r} (or {key}_env)")
@@ -213,11 +256,18 @@ class ForwardingConfig:
         Raises:
             ConfigError: naming the sink and field.
         """
-        unknown = set(doc) - {"sinks", "delivery", "storage", "time", "stock"}  # [storage]: cloud_hub.config
+        unknown = set(doc) - {
+            "hub",
+            "sinks",
+            "delivery",
+            "storage",
+            "time",
+            "stock",
+        }  # [hub]: .settings, [storage]: .config
         if unknown:
             raise ConfigError(
                 f"{source}: unknown table {sorted(unknown)[0]!r}"
-                " (expected [[sinks]], [delivery], [storage], [time] and [stock])"
+                " (expected [hub], [[sinks]], [delivery], [storage], [time] and [stock])"
             )
         raw = doc.get("sinks", [])
         if not isinstance(raw, list):
@@ -250,12 +300,16 @@ def load_config(path: Path | None, data_dir: Path) -> ForwardingConfig:
     """
     if path is None:
         return ForwardingConfig.from_doc({"sinks": DEFAULT_SINKS}, data_dir)
+    if not Path(path).exists():
+        raise ConfigError(f"config file {path} does not exist")
     try:
         doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    if "sinks" not in doc:  # a hub.toml with only [hub] (or [delivery]) keeps the default sink; `sinks = []` for none
+        doc = {**doc, "sinks": DEFAULT_SINKS}
     return ForwardingConfig.from_doc(doc, data_dir, str(path))
 
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -19,6 +19,9 @@ from .sinks import Outcome
 from .storage import SinkCounts, Storage
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Prometheus conventions (issue 13): no `*_created` series next to every counter, ages as `*_age_seconds`.
+disable_created_metrics()
+BURST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 def _age(iso: str | None, now: float) -> float:
@@ -46,7 +49,7 @@ class _StorageCollector(Collector):
             "storesync_pending_deliveries", "Pending + in-flight deliveries per sink", labels=["sink"]
         )
         oldest = GaugeMetricFamily(
-            "storesync_oldest_pending_seconds",
+            "storesync_oldest_pending_age_seconds",
             "Age of the oldest pending delivery per sink (the sink's delivery lag)",
             labels=["sink"],
         )
@@ -59,7 +62,7 @@ class _StorageCollector(Collector):
             "storesync_store_acked_through", "Highest seq stored per store (newest epoch)", labels=["store"]
         )
         seen = GaugeMetricFamily(
-            "storesync_store_last_seen_seconds", "Seconds since the store's last burst", labels=["store"]
+            "storesync_store_last_seen_age_seconds", "Seconds since the store's last burst", labels=["store"]
         )
         lag = GaugeMetricFamily(
             "storesync_store_open_deliveries", "Deliveries of the store not yet done (delivery lag)", labels=["store"]
@@ -170,6 +173,17 @@ class HubMetrics:
             "storesync_ingest_conflicts", "Resent records that differ from the held one", registry=r
         )
         self.refusals = Counter("storesync_ingest_refusals", "Records refused (422)", registry=r)
+        self.burst_seconds = Histogram(
+            "storesync_ingest_burst_duration_seconds",
+            "Time to verify, store and answer one burst",
+            ["status"],
+            buckets=BURST_BUCKETS,
+            registry=r,
+        )
+        from . import __version__
+
+        build = Gauge("storesync_build_info", "The hub's version (always 1)", ["service", "version"], registry=r)
+        build.labels("cloud-hub", __version__).set(1)
         self.attempts = Counter("storesync_delivery_attempts", "Events handed to a sink", ["sink"], registry=r)
         self.outcomes = Counter(
             "storesync_delivery_outcomes", "Delivery results by sink and outcome", ["sink", "outcome"], registry=r
@@ -177,8 +191,10 @@ class HubMetrics:
         if storage is not None:
             r.register(_StorageCollector(storage, sinks))
 
-    def burst(self, status: int, code: str | None, stored: int, duplicates: int) -> None:
+    def burst(self, status: int, code: str | None, stored: int, duplicates: int, seconds: float | None = None) -> None:
         """Count one answered burst."""
+        if seconds is not None:
+            self.burst_seconds.labels(str(status)).observe(seconds)
         self.bursts.labels(str(status)).inc()
         self.records.inc(stored)
         self.duplicates.inc(duplicates)

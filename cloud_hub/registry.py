@@ -110,7 +110,9 @@ def enroll(
 ) -> EnrollResponse:
     """Bind an agent's key to a new epoch of the token's store.
 
-    The token is single-use and expires after 7 days. The new epoch is ``max(epoch) + 1``; writers of
+    The token is single-use and expires after 7 days. A retry with the same token and the same key, while
+    the writer it created is still current, gets the same answer again (the first answer may have been
+    lost on the way), so enrollment is idempotent. The new epoch is ``max(epoch) + 1``; writers of
     older epochs are superseded, so their keys get ``key_revoked`` from then on.
 
     Raises:
@@ -128,6 +130,18 @@ def enroll(
 
     def work(tx: UnitOfWork) -> tuple[Store, int]:
         tok = tx.get_token(digest)
+        if tok is not None and tok.used_at is not None:
+            # A retry whose first answer was lost: same token, same key, the writer it made still current.
+            bound = tx.writer_by_key(kid)
+            store = tx.get_store(tok.store_id)
+            if (
+                bound is not None
+                and store is not None
+                and bound.store_id == tok.store_id
+                and bound.enrolled_at == tok.used_at
+                and bound.superseded_at is None
+            ):
+                return store, bound.epoch
         if tok is None or tok.used_at is not None or tok.expires_at <= at:
             raise InvalidToken("enrollment token is unknown, already used or expired")
         store = tx.get_store(tok.store_id)
@@ -144,11 +158,15 @@ def enroll(
         return store, epoch
 
     store, epoch = storage.run(work)  # two replicas enrolling one store at once: the later runs again
+    return _answer(store.store_id, epoch, kid, store.tz, hub_key)
+
+
+def _answer(store_id: str, epoch: int, kid: str, tz: str, hub_key: keys.Ed25519PrivateKey) -> EnrollResponse:
     return EnrollResponse(
-        store_id=store.store_id,
+        store_id=store_id,
         epoch=epoch,
         key_id=kid,
-        tz=store.tz,
+        tz=tz,
         hub_public_key=keys.public_hex(hub_key),
         hub_key_id=keys.key_id(hub_key),
     )

@@ -84,6 +84,10 @@ class CaptureWriter:
         if self._startup_error is not None:
             raise self._startup_error
 
+    def alive(self) -> bool:
+        """True while the writer thread runs (the systemd watchdog's health check)."""
+        return self._thread.is_alive()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Process everything already queued, then stop the thread."""
         self._stopping = True

@@ -10,12 +10,13 @@ import ipaddress
 import os
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from sync_protocol import keys
 from sync_protocol._exceptions import KeyFileError
+from sync_protocol.proclock import ProcessLock
 
 from ._exceptions import ConfigError
 
@@ -134,35 +135,35 @@ class AgentConfig:
 
     @classmethod
     def load(cls, data_dir: str | os.PathLike[str] | None = None, **overrides: object) -> AgentConfig:
-        """Build a configuration: defaults, then ``EDGE_AGENT_<FIELD>`` variables, then non-None overrides.
+        """Build a configuration: defaults, then ``agent.toml``, then ``EDGE_AGENT_<FIELD>`` variables, then
+        non-None overrides (command-line flags); validated by :class:`edge_agent.settings.AgentSettings`.
 
-        Numeric fields can be set from the environment, e.g. ``EDGE_AGENT_RETENTION_DAYS=90`` or
-        ``EDGE_AGENT_BACKOFF_CAP=10``; ``EDGE_AGENT_HUB_URLS`` lists hub URLs (spaces or commas between).
+        ``agent.toml`` is ``$EDGE_AGENT_CONFIG``, else ``<data-dir>/agent.toml`` when it exists. Variables:
+        e.g. ``EDGE_AGENT_RETENTION_DAYS=90``, ``EDGE_AGENT_BACKOFF_CAP=10``, ``EDGE_AGENT_HUB_URLS`` (hub URLs,
+        spaces or commas between), ``EDGE_AGENT_DROP_DIR``.
 
         Raises:
-            ConfigError: when such a variable is not a number.
+            ConfigError: naming an unknown key, or an invalid value and where it came from.
         """
-        cfg = cls(data_dir=resolve_data_dir(data_dir))
-        changes: dict[str, object] = {}
-        for name in ENV_NUMBERS:
-            raw = os.environ.get(f"EDGE_AGENT_{name.upper()}")
-            if raw:
-                try:
-                    changes[name] = int(raw) if name in ("burst_records", "port") else float(raw)
-                except ValueError:
-                    raise ConfigError(f"EDGE_AGENT_{name.upper()} must be a number, not {raw!r}") from None
-        if os.environ.get(ENV_HUB_URLS):
-            changes["hub_url"] = " ".join(parse_hub_urls(os.environ[ENV_HUB_URLS], field=ENV_HUB_URLS))
-        if os.environ.get(ENV_HUB_CA):
-            changes["hub_ca"] = Path(os.environ[ENV_HUB_CA]).expanduser().resolve()
-        if os.environ.get(ENV_INSECURE_HTTP, "").lower() in ("1", "true", "yes"):
-            changes["insecure_http"] = True
-        if os.environ.get(ENV_RETENTION_AT):
-            changes["retention_at"] = os.environ[ENV_RETENTION_AT]
-        if os.environ.get(ENV_DROP_DIR):
-            changes["drop_dir"] = Path(os.environ[ENV_DROP_DIR]).expanduser().resolve()
-        changes.update({k: v for k, v in overrides.items() if v is not None})
-        return replace(cfg, **changes) if changes else cfg  # type: ignore[arg-type]
+        from sync_protocol.settings import SettingsError
+
+        from .settings import AgentSettings, config_path, load_settings
+
+        folder = resolve_data_dir(data_dir)
+        flags = {k: v for k, v in overrides.items() if v is not None}
+        if "hub_url" in flags:
+            flags["hub_urls"] = flags.pop("hub_url")
+        direct = {k: flags.pop(k) for k in list(flags) if k not in AgentSettings.model_fields}  # not file settings
+        try:
+            s = load_settings(config_path(folder), **flags)
+        except SettingsError as exc:
+            raise ConfigError(str(exc)) from None
+        values = {**s.model_dump(exclude={"hub_urls", "log_level", "log_format"}), **direct}
+        hub = " ".join(parse_hub_urls(s.hub_urls, field=ENV_HUB_URLS)) if s.hub_urls else None
+        for name in ("drop_dir", "hub_ca"):
+            if values.get(name) is not None:
+                values[name] = Path(values[name]).expanduser().resolve()
+        return cls(data_dir=folder, hub_url=hub, **values)
 
     @property
     def key_path(self) -> Path:
@@ -186,6 +187,21 @@ class AgentConfig:
             return keys.load_private_key(self.key_path)
         except KeyFileError as exc:
             raise ConfigError(str(exc)) from None
+
+
+AGENT_LOCK_FILE = "agent.lock"
+
+
+def data_lock(cfg: AgentConfig, command: str) -> ProcessLock:
+    """The data folder's process lock, held by ``run`` and ``import`` (and ``restore``) for their whole life.
+
+    Raises:
+        LockHeld: another ``run`` or ``import`` holds it (named in the message).
+        ConfigError: the data folder does not exist.
+    """
+    if not cfg.data_dir.is_dir():
+        raise ConfigError(f"{cfg.data_dir} is not an agent data folder; run 'edge-agent init --data-dir DIR' first")
+    return ProcessLock(cfg.data_dir / AGENT_LOCK_FILE, command)
 
 
 def hub_tls(cfg: AgentConfig) -> ssl.SSLContext | bool:

@@ -12,12 +12,13 @@ import logging
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable, Generator
 from typing import Any
 
 import uvicorn
 
-from sync_protocol import keys
+from sync_protocol import keys, sdnotify
 
 from ._exceptions import AgentError, ConfigError
 from .api import StatusReader, create_app
@@ -71,9 +72,13 @@ class _Server(uvicorn.Server):
                     host, port = sock.getsockname()[:2]
                     break
             self._announce(f"edge-agent listening on http://{host}:{port}")
+            sdnotify.notify("READY=1", f"STATUS=capturing on http://{host}:{port}")
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # a service thread (Windows): AgentService.stop() sets should_exit instead
+            return
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield
@@ -116,6 +121,7 @@ def _server(config: AgentConfig, app: Any, say: Callable[[str], None]) -> _Serve
             host=config.host,
             port=config.port,
             log_level="warning",
+            log_config=None,  # our handler and format (sync_protocol.logfmt), not uvicorn's
             access_log=False,
             lifespan="off",
             server_header=False,
@@ -129,7 +135,11 @@ def _server(config: AgentConfig, app: Any, say: Callable[[str], None]) -> _Serve
     )
 
 
-def run_agent(config: AgentConfig, announce: Callable[[str], None] | None = None) -> None:
+def run_agent(
+    config: AgentConfig,
+    announce: Callable[[str], None] | None = None,
+    on_server: Callable[[uvicorn.Server], None] | None = None,
+) -> None:
     """Serve the capture API and run the background sync until SIGTERM or SIGINT.
 
     Raises:
@@ -176,15 +186,21 @@ def run_agent(config: AgentConfig, announce: Callable[[str], None] | None = None
         allowed_origins=config.allowed_origins,
     )
     server = _server(config, app, say)
+    if on_server is not None:
+        on_server(server)  # AgentService keeps it to stop the agent from another thread
     scheduler.start()
     housekeeping.start()
     if watcher is not None:
         watcher.start()
+    # systemd's watchdog is pinged only while the outbox writer thread is alive and the server serves.
+    watchdog = sdnotify.Watchdog(lambda: writer.alive() and server.started and not server.should_exit).start()
     try:
         server.run()
     except SystemExit as exc:  # uvicorn exits when it cannot bind
         raise ConfigError(f"cannot serve on {config.host}:{config.port} (see the error above)") from exc
     finally:
+        sdnotify.notify("STOPPING=1")
+        watchdog.stop()
         if watcher is not None:
             watcher.stop()
         housekeeping.shutdown()

@@ -110,6 +110,37 @@ def compute_status(snapshot: dict[str, Any], now: datetime | None = None) -> dic
     }
 
 
+CATCH_UP_WINDOW_S = 60.0
+
+
+def catch_up(bursts: list[dict[str, Any]], pending: int, now: datetime | None = None) -> dict[str, Any] | None:
+    """Catch-up progress from the burst log: records/s acknowledged over the last minute, and the ETA.
+
+    Args:
+        bursts: Recent bursts (``at``, ``count``, ``result``), any order.
+        pending: Records still waiting.
+        now: The current time (aware); defaults to now.
+
+    Returns:
+        ``{"rate_per_s", "eta_s", "window_s"}``, or None when nothing is pending or nothing moved lately.
+    """
+    if pending <= 0:
+        return None
+    now = now or datetime.now(UTC)
+    recent = []
+    for b in bursts:
+        at = parse_time(b.get("at"))
+        if at is not None and b.get("result") == "ok" and 0 <= (now - at).total_seconds() <= CATCH_UP_WINDOW_S:
+            recent.append((at, int(b.get("count") or 0)))
+    if not recent:
+        return None
+    span = max(1.0, (now - min(at for at, _ in recent)).total_seconds())
+    rate = sum(n for _, n in recent) / span
+    if rate <= 0:
+        return None
+    return {"rate_per_s": round(rate, 1), "eta_s": round(pending / rate, 1), "window_s": round(span, 1)}
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -150,6 +181,11 @@ def format_status(status: dict[str, Any]) -> str:
     if status["pending"]:
         lines.append(
             f"oldest       {status['oldest_pending_captured_at']} ({_duration(status['oldest_pending_age_s'])} ago)"
+        )
+    progress = status.get("catch_up")
+    if progress:
+        lines.append(
+            f"catch-up     {progress['rate_per_s']:,.0f} records/s, done in about {_duration(progress['eta_s'])}"
         )
     lines.append(f"last sync    {status['last_sync_at'] or 'never'} ({status['last_sync_result']})")
     lines.append(f"last success {status['last_success_at'] or 'never'}")

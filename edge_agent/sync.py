@@ -265,6 +265,13 @@ class Syncer:
         }
         if contacted:
             fields["last_sync_at"] = fields["last_success_at"] = now_iso()
+        if state.get("last_sync_result") in ("offline", "blocked") and contacted:
+            log.warning(
+                "hub answers again after %s: %d records sent, acked through %d",
+                state.get("last_sync_result"),
+                sent,
+                self.outbox.acked_through(),
+            )
         if contacted or state.get("last_sync_result") != "ok" or state.get("next_attempt_at"):
             self.outbox.update_sync(**fields)
         return self._result("ok", ident, sent=sent)
@@ -510,6 +517,9 @@ class Syncer:
         self._retry_after_until = mono + delay if exc.retry_after is not None else 0.0
         self._due_mono = mono + delay
         now = datetime.now(UTC)
+        if state.get("last_sync_result") != "offline":  # once per outage, at the default level
+            pending = max(0, self.outbox.head(ident.epoch)[0] - self.outbox.acked_through())
+            log.warning("hub unavailable, %d records waiting (captures continue; retrying): %s", pending, exc)
         self.outbox.update_sync(
             last_sync_at=now_iso(),
             last_sync_result="offline",

@@ -34,21 +34,34 @@ GZIP_ABOVE = 1024
 USER_AGENT = f"storesync-edge-agent/{__version__}"
 
 
+def safe_url(url: str) -> str:
+    """The URL without any user:password part, for messages and logs."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
 @contextmanager
-def map_httpx_exceptions() -> Iterator[None]:
-    """Turn httpx errors into :class:`HubUnavailable` (the agent retries those with backoff)."""
+def map_httpx_exceptions(url: str = "") -> Iterator[None]:
+    """Turn httpx errors into :class:`HubUnavailable` (the agent retries those with backoff).
+
+    Args:
+        url: The hub URL tried, named in the message.
+    """
+    hub = f"the hub at {safe_url(url)}" if url else "the hub"
     try:
         yield
     except httpx.ConnectTimeout:
-        raise HubUnavailable("cannot reach the hub: connection timed out", timeout=True, unreachable=True) from None
+        raise HubUnavailable(f"cannot reach {hub}: connection timed out", timeout=True, unreachable=True) from None
     except httpx.TimeoutException as exc:
-        raise HubUnavailable(f"hub did not answer in time ({type(exc).__name__})", timeout=True) from None
+        raise HubUnavailable(f"{hub} did not answer in time ({type(exc).__name__})", timeout=True) from None
     except httpx.ConnectError as exc:
-        raise HubUnavailable(f"cannot reach the hub: ConnectError: {exc}", unreachable=True) from None
+        raise HubUnavailable(f"cannot reach {hub}: ConnectError: {exc}", unreachable=True) from None
     except httpx.TransportError as exc:
-        raise HubUnavailable(f"cannot reach the hub: {type(exc).__name__}: {exc}") from None
+        raise HubUnavailable(f"cannot reach {hub}: {type(exc).__name__}: {exc}") from None
     except httpx.HTTPError as exc:
-        raise HubUnavailable(f"HTTP error talking to the hub: {type(exc).__name__}: {exc}") from None
+        raise HubUnavailable(f"HTTP error talking to {hub}: {type(exc).__name__}: {exc}") from None
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -151,7 +164,7 @@ class HubClient:
             HubRejected: e.g. 401 ``invalid_token``.
             HubUnavailable: network errors and 5xx.
         """
-        with map_httpx_exceptions():
+        with map_httpx_exceptions(self.base_url):
             response = self._client.post(
                 ENROLL_PATH,
                 content=request.model_dump_json().encode(),
@@ -185,7 +198,7 @@ class HubClient:
             raw = gzip.compress(raw, compresslevel=1, mtime=0)
             headers["Content-Encoding"] = "gzip"
         headers.update(sign_request("POST", self._prefix + BURSTS_PATH, raw, key, key_id, int(t1.timestamp())))
-        with map_httpx_exceptions():
+        with map_httpx_exceptions(self.base_url):
             response = self._client.post(BURSTS_PATH, content=raw, headers=headers)
         t4 = datetime.now().astimezone()
         raise_for_answer(response)

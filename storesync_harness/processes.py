@@ -140,6 +140,8 @@ class Hub(Service):
     @classmethod
     def create(cls, data_dir: Path, port: int | None = None, *extra: str, database: str | None = None) -> Hub:
         data_dir.mkdir(parents=True, exist_ok=True)
+        if not any((data_dir / name).exists() for name in (".storesync-hub", "hub.key", "hub.db")):
+            hub_cli("init", "--data-dir", str(data_dir))  # only init creates a hub
         port = port or free_port()
         argv = [sys.executable, "-m", "cloud_hub", "serve", "--data-dir", str(data_dir), "--port", str(port)]
         if database:
@@ -198,7 +200,10 @@ class Agent(Service):
 
     def status(self) -> dict[str, Any]:
         """Status from the CLI: works whether or not the agent process runs."""
-        return dict(json.loads(agent_cli("status", "--data-dir", str(self.data_dir), "--json").stdout))
+        res = agent_cli("status", "--data-dir", str(self.data_dir), "--json", check=False)
+        if res.returncode not in (0, 1):  # 1: not in sync (pending or blocked), still a status
+            raise RuntimeError(f"edge-agent status exited {res.returncode}: {res.stderr.strip()}")
+        return dict(json.loads(res.stdout))
 
     def post(self, txn: Any, client: httpx.Client | None = None) -> httpx.Response:
         c = client or httpx.Client(timeout=10)

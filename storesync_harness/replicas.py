@@ -85,6 +85,8 @@ class ReplicaSet:
             argv += ["--admin-token-file", str(self.token_file)]
             if database is not None:
                 argv += ["--database", database]
+            else:
+                argv.append("--shared-data-dir")  # replicas share one SQLite folder (serve holds it alone otherwise)
             base = Hub.create(data, None, *argv)
             hub = Replica(f"hub-{chr(97 + i)}", base.argv, data, base.port, data / f"hub-{chr(97 + i)}.log")
             hub.token_file = self.token_file

@@ -104,6 +104,12 @@ def load_private_key(path: Path, *, check_permissions: bool = True) -> Ed25519Pr
         raise KeyFileError(
             f"{path} is accessible by group or others (mode {stat.S_IMODE(st.st_mode):o}); run: chmod 600 {path}"
         )
+    if check_permissions and os.name == "nt":  # pragma: no cover - Windows: the ACL, not the mode bits
+        from .winacl import check_key_file
+
+        problem = check_key_file(path)
+        if problem:
+            raise KeyFileError(problem)
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except ValueError:

@@ -17,10 +17,14 @@ else in the connection's default ``search_path``.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -96,6 +100,7 @@ class PostgresStorage(Storage):
     ) -> None:
         self.url = redact(url)
         conninfo, self.schema = split_url(url)
+        self._conninfo = conninfo  # for pg_dump (backup); never logged
         self.busy_timeout_ms = busy_timeout_ms
         options = f"-c lock_timeout={int(busy_timeout_ms)}"
         if self.schema:
@@ -189,6 +194,27 @@ class PostgresStorage(Storage):
         with self._txn(False, wait_s=min(2.0, self.busy_timeout_ms / 1000)) as tx:  # /readyz answers fast
             row = tx._c.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
         return int(row[0]) if row else 0
+
+    def backup(self, dest: Path) -> str:
+        """``pg_dump --format=custom`` of the hub's schema (or database), through a ``.part`` file."""
+        exe = shutil.which("pg_dump")
+        if exe is None:
+            raise StorageError("pg_dump is not installed; install the PostgreSQL client tools to back up this hub")
+        part = Path(str(dest) + ".part")
+        argv = [exe, "--format=custom", "--no-owner", f"--file={part}", f"--dbname={self._conninfo}"]
+        if self.schema:
+            argv.append(f"--schema={self.schema}")
+        try:
+            res = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            part.unlink(missing_ok=True)
+            raise StorageError(f"pg_dump failed: {exc}") from None
+        if res.returncode != 0:
+            part.unlink(missing_ok=True)
+            message = (res.stderr.strip().splitlines() or ["no message"])[-1].replace(self._conninfo, self.url)
+            raise StorageError(f"pg_dump failed: {message}")
+        os.replace(part, dest)
+        return "postgresql custom dump (pg_dump; restore with pg_restore)"
 
     def close(self) -> None:
         self._pool.close()

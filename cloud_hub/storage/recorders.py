@@ -24,6 +24,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from .._exceptions import StorageRetryable
@@ -318,6 +319,20 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def backup(self, dest: Path) -> str:
+        """Write a consistent copy of the whole database to ``dest`` while the hub keeps serving.
+
+        SQLite: the online backup API (a ``.db`` file that opens as a hub database). PostgreSQL:
+        ``pg_dump --format=custom`` of the hub's schema (restore with ``pg_restore``).
+
+        Returns:
+            What was written, for the operator (engine and format).
+
+        Raises:
+            StorageError: the copy failed; ``dest`` is not left half-written.
+        """
 
     def run(self, work: Callable[[UnitOfWork], T], *, attempts: int = RETRY_ATTEMPTS) -> T:
         """``work(tx)`` in a write transaction, run again (after a short random pause) when the database

@@ -5,7 +5,9 @@ the transaction fields (``register_id``, ``kind``, ``occurred_at``, ``currency``
 ``original_*``, ``voided_txn_id``); later rows may leave them blank or repeat them exactly. Each row
 holds at most one line item (``sku`` … ``disposition``) and at most one tender (``tender_type``,
 ``tender_amount``, ``card_last4``): the k-th tender sits on the k-th row, so a transaction with more
-tenders than lines adds rows with a blank line part, and a void is a single row with neither.
+tenders than lines adds rows with a blank line part, and a void is a single row with neither. The
+optional ``line_type`` column is the line's v2 ``type`` (``shipping``, ``gift_card`` …); a transaction
+with a line type is schema ``storesync.pos.v2``, one without stays v1.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
+
+from sync_protocol.transaction import SCHEMA_V2
 
 from .formats import (
     INDEXED,
@@ -32,7 +36,7 @@ COLUMNS = (
     "txn_id", "register_id", "kind", "occurred_at", "currency",
     "sku", "name", "qty", "unit_price", "discount", "tax", "disposition",
     "tender_type", "tender_amount", "card_last4",
-    "total", "original_channel", "original_order_id", "voided_txn_id",
+    "total", "original_channel", "original_order_id", "voided_txn_id", "line_type",
 )  # fmt: skip
 REQUIRED = (
     "txn_id", "register_id", "kind", "occurred_at", "currency",
@@ -40,7 +44,9 @@ REQUIRED = (
 )  # fmt: skip
 TXN_COLUMNS = ("register_id", "kind", "occurred_at", "currency", "total",
                "original_channel", "original_order_id", "voided_txn_id")  # fmt: skip
-LINE_COLUMNS = ("sku", "name", "qty", "unit_price", "discount", "tax", "disposition")
+LINE_COLUMNS = ("sku", "name", "qty", "unit_price", "discount", "tax", "disposition", "line_type")
+_LINE_FIELD = {c: c for c in LINE_COLUMNS} | {"line_type": "type"}
+_LINE_COLUMN = {field: col for col, field in _LINE_FIELD.items()}
 TENDER_COLUMNS = ("tender_type", "tender_amount", "card_last4")
 _TENDER_FIELD = {"type": "tender_type", "amount": "tender_amount", "card_last4": "card_last4"}
 _OPTIONAL_TXN = ("original_channel", "original_order_id", "voided_txn_id")
@@ -118,7 +124,7 @@ def _finish(group: _Group) -> Parsed:
         if m:
             kind, i, sub = m.group(1), int(m.group(2)), m.group(3)
             if kind == "lines":
-                column = sub if sub in LINE_COLUMNS else "unit_price"
+                column = _LINE_COLUMN.get(sub or "", "unit_price")
                 return column, line_rows[i] if i < len(line_rows) else first
             column = _TENDER_FIELD.get(sub or "", "tender_amount")
             return column, tender_rows[i] if i < len(tender_rows) else first
@@ -160,7 +166,7 @@ def _assemble(group: _Group) -> tuple[dict[str, Any], list[int], list[int], list
                     reason = f"{value!r} differs from {head.get(col, '')!r} on the transaction's first row"
                     errors.append(LineError(col, f"{reason} (line {first})", at))
         if any(row.get(c, "") != "" for c in LINE_COLUMNS):
-            item = {c: row.get(c, "") for c in LINE_COLUMNS if row.get(c, "") != ""}
+            item = {_LINE_FIELD[c]: row.get(c, "") for c in LINE_COLUMNS if row.get(c, "") != ""}
             for c in ("sku", "qty", "unit_price"):
                 item.setdefault(c, "")
             lines.append(item)
@@ -171,6 +177,8 @@ def _assemble(group: _Group) -> tuple[dict[str, Any], list[int], list[int], list
                 tender["card_last4"] = row["card_last4"]
             tenders.append(tender)
             tender_rows.append(at)
+    if any("type" in item for item in lines):  # line types are schema v2 (DESIGN §9)
+        txn = {"schema": SCHEMA_V2, **txn}
     txn["lines"] = lines
     txn["tenders"] = tenders
     return txn, line_rows, tender_rows, errors
@@ -192,7 +200,7 @@ def rows_for(txn: dict[str, Any]) -> list[list[str]]:
             row["original_order_id"] = original.get("order_id", "")
         if i < len(lines):
             for col in LINE_COLUMNS:
-                row[col] = str(lines[i].get(col) or "")
+                row[col] = str(lines[i].get(_LINE_FIELD[col]) or "")
         if i < len(tenders):
             for key, col in _TENDER_FIELD.items():
                 row[col] = str(tenders[i].get(key) or "")

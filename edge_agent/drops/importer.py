@@ -196,6 +196,9 @@ class Importer:
         row = ledger.get(self.outbox, import_id)
         assert row is not None
         resuming = row["checkpoint_offset"] > 0 or row["checkpoint_line"] > 0
+        if row["reason"] == "interrupted":  # set by a Ctrl-C'd ``edge-agent import``; running again now
+            ledger.update(self.outbox, import_id, now_iso(local=True), reason=None)
+            row["reason"] = None
         path = self._locate(row, verify=resuming)
         if path is None:
             reason = "the file was removed or changed while it was being imported"
@@ -244,6 +247,7 @@ class Importer:
         origin = f"file:{row['name']}"
         batch = file_timeline(path.stat().st_mtime)  # the file's own timeline, for the hub's time checks
         began, rows_before = time.monotonic(), counts["rows"]
+        offset_before = start.offset if start else 0
         last_said = began
         size = max(1, int(row["size"]))
         for res in read_chunks(str(path), fmt, start, pool=pool, inflight=self.inflight, chunk_items=self.chunk_items):
@@ -271,9 +275,11 @@ class Importer:
             if now - last_said >= self.progress_every:
                 last_said = now
                 rate = (counts["rows"] - rows_before) / max(now - began, 1e-9)
+                byte_rate = (res.end.offset - offset_before) / max(now - began, 1e-9)
+                eta = (size - res.end.offset) / byte_rate if byte_rate > 0 else None
                 self._tell(
                     f"import {row['name']}: {counts['rows']} rows ({100 * res.end.offset // size}%), "
-                    f"{rate:,.0f} rows/s, "
+                    f"{rate:,.0f} rows/s, ETA {_eta(eta)}, "
                     f"{counts['accepted']} accepted, {counts['duplicates']} duplicates, {counts['rejected']} rejected"
                 )
             if self.stop_requested:
@@ -360,6 +366,13 @@ class Importer:
             if not taken:
                 return cand
             n += 1
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = int(seconds)
+    return f"{s}s" if s < 120 else f"{s // 60}m{s % 60:02d}s"
 
 
 class _Bookkeeping:

@@ -19,7 +19,12 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import resource
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None  # type: ignore[assignment]
+import signal
 import threading
 import time
 from collections import deque
@@ -181,7 +186,7 @@ def read_chunk(path: str, span: Span) -> ChunkResult:
         result.errors = ("\n".join(errors) + "\n").encode("utf-8")
         result.error_lines = len(errors)
     result.cpu_s = time.process_time() - began
-    result.max_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result.max_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if resource is not None else 0
     return result
 
 
@@ -196,18 +201,38 @@ class _Now(Future[ChunkResult]):
             self.set_exception(exc)
 
 
+def pool_start_method(os_name: str = os.name) -> str:
+    """``forkserver`` on POSIX (safe in a threaded agent); ``spawn`` on Windows, which has no fork."""
+    return "spawn" if os_name == "nt" else "forkserver"
+
+
 def make_pool(workers: int) -> Executor:
     """A process pool for :func:`read_chunks` (forkserver: safe in a threaded agent).
 
     Workers exit on their own when the importing process dies (``kill -9`` included), which a
     process pool does not do by itself.
     """
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["edge_agent.drops.pipeline"])
+    ctx = multiprocessing.get_context(pool_start_method())
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload(["edge_agent.drops.pipeline"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_watch, initargs=(os.getpid(),))
 
 
 def _watch(owner: int) -> None:
+    # Ctrl-C reaches the whole process group: the owner decides when to stop, workers just finish their chunk.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    if os.name == "nt":  # pragma: no cover - Windows: os.kill(pid, 0) would send CTRL_C_EVENT
+        parent = multiprocessing.parent_process()  # with spawn, the importing process itself
+
+        def wait_parent() -> None:
+            if parent is not None:
+                parent.join()
+            os._exit(0)
+
+        threading.Thread(target=wait_parent, name="owner-watch", daemon=True).start()
+        return
+
     def loop() -> None:
         while True:
             time.sleep(PARENT_CHECK_S)

@@ -8,6 +8,7 @@ computed by exactly the code the agent uses. No migrations and no pragmas run on
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -123,6 +124,13 @@ class StoreView(Db):
             return None
         e, s, *rest, chain_value, sig = row
         return StoredRecord(RecordRow(int(e), int(s), *rest), bytes(chain_value), bytes(sig))
+
+    def records_of(self, epoch: int) -> Iterator[tuple[int, str, bytes, bytes, str]]:
+        """Every stored record of ``epoch`` in seq order: ``(seq, body, chain, sig, captured_at)`` (audit export)."""
+        for seq, body, chain_value, sig, captured in self.iterate(
+            "SELECT seq, body, chain, sig, captured_at FROM outbox WHERE epoch = ? ORDER BY seq", (epoch,)
+        ):
+            yield int(seq), body, bytes(chain_value), bytes(sig), captured
 
     def count_from_origin(self, epoch: int, after_seq: int, through_seq: int, origin: str) -> int:
         """Records of ``epoch`` with ``after_seq < seq <= through_seq`` whose origin is ``origin``."""

@@ -135,7 +135,7 @@ def test_status_cli_json_keys(agent: AgentProcess, enrolled_dir) -> None:
     data, _ = enrolled_dir
     assert httpx.post(f"{agent.url}/v1/transactions", json=make_txn(1), timeout=10).status_code == 201
     result = run_cli("status", "--json", "--data-dir", str(data))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # 1: a record is pending (not in sync)
     status = json.loads(result.stdout)
     assert status["store_id"] == "S1" and status["pending"] == 1 and status["last_seq"] == 1
     assert status["agent_running"] is True

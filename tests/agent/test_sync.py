@@ -78,8 +78,9 @@ def add_store(hub_dir: Path, store_id: str = "S1") -> dict[str, Any]:
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[HubProcess]:
     hub_dir = tmp_path / "hub"
-    hub_dir.mkdir()
-    add_store(hub_dir)  # creates the hub database before it serves
+    init = [sys.executable, "-m", "cloud_hub", "init", "--data-dir", str(hub_dir)]
+    subprocess.run(init, capture_output=True, timeout=60, env=child_env(), check=True)  # only init creates a hub
+    add_store(hub_dir)
     proc = HubProcess(hub_dir)
     try:
         yield proc
@@ -94,8 +95,10 @@ def enroll(hub: HubProcess, data: Path, store_id: str = "S1", *extra: str) -> su
 
 def status(data: Path) -> dict[str, Any]:
     result = run_cli("status", "--json", "--data-dir", str(data))
-    assert result.returncode == 0, result.stderr
-    return dict(json.loads(result.stdout))
+    doc = dict(json.loads(result.stdout))
+    in_sync = doc["enrolled"] and not doc["blocked"] and doc["pending"] == 0
+    assert result.returncode == (0 if in_sync else 1), result.stderr
+    return doc
 
 
 def test_enroll_capture_sync_with_running_agent(hub: HubProcess, tmp_path: Path) -> None:
@@ -105,7 +108,7 @@ def test_enroll_capture_sync_with_running_agent(hub: HubProcess, tmp_path: Path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("enrolled store S1 epoch 1 (key ")
     bad = run_cli("enroll", "--data-dir", str(data), "--hub", hub.url, "--token", "x" * 43)
-    assert bad.returncode == 2 and "invalid_token" in bad.stderr
+    assert bad.returncode == 3 and "invalid_token" in bad.stderr  # 3: the hub refused
 
     agent = AgentProcess(data, "--sync-interval", "1")
     try:

@@ -104,7 +104,7 @@ def test_wrong_field_count_and_missing_values_reject_the_transaction() -> None:
     )
     t1, t2, t3 = read(text + "\n")
     assert [(e.line, e.field) for e in t1.errors] == [(3, "(row)")]
-    assert "has 3 fields, the header has 19" in t1.errors[0].reason
+    assert f"has 3 fields, the header has {len(COLUMNS)}" in t1.errors[0].reason
     assert t1.rows == 2 and t1.raw == [good, "T1,R1,sale"]
     assert t2.ok
     assert [(e.line, e.field) for e in t3.errors] == [(5, "sku")]

@@ -37,6 +37,27 @@ def test_canonical_csv_example_imports_as_the_documented_transactions() -> None:
     assert [(i.first_line, i.last_line, i.rows) for i in items] == [(2, 3, 2), (4, 4, 1), (5, 5, 1)]
 
 
+def test_canonical_csv_line_type_column_gives_the_documented_v2_lines() -> None:
+    fmt, items = read_all(example("canonical-csv-line-types"))
+    assert fmt == "csv_canonical"
+    assert [i.errors for i in items] == [[]]
+    expected = [
+        parse_transaction(json.loads(x)).canonical() for x in example("canonical-jsonl-line-types").splitlines()
+    ]
+    assert [i.txn for i in items] == expected
+    txn = items[0].txn
+    assert txn is not None and txn["schema"] == "storesync.pos.v2"
+    assert [line["type"] for line in txn["lines"]] == ["item", "shipping", "gift_card"]
+
+
+def test_canonical_csv_unknown_line_type_is_named() -> None:
+    text = example("canonical-csv-line-types").replace("gift_card,,,", "voucher,,,")
+    _, items = read_all(text)
+    (item,) = items
+    assert item.txn is None
+    assert [(e.field, e.line) for e in item.errors] == [("line_type", 4)], item.errors
+
+
 def test_canonical_jsonl_example_is_jsonl() -> None:
     fmt, items = read_all(example("canonical-jsonl"))
     assert fmt == "jsonl"

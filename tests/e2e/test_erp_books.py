@@ -297,6 +297,34 @@ def test_shopify_shipping_and_refund_adjustment_lines_never_move_stock(tmp_path:
     assert got["S1:1:1"]["data"]["time_quality"]["method"] == "offset"  # a day-old export keeps its time
 
 
+def test_canonical_csv_line_type_column_keeps_shipping_and_gift_cards_out_of_stock(tmp_path: Path, hub: Hub) -> None:
+    """A canonical CSV drop marks its non-stock lines with ``line_type``: only the goods move stock."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    agent = Agent.enrolled(tmp_path / "agent", hub, "S1", "Europe/Berlin", "--sync-interval", "1")
+    agent.env = {"EDGE_AGENT_DROP_DIR": str(drop)}
+    at = _local(datetime.now(UTC) - timedelta(minutes=5))
+    text = (
+        "txn_id,register_id,kind,occurred_at,currency,sku,name,qty,unit_price,tax,line_type,tender_type,tender_amount,total\n"
+        f"R1-1,R1,sale,{at},EUR,TEE-BLK-M,Tee,2,19.90,0.00,,card,69.70,69.70\n"
+        "R1-1,,,,,SHIP-STD,Shipping,1,4.90,0.00,shipping,,,\n"
+        "R1-1,,,,,GC-25,Gift card,1,25.00,0.00,gift_card,,,\n"
+        f"R1-2,R1,sale,{at},EUR,SOCKS-3P,Socks,1,9.95,0.00,,cash,9.95,9.95\n"
+    )
+    try:
+        agent.start()
+        staged = tmp_path / "day.csv"
+        staged.write_text(text, encoding="utf-8")
+        os.rename(staged, drop / "day.csv")
+        got = events_by_id(hub, {"S1:1:1", "S1:1:1:inventory", "S1:1:2", "S1:1:2:inventory"})
+    finally:
+        agent.stop()
+    assert inventory(got) == {"S1:1:1:inventory": [("TEE-BLK-M", "-2")], "S1:1:2:inventory": [("SOCKS-3P", "-1")]}
+    assert [ln["type"] for ln in got["S1:1:1"]["data"]["txn"]["lines"]] == ["item", "shipping", "gift_card"]
+    assert got["S1:1:1"]["data"]["txn"]["schema"] == "storesync.pos.v2"
+    assert "type" not in got["S1:1:2"]["data"]["txn"]["lines"][0]  # no line type given: stays v1
+
+
 # --------------------------------------------------------------------------- failed mappings, lag
 
 

@@ -134,7 +134,9 @@ def test_pruned_records_make_a_loud_unrecoverable_gap_and_nothing_is_invented(tm
         assert st["blocked"]["code"] == "gap_unrecoverable"
         assert "unrecoverable gap seq 41..70" in st["blocked"]["message"]
         assert st["last_seq"] == 71 and st["pending"] >= 1
-        text = agent_cli("status", "--data-dir", str(agent.data_dir)).stdout
+        res = agent_cli("status", "--data-dir", str(agent.data_dir), check=False)
+        assert res.returncode == 1  # blocked
+        text = res.stdout
         assert "BLOCKED (gap_unrecoverable)" in text and "41..70" in text
         assert "unrecoverable gap seq 41..70" in agent.log_path.read_text()
         assert [r["seq"] for r in hub.ledger("S1")] == list(range(1, 41))  # nothing invented

@@ -34,8 +34,8 @@ def replicas(tmp_path: Path) -> Iterator[tuple[Hub, Hub]]:
     data = tmp_path / "hub"
     data.mkdir()
     (data / "hub.toml").write_text(HUB_TOML)
-    a = Hub.create(data, None, "--config", str(data / "hub.toml"))
-    b = Hub.create(data, None, "--config", str(data / "hub.toml"))
+    a = Hub.create(data, None, "--config", str(data / "hub.toml"), "--shared-data-dir")
+    b = Hub.create(data, None, "--config", str(data / "hub.toml"), "--shared-data-dir")
     a.name, b.name = "hub-a", "hub-b"
     a.log_path, b.log_path = data / "hub-a.log", data / "hub-b.log"
     try:

@@ -100,6 +100,9 @@ def test_both_replicas_accept_the_shared_admin_token(two_hubs: tuple[Hub, Hub]) 
 
 def _serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CLOUD_HUB_")}
+    if not (tmp_path / "d").exists():
+        init = [sys.executable, "-m", "cloud_hub", "init", "--data-dir", str(tmp_path / "d")]
+        subprocess.run(init, capture_output=True, timeout=60, env=clean, check=True)
     return subprocess.run(
         [sys.executable, "-m", "cloud_hub", "serve", "--data-dir", str(tmp_path / "d"), "--port", "0", *args],
         capture_output=True,

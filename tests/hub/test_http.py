@@ -54,6 +54,8 @@ def cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def start_hub(data_dir: Path, log: Path, *extra: str) -> Hub:
     env = {k: v for k, v in os.environ.items() if k not in ("CLOUD_HUB_DATA", "CLOUD_HUB_ADMIN_TOKEN")}
+    if not data_dir.exists():  # only init creates a hub
+        assert cli(data_dir, "init").returncode == 0
     with log.open("w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cloud_hub", "serve", "--data-dir", str(data_dir), "--port", "0", *extra],
@@ -299,12 +301,16 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
 
 def test_cli_store_add_plain_output_and_file_modes(tmp_path):
     data = tmp_path / "d"
-    out = cli(data, "store", "add", "S1", "--tz", "Europe/Berlin")
+    assert cli(data, "init").returncode == 0
+    out = cli(data, "store", "add", "S1", "--tz", "Europe/Berlin", "--hub-url", "https://hub.example.com/")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     token = lines[2]
     assert len(token) >= 40 and " " not in token
-    assert f"edge-agent enroll --hub http://127.0.0.1:8700 --token {token}" in out.stdout
+    assert (
+        f"edge-agent enroll --data-dir /var/lib/storesync-agent --hub https://hub.example.com --token {token}"
+        in out.stdout
+    )
     assert (data.stat().st_mode & 0o777) == 0o700
     assert (data / "hub.key").stat().st_mode & 0o777 == 0o600
     assert (data / "admin.token").stat().st_mode & 0o777 == 0o600

@@ -10,7 +10,7 @@ import pytest
 
 from cloud_hub import cli
 from cloud_hub._exceptions import ConfigError, InputError
-from cloud_hub.config import DATABASE_ENV, HubConfig, database_from_toml, open_hub, resolve_database
+from cloud_hub.config import DATABASE_ENV, HubConfig, database_from_toml, init_hub, resolve_database
 from cloud_hub.forwarding import load_config
 from cloud_hub.storage import Store, open_storage, sqlite_path, sqlite_url
 from cloud_hub.storage.sqlite import SQLiteStorage
@@ -59,7 +59,7 @@ def test_the_data_folder_default_is_hub_db_as_before(tmp_path: Path, monkeypatch
     monkeypatch.delenv("CLOUD_HUB_ADMIN_TOKEN", raising=False)
     config = HubConfig(data_dir=Path("data"))
     assert config.storage_url == "sqlite:///data/hub.db"
-    hub = open_hub(config)
+    hub = init_hub(config)
     try:
         assert isinstance(hub.storage, SQLiteStorage) and hub.storage.path == os.path.join("data", "hub.db")
     finally:
@@ -73,7 +73,7 @@ def test_the_data_folder_default_is_hub_db_as_before(tmp_path: Path, monkeypatch
 def test_an_explicit_database_url_wins_over_the_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("CLOUD_HUB_ADMIN_TOKEN", raising=False)
     other = tmp_path / "elsewhere.db"
-    hub = open_hub(HubConfig(data_dir=tmp_path / "data", database=sqlite_url(other)))
+    hub = init_hub(HubConfig(data_dir=tmp_path / "data", database=sqlite_url(other)))
     try:
         assert isinstance(hub.storage, SQLiteStorage) and hub.storage.path == str(other)
     finally:
@@ -117,8 +117,13 @@ def test_cli_database_flag_reaches_the_storage(tmp_path: Path, monkeypatch: pyte
     assert cli.main(["migrate", "--data-dir", str(tmp_path / "data"), "--database", sqlite_url(target)]) == 0
     assert capsys.readouterr().out.strip() == "sqlite: schema version 3 of 3; applied now: 1, 2, 3"
     assert target.is_file() and not (tmp_path / "data" / "hub.db").exists()
+    assert cli.main(["migrate", "--data-dir", str(tmp_path / "data")]) == 2  # only init creates a (SQLite) hub
+    assert "is not a hub data folder" in capsys.readouterr().err
+    assert not (tmp_path / "data" / "hub.db").exists()
+    assert cli.main(["init", "--data-dir", str(tmp_path / "data")]) == 0
+    capsys.readouterr()
     assert cli.main(["migrate", "--data-dir", str(tmp_path / "data")]) == 0
-    assert "applied now: 1, 2" in capsys.readouterr().out
+    assert "up to date" in capsys.readouterr().out
     assert (tmp_path / "data" / "hub.db").is_file()
     assert cli.main(["migrate", "--database", "mysql://h/db"]) == 2
     assert "storage URL scheme 'mysql' is not supported" in capsys.readouterr().err

@@ -28,8 +28,11 @@ def test_unit_runs_the_documented_command_hardened(name: str, command: str) -> N
     u = unit(name)
     assert command in u["Service"]["ExecStart"]
     assert u["Service"]["User"] == "storesync"
-    assert u["Service"]["UMask"] == "0077"
-    assert u["Service"]["StateDirectoryMode"] == "0700"
+    # the agent's folder is group-readable for store-tui (group storesync); keys are always 0600
+    group_read = name == "storesync-agent.service"
+    assert u["Service"]["UMask"] == ("0027" if group_read else "0077")
+    assert u["Service"]["StateDirectoryMode"] == ("0750" if group_read else "0700")
+    assert u["Service"]["Type"] == "notify" and u["Service"]["WatchdogSec"]
     assert u["Service"]["NoNewPrivileges"] == "yes"
     assert u["Service"]["Restart"] == "always"
 

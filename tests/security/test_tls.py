@@ -59,6 +59,7 @@ def tls_hub(tmp_path: Path) -> Iterator[TlsHub]:
     data = tmp_path / "hub"
     hub = TlsHub("", 0, data, None, ca, ca_file, cert_file, key_file)  # type: ignore[arg-type]
     hub.issue()
+    hub_cli("init", "--data-dir", str(data))  # only init creates a hub
     argv = [sys.executable, "-m", "cloud_hub", "serve", "--data-dir", str(data), "--port", "0"]
     argv += ["--tls-cert", str(cert_file), "--tls-key", str(key_file), "--tls-reload-interval", "0.2"]
     log = (tmp_path / "hub.log").open("w")
@@ -101,7 +102,7 @@ def test_agent_verifies_the_hub_certificate_and_syncs_over_tls(tls_hub: TlsHub, 
     assert run_cli("init", "--data-dir", str(data)).returncode == 0
     token = add_store(tls_hub, "T1")
     untrusted = run_cli("enroll", "--data-dir", str(data), "--hub", tls_hub.url, "--token", token)
-    assert untrusted.returncode == 2, untrusted.stdout
+    assert untrusted.returncode == 3, untrusted.stdout  # 3: the hub could not be reached (README, Exit codes)
     assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr and len(untrusted.stderr.strip().splitlines()) == 1
     trusted = run_cli(
         "enroll", "--data-dir", str(data), "--hub", tls_hub.url, "--token", token, "--hub-ca", str(tls_hub.ca_file)

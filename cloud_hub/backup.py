@@ -1,0 +1,157 @@
+"""``cloud-hub backup`` and ``cloud-hub restore``: a hub's data folder copied while it serves, and put back.
+
+A backup is a folder (mode 0700)::
+
+    hub.db | hub.pgdump     the database (SQLite online backup API / pg_dump), see Storage.backup
+    hub.key, admin.token    the receipt key and admin token, mode 0600 (when they live in the data folder)
+    hub.toml                the configuration, when there is one in the data folder
+    manifest.json           when, what, SHA-256 of every file, each store's epochs and acked_through
+
+``restore`` (SQLite hubs, the hub stopped: it takes the data folder's lock) checks every SHA-256, moves
+the current files aside as ``*.before-restore-<time>`` (the database with its ``-wal``/``-shm``), and
+copies the backup in. A hub restored from an older backup has fewer records than the stores have sent:
+each agent is told the hub's head on its next burst and sends the missing records again (the rewind,
+docs/operations.md "Restoring").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sync_protocol.proclock import ProcessLock
+
+from . import registry
+from ._exceptions import ConfigError
+from .config import HUB_MARKER, HubConfig, is_hub_folder, open_hub, require_hub_folder
+
+MANIFEST = "manifest.json"
+SECRETS = ("hub.key", "admin.token")
+PLAIN = ("hub.toml", HUB_MARKER)
+LOCK_FILE = "hub.lock"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fresh_folder(dest: Path) -> None:
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise ConfigError(f"{dest} exists and is not an empty folder; give a new folder for the backup")
+    try:
+        dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create backup folder {dest}: {exc.strerror}") from None
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    """What ``backup`` wrote."""
+
+    folder: Path
+    manifest: dict[str, Any]
+
+
+def backup(config: HubConfig, dest: Path) -> BackupResult:
+    """Copy the hub (database, key, token, config) into the new folder ``dest`` while it may be serving.
+
+    Raises:
+        ConfigError: ``dest`` is not new or empty, or the data folder is not a hub.
+        StorageError: the database copy failed.
+    """
+    require_hub_folder(config)
+    _fresh_folder(dest)
+    hub = open_hub(config)
+    try:
+        db_name = "hub.db" if hub.storage.engine == "sqlite" else "hub.pgdump"
+        how = hub.storage.backup(dest / db_name)
+        stores = [
+            {"store_id": s.store_id, "epoch": s.epoch, "acked_through": s.acked_through}
+            for s in registry.list_stores(hub.storage)
+        ]
+        engine = hub.storage.engine
+    finally:
+        hub.close()
+    files = [db_name]
+    for name in (*SECRETS, *PLAIN):
+        src = config.data_dir / name
+        if src.is_file():
+            shutil.copy2(src, dest / name)
+            if name in SECRETS:
+                os.chmod(dest / name, 0o600)
+            files.append(name)
+    manifest = {
+        "kind": "storesync-hub-backup",
+        "version": 1,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "engine": engine,
+        "database": how,
+        "data_dir": str(config.data_dir),
+        "files": {name: sha256(dest / name) for name in files},
+        "stores": stores,
+    }
+    (dest / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return BackupResult(dest, manifest)
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The backup's manifest, every file checked against its SHA-256.
+
+    Raises:
+        ConfigError: no manifest, not a hub backup, or a file missing or changed.
+    """
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        raise ConfigError(f"{folder} is not a hub backup (no readable {MANIFEST})") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != "storesync-hub-backup":
+        raise ConfigError(f"{folder} is not a hub backup ({MANIFEST} is of another kind)")
+    for name, digest in dict(manifest.get("files", {})).items():
+        path = folder / name
+        if not path.is_file() or sha256(path) != digest:
+            raise ConfigError(f"{folder}: {name} is missing or does not match the manifest; the backup is damaged")
+    return manifest
+
+
+def restore(config: HubConfig, source: Path) -> dict[str, Any]:
+    """Put a SQLite hub backup into ``config.data_dir`` (the hub must be stopped).
+
+    Returns:
+        The manifest, plus ``moved_aside``: the files that were replaced.
+
+    Raises:
+        ConfigError: damaged backup, a PostgreSQL backup (use pg_restore), or a data folder holding
+            something that is not a hub.
+        LockHeld: the hub is running on this data folder.
+    """
+    manifest = read_manifest(source)
+    if manifest.get("engine") != "sqlite":
+        raise ConfigError("this is a PostgreSQL hub backup: restore hub.pgdump with pg_restore (docs/operations.md)")
+    folder = config.data_dir
+    if folder.exists() and any(folder.iterdir()) and not is_hub_folder(folder):
+        raise ConfigError(f"{folder} holds files but is not a hub data folder; restore into an empty folder")
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    moved: list[str] = []
+    with ProcessLock(folder / LOCK_FILE, "cloud-hub restore"):
+        for name in (*manifest["files"], "hub.db-wal", "hub.db-shm"):
+            current = folder / name
+            if current.exists():
+                aside = folder / f"{name}.before-restore-{stamp}"
+                os.replace(current, aside)
+                moved.append(aside.name)
+        for name in manifest["files"]:
+            shutil.copy2(source / name, folder / name)
+            if name in SECRETS or name == "hub.db":
+                os.chmod(folder / name, 0o600)
+    return {**manifest, "moved_aside": moved}

@@ -1,0 +1,142 @@
+"""What every StoreSync command does with errors: one or two lines on stderr and a documented exit code.
+
+Exit codes (README "Exit codes"):
+
+==== =========================================================================================
+0    success
+1    the thing checked is not fine: ``status`` not in sync or blocked, ``verify`` failed, a capture
+     or an import refused records, ``config check`` found problems
+2    usage or configuration error: a bad option, a bad config file, a missing or foreign data
+     folder, a file that cannot be read or written
+3    the hub could not be reached, or refused the request
+4    the data folder is in use by another process (the lock holder is named)
+70   internal error (a bug): one line; ``STORESYNC_DEBUG=1`` prints the traceback
+130  interrupted (Ctrl-C); an interrupted import resumes on the next run
+141  stdout was closed early (``status | head``); nothing is printed
+==== =========================================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .proclock import LockHeld
+
+EXIT_OK = 0
+EXIT_PROBLEM = 1
+EXIT_USAGE = 2
+EXIT_HUB = 3
+EXIT_LOCKED = 4
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+EXIT_PIPE = 141
+DEBUG_ENV = "STORESYNC_DEBUG"
+
+
+class Parser(argparse.ArgumentParser):
+    """Argument errors are one line and exit code 2, like every other usage error."""
+
+    def error(self, message: str) -> Any:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def validation_message(exc: Any) -> str:
+    """A pydantic ``ValidationError`` as ``field: reason; field: reason`` (the input is never echoed)."""
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "value"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or str(exc)
+
+
+def os_message(exc: OSError) -> str:
+    """``cannot use PATH: Permission denied`` for an ``OSError`` with a file name."""
+    what = exc.strerror or exc.__class__.__name__
+    if exc.filename is not None:
+        return f"cannot use {exc.filename}: {what}"
+    return what
+
+
+def emit_error(prog: str, message: str, *, json_mode: bool = False, code: str = "error", exit_code: int = 2) -> None:
+    """Print one error: ``prog: error: message`` on stderr, and with ``--json`` a JSON object on stdout."""
+    if json_mode:
+        try:
+            print(json.dumps({"ok": False, "error": code, "message": message, "exit_code": exit_code}), flush=True)
+        except BrokenPipeError:  # pragma: no cover
+            pass
+    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+
+
+def run(
+    prog: str,
+    func: Callable[[], int],
+    *,
+    handlers: Iterable[tuple[type[BaseException] | tuple[type[BaseException], ...], Callable[[Any], tuple[int, str]]]],
+    json_mode: bool = False,
+) -> int:
+    """Run a command, turning every exception into one line and an exit code.
+
+    Args:
+        prog: Command name for the message prefix.
+        func: The command; returns its exit code.
+        handlers: ``(exception types, exc -> (exit code, message))`` tried in order before the generic ones.
+        json_mode: The command was given ``--json``: errors are also printed as JSON on stdout.
+    """
+    try:
+        return int(func())
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_PIPE
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BaseException as exc:  # noqa: BLE001 - the one place every error becomes a line and a code
+        if isinstance(exc, SystemExit):
+            raise
+        for types, handle in handlers:
+            if isinstance(exc, types) and not isinstance(exc, LockHeld):
+                code, message = handle(exc)
+                emit_error(prog, message, json_mode=json_mode, code=getattr(exc, "code", "error"), exit_code=code)
+                return code
+        code, message, kind = _generic(exc)
+        if code == EXIT_INTERNAL and os.environ.get(DEBUG_ENV):
+            traceback.print_exc()
+        emit_error(prog, message, json_mode=json_mode, code=kind, exit_code=code)
+        return code
+
+
+def _generic(exc: BaseException) -> tuple[int, str, str]:
+    from pydantic import ValidationError
+
+    if isinstance(exc, LockHeld):
+        return EXIT_LOCKED, str(exc), "locked"
+    if isinstance(exc, ValidationError):
+        return EXIT_USAGE, validation_message(exc), "invalid"
+    if isinstance(exc, OSError):
+        return EXIT_USAGE, os_message(exc), "os_error"
+    where = ""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is not None:
+        where = f" at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
+    return (
+        EXIT_INTERNAL,
+        f"internal error ({exc.__class__.__name__}{where}); please report it. {DEBUG_ENV}=1 shows the traceback",
+        "internal",
+    )
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the interpreter's final flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # pragma: no cover
+        pass
