@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PKGS := sync_protocol edge_agent cloud_hub tui storesync_harness
+PKGS := sync_protocol storesync_runtime edge_agent cloud_hub tui storesync_harness
 
 .PHONY: demo test bench bench-quick lint format faults clean constraints
 

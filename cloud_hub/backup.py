@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sync_protocol.proclock import ProcessLock
+from storesync_runtime.proclock import ProcessLock
 
 from . import registry
 from ._exceptions import ConfigError

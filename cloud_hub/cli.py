@@ -2,7 +2,7 @@
 ``store add``, ``stores``, ``config check``, ``backup``, ``restore``, ``ledger export``.
 
 Only ``init`` creates a hub; every other command refuses a folder that is not one. Errors are one line
-``cloud-hub: error: ...`` naming the field, with the exit codes of :mod:`sync_protocol.cli` (2 for bad
+``cloud-hub: error: ...`` naming the field, with the exit codes of :mod:`storesync_runtime.cli` (2 for bad
 input or configuration, 4 when another ``serve`` holds a SQLite hub's data folder).
 """
 
@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sync_protocol import cli as common_cli
-from sync_protocol import logfmt, sdnotify
+from storesync_runtime import cli as common_cli
+from storesync_runtime import logfmt, sdnotify
+from storesync_runtime.proclock import ProcessLock
 from sync_protocol._exceptions import StoreSyncError
-from sync_protocol.proclock import ProcessLock
 
 from . import __version__, admin, deliveries, registry
 from . import settings as hub_settings

@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sync_protocol import settings as common
-from sync_protocol.logfmt import LogFormat
+from storesync_runtime import settings as common
+from storesync_runtime.logfmt import LogFormat
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8700

@@ -2,7 +2,7 @@
 
 Subcommands: ``init``, ``enroll``, ``run``, ``status``, ``verify``, ``capture``, ``import``, ``imports``,
 ``sync``. Each takes ``--data-dir`` (else ``$EDGE_AGENT_DATA``, else ``./edge-agent-data``). Exit
-codes are those of :mod:`sync_protocol.cli`: 0 success, 1 the thing checked is not fine (status not in
+codes are those of :mod:`storesync_runtime.cli`: 0 success, 1 the thing checked is not fine (status not in
 sync or blocked, verify failed, a capture refused, records still pending), 2 usage or configuration
 error, 3 the hub unreachable or refusing, 4 the data folder in use by another process.
 """
@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sync_protocol import cli as common_cli
+from storesync_runtime import cli as common_cli
 from sync_protocol import keys
 from sync_protocol._exceptions import StoreSyncError, TransactionInvalid
 from sync_protocol.canonical import DuplicateKey, loads_strict
@@ -225,8 +225,8 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sync_protocol import logfmt
-    from sync_protocol.settings import SettingsError
+    from storesync_runtime import logfmt
+    from storesync_runtime.settings import SettingsError
 
     from .service import AgentService
     from .settings import config_path, load_settings
@@ -473,7 +473,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     """``edge-agent config check``: 0 when agent.toml and EDGE_AGENT_* are valid, 1 (naming the problem) when not."""
-    from sync_protocol.settings import SettingsError
+    from storesync_runtime.settings import SettingsError
 
     from . import settings
     from .config import resolve_data_dir

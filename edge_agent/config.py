@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from storesync_runtime.proclock import ProcessLock
 from sync_protocol import keys
 from sync_protocol._exceptions import KeyFileError
-from sync_protocol.proclock import ProcessLock
 
 from ._exceptions import ConfigError
 
@@ -145,7 +145,7 @@ class AgentConfig:
         Raises:
             ConfigError: naming an unknown key, or an invalid value and where it came from.
         """
-        from sync_protocol.settings import SettingsError
+        from storesync_runtime.settings import SettingsError
 
         from .settings import AgentSettings, config_path, load_settings
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import uvicorn
 
-from sync_protocol import keys, sdnotify
+from storesync_runtime import sdnotify
+from sync_protocol import keys
 
 from ._exceptions import AgentError, ConfigError
 from .api import StatusReader, create_app
@@ -121,7 +122,7 @@ def _server(config: AgentConfig, app: Any, say: Callable[[str], None]) -> _Serve
             host=config.host,
             port=config.port,
             log_level="warning",
-            log_config=None,  # our handler and format (sync_protocol.logfmt), not uvicorn's
+            log_config=None,  # our handler and format (storesync_runtime.logfmt), not uvicorn's
             access_log=False,
             lifespan="off",
             server_header=False,

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from sync_protocol.proclock import ProcessLock
+from storesync_runtime.proclock import ProcessLock
 
 from .backup import refuse_if_restored
 from .config import AgentConfig, data_lock

@@ -23,8 +23,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sync_protocol import settings as common
-from sync_protocol.logfmt import LogFormat
+from storesync_runtime import settings as common
+from storesync_runtime.logfmt import LogFormat
 
 CONFIG_ENV = "EDGE_AGENT_CONFIG"
 CONFIG_FILE = "agent.toml"

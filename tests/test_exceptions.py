@@ -10,11 +10,12 @@ import pytest
 
 import cloud_hub
 import edge_agent
+import storesync_runtime
 import sync_protocol
 import tui
 from sync_protocol._exceptions import StoreSyncError
 
-PACKAGES = (sync_protocol, edge_agent, cloud_hub, tui)
+PACKAGES = (sync_protocol, storesync_runtime, edge_agent, cloud_hub, tui)
 
 
 def _exception_classes() -> list[type[BaseException]]:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sync_protocol.cli import EXIT_INTERRUPTED
+from storesync_runtime.cli import EXIT_INTERRUPTED
 from sync_protocol.clock import now_iso
 
 from .._exceptions import ConfigError

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("sync_protocol", "edge_agent", "cloud_hub", "tui", "storesync_harness")
+PACKAGES = ("sync_protocol", "storesync_runtime", "edge_agent", "cloud_hub", "tui", "storesync_harness")
 
 
 def _project_files() -> list[str]:

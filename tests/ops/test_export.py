@@ -16,7 +16,7 @@ from sync_protocol import keys
 
 
 def verify_export(path: Path, *key_args: str) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "sync_protocol.audit_cli", "verify-export", str(path)]
+    argv = [sys.executable, "-m", "storesync_runtime.audit_cli", "verify-export", str(path)]
     for k in key_args:
         argv += ["--public-key", k]
     return subprocess.run([*argv, "--json"], capture_output=True, text=True, timeout=120)
@@ -77,7 +77,7 @@ def test_tampering_and_a_foreign_key_are_caught(tmp_path: Path, synced) -> None:
     res = verify_export(out, other)
     assert res.returncode == 1 and "not a key you gave" in json.loads(res.stdout)["problems"][0]
     bad = subprocess.run(
-        [sys.executable, "-m", "sync_protocol.audit_cli", "verify-export", str(out), "--public-key", "zz"],
+        [sys.executable, "-m", "storesync_runtime.audit_cli", "verify-export", str(out), "--public-key", "zz"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 2 and "Traceback" not in bad.stderr

@@ -17,7 +17,7 @@ from edge_agent.drops.pipeline import pool_start_method
 from edge_agent.service import AgentService
 from storesync_harness.pos import Pos
 from storesync_harness.processes import Agent, Hub, free_port
-from sync_protocol.proclock import LockHeld
+from storesync_runtime.proclock import LockHeld
 from sync_protocol.winacl import too_open
 
 

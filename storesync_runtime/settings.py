@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource
 
-from ._exceptions import StoreSyncError
+from sync_protocol._exceptions import StoreSyncError
 
 S = TypeVar("S", bound=BaseSettings)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ._exceptions import StoreSyncError
+from sync_protocol._exceptions import StoreSyncError
 
 
 class LockHeld(StoreSyncError):

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import audit, keys
+from sync_protocol import audit, keys
+from sync_protocol._exceptions import StoreSyncError
+
 from . import cli as common_cli
-from ._exceptions import StoreSyncError
 
 
 def _key(text: str) -> str:
