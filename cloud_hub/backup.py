@@ -16,8 +16,6 @@ docs/operations.md "Restoring").
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -25,24 +23,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from storesync_runtime.manifest import read_manifest as _read_manifest
+from storesync_runtime.manifest import write_manifest
 from storesync_runtime.proclock import ProcessLock
 
 from . import registry
 from ._exceptions import ConfigError
 from .config import HUB_MARKER, HubConfig, is_hub_folder, open_hub, require_hub_folder
 
-MANIFEST = "manifest.json"
 SECRETS = ("hub.key", "admin.token")
 PLAIN = ("hub.toml", HUB_MARKER)
 LOCK_FILE = "hub.lock"
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fresh_folder(dest: Path) -> None:
@@ -97,30 +88,10 @@ def backup(config: HubConfig, dest: Path) -> BackupResult:
         "engine": engine,
         "database": how,
         "data_dir": str(config.data_dir),
-        "files": {name: sha256(dest / name) for name in files},
         "stores": stores,
     }
-    (dest / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest = write_manifest(dest, manifest, files)
     return BackupResult(dest, manifest)
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """The backup's manifest, every file checked against its SHA-256.
-
-    Raises:
-        ConfigError: no manifest, not a hub backup, or a file missing or changed.
-    """
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
-        raise ConfigError(f"{folder} is not a hub backup (no readable {MANIFEST})") from None
-    if not isinstance(manifest, dict) or manifest.get("kind") != "storesync-hub-backup":
-        raise ConfigError(f"{folder} is not a hub backup ({MANIFEST} is of another kind)")
-    for name, digest in dict(manifest.get("files", {})).items():
-        path = folder / name
-        if not path.is_file() or sha256(path) != digest:
-            raise ConfigError(f"{folder}: {name} is missing or does not match the manifest; the backup is damaged")
-    return manifest
 
 
 def restore(config: HubConfig, source: Path) -> dict[str, Any]:
@@ -155,3 +126,12 @@ def restore(config: HubConfig, source: Path) -> dict[str, Any]:
             if name in SECRETS or name == "hub.db":
                 os.chmod(folder / name, 0o600)
     return {**manifest, "moved_aside": moved}
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The backup's manifest, every file checked against its SHA-256.
+
+    Raises:
+        ConfigError: no manifest, not a hub backup, or a file missing or changed.
+    """
+    return _read_manifest(folder, kind="storesync-hub-backup", what="a hub backup", error=ConfigError)

@@ -14,7 +14,6 @@ runbook.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,22 +21,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from storesync_runtime.manifest import read_manifest as _read_manifest
+from storesync_runtime.manifest import write_manifest
+
 from ._exceptions import ConfigError
 from .config import AgentConfig
 from .status import compute_status
 from .store import Outbox
 from .store.backup import backup_database
 
-MANIFEST = "manifest.json"
 MARKER = "RESTORED"
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _key_files(folder: Path) -> list[str]:
@@ -79,28 +72,8 @@ def backup(cfg: AgentConfig, dest: Path) -> dict[str, Any]:
         "epoch": status["epoch"],
         "last_seq": status["last_seq"],
         "acked_through": status["acked_through"],
-        "files": {name: sha256(dest / name) for name in files},
     }
-    (dest / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """The backup's manifest, every file checked against its SHA-256.
-
-    Raises:
-        ConfigError: not an agent backup, or a file missing or changed.
-    """
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
-        raise ConfigError(f"{folder} is not an agent backup (no readable {MANIFEST})") from None
-    if not isinstance(manifest, dict) or manifest.get("kind") != "storesync-agent-backup":
-        raise ConfigError(f"{folder} is not an agent backup ({MANIFEST} is of another kind)")
-    for name, digest in dict(manifest.get("files", {})).items():
-        path = folder / name
-        if not path.is_file() or sha256(path) != digest:
-            raise ConfigError(f"{folder}: {name} is missing or does not match the manifest; the backup is damaged")
+    manifest = write_manifest(dest, manifest, files)
     return manifest
 
 
@@ -161,3 +134,12 @@ def refuse_if_restored(cfg: AgentConfig) -> None:
 def clear_marker(cfg: AgentConfig) -> None:
     """After a successful enrollment: the restored outbox now writes a new epoch."""
     (cfg.data_dir / MARKER).unlink(missing_ok=True)
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The backup's manifest, every file checked against its SHA-256.
+
+    Raises:
+        ConfigError: no manifest, not an agent backup, or a file missing or changed.
+    """
+    return _read_manifest(folder, kind="storesync-agent-backup", what="an agent backup", error=ConfigError)
