@@ -341,9 +341,23 @@ def bench_fleet(
     """Prepare the stores once, then run each scenario; every figure goes to ``emit``."""
     # Every simulated store enrolls from this one loopback address, which the hub's per-source enrollment
     # limit (docs/security.md) rightly slows to 10 a minute; real stores enroll from their own addresses.
-    # The hubs started here inherit a limit that fits the fleet. Bursts keep their per-store limit.
-    os.environ.setdefault("CLOUD_HUB_RATE_ENROLL_BURST", str(max(20, 2 * stores)))
-    os.environ.setdefault("CLOUD_HUB_RATE_ENROLL_PER_MIN", str(max(10, 60 * stores)))
+    # The hubs started here inherit a limit that fits the fleet (only while the bench runs: the caller's
+    # environment is restored after). Bursts keep their per-store limit.
+    limits = {"CLOUD_HUB_RATE_ENROLL_BURST": str(max(20, 2 * stores)),
+              "CLOUD_HUB_RATE_ENROLL_PER_MIN": str(max(10, 60 * stores))}  # fmt: skip
+    saved = {k: os.environ.get(k) for k in limits}
+    os.environ.update({k: v for k, v in limits.items() if saved[k] is None})
+    try:
+        return _bench_fleet(root, emit, stores=stores, records=records, burst=burst, scenarios=scenarios)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+
+
+def _bench_fleet(
+    root: Path, emit: Any, *, stores: int, records: int, burst: int, scenarios: Any
+) -> list[dict[str, Any]]:
     t0 = time.perf_counter()
     prepared = prepare(stores, records, burst)
     print(f"  fleet: {stores} stores × {records} records sealed and signed in {time.perf_counter() - t0:.1f} s",
