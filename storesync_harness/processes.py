@@ -141,7 +141,8 @@ class Hub(Service):
     def create(cls, data_dir: Path, port: int | None = None, *extra: str, database: str | None = None) -> Hub:
         data_dir.mkdir(parents=True, exist_ok=True)
         if not any((data_dir / name).exists() for name in (".storesync-hub", "hub.key", "hub.db")):
-            hub_cli("init", "--data-dir", str(data_dir))  # only init creates a hub
+            # only init creates a hub; on PostgreSQL it migrates that database and writes no SQLite file
+            hub_cli("init", "--data-dir", str(data_dir), *(["--database", database] if database else []))
         port = port or free_port()
         argv = [sys.executable, "-m", "cloud_hub", "serve", "--data-dir", str(data_dir), "--port", str(port)]
         if database:

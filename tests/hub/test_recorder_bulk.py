@@ -15,7 +15,7 @@ def test_rows_round_trip_in_key_order_with_their_ids_and_identities_continue(db:
         assert all(tx.row_count(t) == 0 for t in cols)
         assert tx.load_rows("stores", cols["stores"], [("S2", "UTC", T0), ("S1", "Europe/Berlin", T0)]) == 2
         tx.load_rows("writers", cols["writers"], [("S1", 1, "k1", "ab" * 32, T0, None, "till")])
-        tx.load_rows("streams", cols["streams"], [("S1", 1, 2, b"\x02" * 32, T1, 0, None)])
+        tx.load_rows("streams", cols["streams"], [("S1", 1, 2, b"\x02" * 32, T1, 0, None, None)])
         loaded = [
             (r.store_id, r.epoch, r.seq, r.body, r.body_hash, r.chain, r.sig, r.received_at) for r in (row(1), row(2))
         ]
