@@ -28,6 +28,20 @@ pytestmark = pytest.mark.faults
 BIG = bytes(range(256)) * 400  # 102,400 bytes
 
 
+def settled(read: Any, want: Any, timeout: float = 3.0) -> Any:
+    """``read()`` once it equals ``want`` (or its last value after ``timeout``).
+
+    Counters are bumped just after the last byte is written, so a client holding its whole answer can read them a
+    moment before they move.
+    """
+    deadline = time.monotonic() + timeout
+    got = read()
+    while got != want and time.monotonic() < deadline:
+        time.sleep(0.01)
+        got = read()
+    return got
+
+
 class Upstream(ThreadingHTTPServer):
     """Counts requests received and responses fully written."""
 
@@ -113,10 +127,13 @@ def test_pass_forwards_keepalive_gzip_and_chunked(proxy: FaultProxy, client: htt
     payload = json.dumps({"records": list(range(5000))}).encode()
     r = client.post("/bursts", content=gzip.compress(payload), headers={"Content-Encoding": "gzip"})
     assert r.json() == {"sha256": hashlib.sha256(payload).hexdigest(), "n": len(payload)}
-    s = proxy.stats()
-    assert (s["connections"], s["requests"], s["upstream_requests"], s["responses"]) == (1, 5, 5, 5)
-    assert sum(s["faults"].values()) == 0
-    assert len(upstream.received) == upstream.answered == 5
+    def counts() -> tuple[int, ...]:
+        s = proxy.stats()
+        return s["connections"], s["requests"], s["upstream_requests"], s["responses"], upstream.answered
+
+    assert settled(counts, (1, 5, 5, 5, 5)) == (1, 5, 5, 5, 5)
+    assert sum(proxy.stats()["faults"].values()) == 0
+    assert len(upstream.received) == 5
 
 
 def test_refuse_closes_new_connections_and_recovers(
@@ -171,7 +188,7 @@ def test_reset_mid_response(proxy: FaultProxy, client: httpx.Client, upstream: U
     proxy.set_mode("reset_mid_response", bytes=cut)
     with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
         client.get("/big")
-    assert upstream.received == ["GET /big"] and upstream.answered == 1
+    assert upstream.received == ["GET /big"] and settled(lambda: upstream.answered, 1) == 1
     assert proxy.stats()["faults"]["reset_mid_response"] == 1
 
 
@@ -182,7 +199,7 @@ def test_truncate_body(proxy: FaultProxy, client: httpx.Client, upstream: Upstre
         assert r.status_code == 200
         with pytest.raises(httpx.RemoteProtocolError, match="(?i)incomplete|closed|expected"):
             r.read()
-    assert upstream.answered == 1
+    assert settled(lambda: upstream.answered, 1) == 1
 
 
 def test_5xx_storm_answers_without_upstream(proxy: FaultProxy, client: httpx.Client, upstream: Upstream) -> None:
@@ -204,11 +221,11 @@ def test_after_commit_drop_loses_the_answer(proxy: FaultProxy, client: httpx.Cli
     proxy.set_mode("after_commit_drop")
     with pytest.raises(httpx.RemoteProtocolError):
         client.post("/bursts", content=b'{"seq": 1}')
-    assert upstream.received == ["POST /bursts"] and upstream.answered == 1
+    assert upstream.received == ["POST /bursts"] and settled(lambda: upstream.answered, 1) == 1
     proxy.set_mode("after_commit_drop", rst=True)
     with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
         client.post("/bursts", content=b'{"seq": 2}')
-    assert upstream.answered == 2
+    assert settled(lambda: upstream.answered, 2) == 2
     assert proxy.stats()["faults"]["after_commit_drop"] == 2
 
 
@@ -320,8 +337,11 @@ def test_idle_upstream_connections_are_replaced(
     for _ in range(3):
         assert client.get("/again").status_code == 200
         time.sleep(0.1)
-    s = proxy.stats()
-    assert (s["connections"], s["responses"], upstream.answered) == (1, 3, 3)
+    def counts() -> tuple[int, ...]:
+        s = proxy.stats()
+        return s["connections"], s["responses"], upstream.answered
+
+    assert settled(counts, (1, 3, 3)) == (1, 3, 3)
 
 
 def test_stop_cuts_open_connections(upstream: Upstream) -> None:

@@ -85,9 +85,10 @@ async def test_sales_today_counts_by_business_day_with_returns_and_voids_apart(
     agent.env = {"EDGE_AGENT_DROP_DIR": str(drop)}
     agent.start()
     try:
-        now = datetime.now(UTC)
-        pos = Pos("R1", seed=3, start=now.astimezone(ZoneInfo("Europe/Berlin")).replace(tzinfo=None) - timedelta(
-            minutes=30))  # fmt: skip
+        local_now = datetime.now(UTC).astimezone(ZoneInfo("Europe/Berlin")).replace(tzinfo=None)
+        midnight = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
+        # half an hour ago, but never yesterday (a run just after local midnight once counted 0 sales today)
+        pos = Pos("R1", seed=3, start=max(local_now - timedelta(minutes=30), midnight + timedelta(seconds=1)))
         sales = [pos.sale() for _ in range(3)]
         for txn in [*sales, pos.return_of(sales[0]), pos.void_of(sales[1])]:
             assert agent.post(txn).status_code == 201
