@@ -34,7 +34,7 @@ from .delivery import DeliveryEngine
 from .forwarding import Forwarder, ForwardingConfig, load_config
 from .ingest import AfterStore, ingest_burst
 from .metrics import CONTENT_TYPE, HubMetrics
-from .ratelimit import LimitMiddleware, RateLimiter, RateLimits
+from .ratelimit import LimitMiddleware, RateLimiter, RateLimits, parse_networks
 
 log = logging.getLogger("cloud_hub.bursts")
 MAX_ENROLL_BYTES = 64 * 1024
@@ -230,7 +230,7 @@ def create_app(
     handle_burst.limiter = limiter
 
     app = FastAPI(title="StoreSync cloud hub", lifespan=_lifespan(hub, engine), docs_url=None, redoc_url=None)
-    app.add_middleware(LimitMiddleware, limiter=limiter)
+    app.add_middleware(LimitMiddleware, limiter=limiter, trusted_proxies=parse_networks(config.trusted_proxies))
     app.state.hub = hub
     app.state.after_store = after_store
     app.state.metrics = metrics

@@ -66,7 +66,7 @@ def settings(args: argparse.Namespace, **flags: Any) -> tuple[Path, Path | None,
 def config(args: argparse.Namespace, **flags: Any) -> HubConfig:
     """The :class:`HubConfig` of the parsed options (``flags`` override the settings)."""
     data_dir, toml, s = settings(args, **flags)
-    kw: dict[str, Any] = {"host": s.host, "port": s.port, "verify": s.verify}
+    kw: dict[str, Any] = {"host": s.host, "port": s.port, "verify": s.verify, "trusted_proxies": s.trusted_proxies}
     for name in ("hub_key_file", "admin_token_file"):
         if getattr(args, name, None):
             kw["key_file" if name == "hub_key_file" else name] = Path(getattr(args, name))

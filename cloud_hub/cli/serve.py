@@ -129,6 +129,7 @@ def _serve(args: argparse.Namespace, config: HubConfig, settings: HubSettings) -
             access_log=False,
             log_config=None,
             http="h11",
+            proxy_headers=False,  # X-Forwarded-For only from trusted_proxies (cloud_hub/ratelimit.py)
             ssl_context_factory=(lambda *_: tls.context) if tls is not None else None,
         )
     )
