@@ -10,15 +10,23 @@ Token buckets in memory, one set per hub process (replicas each keep their own):
   admin request from that address is answered 429 until the bucket refills.
 
 An agent treats 429 like an outage: it backs off for ``Retry-After`` and sends again (idempotent).
+
+The source address is the TCP peer. Behind a reverse proxy every request would come from the proxy, so
+``trusted_proxies`` (``[hub] trusted_proxies`` / ``$CLOUD_HUB_TRUSTED_PROXIES``) lists the proxies'
+addresses or networks: only a request whose peer is one of them has its ``X-Forwarded-For`` read, from
+the right, skipping trusted hops, and the first address that is not a trusted proxy is the source
+(:func:`client_source`). From any other peer the header is ignored, so it cannot be spoofed.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -150,18 +158,70 @@ class RateLimiter:
             raise RateLimited("this store sends bursts faster than the hub takes them; back off and retry", wait)
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
+    """Addresses or CIDR networks (``10.0.0.5``, ``10.0.0.0/24``, ``::1``).
+
+    Raises:
+        ValueError: naming the entry that is neither.
+    """
+    out = []
+    for value in values:
+        try:
+            out.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address or network") from None
+    return tuple(out)
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    text = text.strip().strip("[]")
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def _trusted(addr: ipaddress.IPv4Address | ipaddress.IPv6Address | None, proxies: Sequence[Network]) -> bool:
+    return addr is not None and any(addr.version == net.version and addr in net for net in proxies)
+
+
+def client_source(scope: Scope, proxies: Sequence[Network]) -> str:
+    """The address a request is counted against: the peer, or what a trusted proxy says the client was."""
+    peer = str((scope.get("client") or ("unknown",))[0])
+    if not proxies or not _trusted(_ip(peer), proxies):
+        return peer
+    hops: list[str] = []
+    for name, value in scope.get("headers", ()):
+        if name == b"x-forwarded-for":
+            hops.extend(h.strip() for h in value.decode("latin-1").split(","))
+    source = peer
+    for hop in reversed([h for h in hops if h]):
+        addr = _ip(hop)
+        source = str(addr) if addr is not None else hop[:64]
+        if not _trusted(addr, proxies):
+            break
+    return source
+
+
 class LimitMiddleware:
     """ASGI: per-source checks in front of bursts, enrollment and admin; every 401 is counted."""
 
-    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
+    def __init__(self, app: ASGIApp, limiter: RateLimiter, trusted_proxies: Sequence[Network] = ()) -> None:
         self.app = app
         self.limiter = limiter
+        self.trusted_proxies = tuple(trusted_proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(GUARDED):
             await self.app(scope, receive, send)
             return
-        source = str((scope.get("client") or ("unknown",))[0])
+        source = client_source(scope, self.trusted_proxies)
         try:
             self.limiter.check_source(source)
             if scope["path"] == ENROLL_PATH and scope["method"] == "POST":
