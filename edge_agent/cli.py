@@ -50,7 +50,7 @@ from .config import (
     resolve_data_dir,
 )
 from .drops.cli import abs_path, add_drop_commands
-from .status import catch_up, compute_status, format_status
+from .status import compute_status, format_status
 from .store import CaptureResult, Identity, Outbox
 from .sync import Syncer
 from .transport import HubClient
@@ -258,7 +258,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     cfg = _config(args)
     with Outbox(cfg.db_path, create=False) as outbox:
         status = compute_status(outbox.snapshot())
-        status["catch_up"] = catch_up(outbox.recent_bursts(200), status["pending"])
     print(json.dumps(status, indent=2) if args.json else format_status(status))
     in_sync = status["enrolled"] and not status["blocked"] and status["pending"] == 0
     return 0 if in_sync else 1
