@@ -16,7 +16,7 @@ from storesync_runtime import cli as common_cli
 
 from .._exceptions import ConfigError
 from ..config import data_lock, resolve_data_dir
-from ..status import catch_up, compute_status, format_status
+from ..status import compute_status, format_status
 from ..store import Outbox
 from . import _common
 
@@ -74,7 +74,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     cfg = _common.config(args)
     with Outbox(cfg.db_path, create=False) as outbox:
         status = compute_status(outbox.snapshot())
-        status["catch_up"] = catch_up(outbox.recent_bursts(200), status["pending"])
     print(json.dumps(status, indent=2) if args.json else format_status(status))
     in_sync = status["enrolled"] and not status["blocked"] and status["pending"] == 0
     return 0 if in_sync else 1
