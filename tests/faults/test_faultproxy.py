@@ -127,6 +127,7 @@ def test_pass_forwards_keepalive_gzip_and_chunked(proxy: FaultProxy, client: htt
     payload = json.dumps({"records": list(range(5000))}).encode()
     r = client.post("/bursts", content=gzip.compress(payload), headers={"Content-Encoding": "gzip"})
     assert r.json() == {"sha256": hashlib.sha256(payload).hexdigest(), "n": len(payload)}
+
     def counts() -> tuple[int, ...]:
         s = proxy.stats()
         return s["connections"], s["requests"], s["upstream_requests"], s["responses"], upstream.answered
@@ -337,6 +338,7 @@ def test_idle_upstream_connections_are_replaced(
     for _ in range(3):
         assert client.get("/again").status_code == 200
         time.sleep(0.1)
+
     def counts() -> tuple[int, ...]:
         s = proxy.stats()
         return s["connections"], s["responses"], upstream.answered
