@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -34,7 +34,7 @@ from .delivery import DeliveryEngine
 from .forwarding import Forwarder, ForwardingConfig, load_config
 from .ingest import AfterStore, ingest_burst
 from .metrics import CONTENT_TYPE, HubMetrics
-from .ratelimit import LimitMiddleware, RateLimiter, RateLimits
+from .ratelimit import LimitMiddleware, RateLimiter, RateLimits, parse_networks
 
 log = logging.getLogger("cloud_hub.bursts")
 MAX_ENROLL_BYTES = 64 * 1024
@@ -145,8 +145,18 @@ class BurstHandler:
                 self.metrics.burst(exc.status, exc.code, 0, 0)
             log.info("burst refused status=%s error=%s reason=%.200r", exc.status, exc.code, exc.error.message)
             raise
-        if self.limiter is not None:
-            self.limiter.burst(verified.keyid)  # 429 for a store sending faster than its share
+        if self.limiter is None:
+            return self._ingest(headers, raw, received, verified.keyid, started)
+        self.limiter.burst(verified.keyid)  # 429 for a store sending faster than its share
+        self.limiter.begin(verified.keyid)  # 429 for a store with more bursts in flight than allowed
+        try:
+            return self._ingest(headers, raw, received, verified.keyid, started)
+        finally:
+            self.limiter.end(verified.keyid)
+
+    def _ingest(
+        self, headers: Mapping[str, str], raw: bytes, received: datetime, key_id: str, started: float
+    ) -> Response:
         limits = self.hub.config.limits
         body = decode_body(raw, headers.get("content-encoding"), limits)
         burst: BurstRequest = parse_model(BurstRequest, body)
@@ -157,7 +167,7 @@ class BurstHandler:
             answer = ingest_burst(
                 self.hub.storage,
                 burst,
-                key_id=verified.keyid,
+                key_id=key_id,
                 hub_key=self.hub.hub_key,
                 verify_all=self.hub.config.verify == "all",
                 now=received,
@@ -229,6 +239,26 @@ def create_app(
     limiter = RateLimiter(RateLimits.from_env())
     handle_burst.limiter = limiter
 
+    app = FastAPI(title="StoreSync cloud hub", lifespan=_lifespan(hub, engine), docs_url=None, redoc_url=None)
+    app.add_middleware(LimitMiddleware, limiter=limiter, trusted_proxies=parse_networks(config.trusted_proxies))
+    app.state.hub = hub
+    app.state.after_store = after_store
+    app.state.metrics = metrics
+    app.state.engine = engine
+    app.state.forwarding = forwarding
+
+    _add_error_handlers(app)
+    _add_health_routes(app, hub, engine, metrics)
+    _add_ingest_routes(app, config, hub, keys, handle_burst)
+    _add_admin_routes(app, hub)
+    deliveries.register_routes(app, hub.storage, hub.admin_token, forwarding)
+    books.register_routes(app, hub.storage, hub.admin_token, lambda error_id: forwarder.rederive(hub.storage, error_id))
+    return app
+
+
+def _lifespan(hub: Hub, engine: DeliveryEngine | None) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start the delivery workers with the app; stop them and close the data folder after it."""
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if engine is not None:
@@ -240,13 +270,11 @@ def create_app(
                 await run_in_threadpool(engine.stop)
             hub.close()
 
-    app = FastAPI(title="StoreSync cloud hub", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.add_middleware(LimitMiddleware, limiter=limiter)
-    app.state.hub = hub
-    app.state.after_store = after_store
-    app.state.metrics = metrics
-    app.state.engine = engine
-    app.state.forwarding = forwarding
+    return lifespan
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every non-2xx answer as a JSON ``ErrorBody``; an unexpected exception as a logged 500."""
 
     @app.exception_handler(HubError)
     async def _hub_error(_: Request, exc: HubError) -> JSONResponse:
@@ -267,6 +295,10 @@ def create_app(
     async def _internal_error(_: Request, exc: Exception) -> JSONResponse:
         logging.getLogger("cloud_hub").exception("internal error: %s", type(exc).__name__)
         return JSONResponse({"error": "internal", "message": "internal error; see the hub log"}, status_code=500)
+
+
+def _add_health_routes(app: FastAPI, hub: Hub, engine: DeliveryEngine | None, metrics: HubMetrics) -> None:
+    """``/healthz``, ``/readyz`` and ``/metrics``."""
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -301,6 +333,10 @@ def create_app(
         full = scheme.lower() == "bearer" and hub.admin_token.matches(given.strip())
         return Response(metrics.render(per_store=full), media_type=CONTENT_TYPE)
 
+
+def _add_ingest_routes(app: FastAPI, config: HubConfig, hub: Hub, keys: KeyCache, handle_burst: BurstHandler) -> None:
+    """``POST /v1/enroll`` and ``POST /v1/bursts`` (the stores' side of the protocol)."""
+
     @app.post(ENROLL_PATH, status_code=201, openapi_extra={"requestBody": json_body(inline_schema(EnrollRequest))})
     async def enroll(request: Request) -> Response:
         raw = await read_limited(request, MAX_ENROLL_BYTES)
@@ -317,6 +353,10 @@ def create_app(
         received = datetime.now(UTC)
         raw = await read_limited(request, config.limits.max_wire_bytes)
         return await run_in_threadpool(handle_burst, request.method, request.url.path, request.headers, raw, received)
+
+
+def _add_admin_routes(app: FastAPI, hub: Hub) -> None:
+    """``/v1/admin/stores[/{store_id}[/ledger]]`` (admin bearer token)."""
 
     @app.get("/v1/admin/stores")
     def admin_stores(authorization: str | None = Header(default=None)) -> dict[str, Any]:
@@ -338,7 +378,3 @@ def create_app(
     ) -> dict[str, Any]:
         check_admin(authorization, hub.admin_token)
         return admin.ledger_view(hub.storage, store_id, epoch=epoch, after=after, limit=limit)
-
-    deliveries.register_routes(app, hub.storage, hub.admin_token, forwarding)
-    books.register_routes(app, hub.storage, hub.admin_token, lambda error_id: forwarder.rederive(hub.storage, error_id))
-    return app

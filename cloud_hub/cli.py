@@ -215,7 +215,7 @@ def _settings(args: argparse.Namespace, **flags: Any) -> tuple[Path, Path | None
 
 def _config(args: argparse.Namespace, **flags: Any) -> HubConfig:
     data_dir, _, s = _settings(args, **flags)
-    kw: dict[str, Any] = {"host": s.host, "port": s.port, "verify": s.verify}
+    kw: dict[str, Any] = {"host": s.host, "port": s.port, "verify": s.verify, "trusted_proxies": s.trusted_proxies}
     for name in ("hub_key_file", "admin_token_file"):
         if getattr(args, name, None):
             kw["key_file" if name == "hub_key_file" else name] = Path(getattr(args, name))
@@ -387,6 +387,7 @@ def _serve(args: argparse.Namespace, config: HubConfig, settings: HubSettings) -
             access_log=False,
             log_config=None,
             http="h11",
+            proxy_headers=False,  # X-Forwarded-For only from trusted_proxies (cloud_hub/ratelimit.py)
             ssl_context_factory=(lambda *_: tls.context) if tls is not None else None,
         )
     )

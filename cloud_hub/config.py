@@ -63,6 +63,7 @@ class HubConfig:
         key_file: Receipt key file shared by replicas (else ``$CLOUD_HUB_KEY_FILE``, ``$CLOUD_HUB_KEY``, ``hub.key``).
         admin_token_file: Admin token file shared by replicas (else the env, else ``admin.token``).
         database: Storage URL (``sqlite:///PATH``); ``None`` is ``hub.db`` in the data folder.
+        trusted_proxies: Reverse proxies (addresses or networks) whose ``X-Forwarded-For`` names the client.
     """
 
     data_dir: Path = field(default_factory=lambda: Path(DEFAULT_DATA_DIR))
@@ -74,6 +75,7 @@ class HubConfig:
     key_file: Path | None = None
     admin_token_file: Path | None = None
     database: str | None = None
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def db_path(self) -> Path:

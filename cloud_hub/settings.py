@@ -10,6 +10,8 @@ Its ``[hub]`` table (and the same names as ``CLOUD_HUB_<NAME>`` variables, which
     verify = "last"                         # CLOUD_HUB_VERIFY      signatures checked per burst: last | all
     log_level = "info"                      # CLOUD_HUB_LOG_LEVEL   debug | info | warning | error
     log_format = "text"                     # CLOUD_HUB_LOG_FORMAT  text | json
+    trusted_proxies = ["127.0.0.1"]         # CLOUD_HUB_TRUSTED_PROXIES  reverse proxies whose
+                                            #   X-Forwarded-For is believed (comma-separated in the variable)
 
 ``[[sinks]]`` and ``[delivery]`` in the same file are the forwarding settings (docs/sinks.md); the
 database is ``[storage] database`` (or ``--database``, ``$STORESYNC_HUB_DATABASE``; see
@@ -21,11 +23,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from storesync_runtime import settings as common
 from storesync_runtime.logfmt import LogFormat
@@ -58,6 +60,19 @@ class HubSettings(BaseSettings):
     verify: Literal["last", "all"] = "last"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: LogFormat = "text"
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        from .ratelimit import parse_networks
+
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            return items
+        texts = tuple(str(v).strip() for v in items if str(v).strip())
+        parse_networks(texts)  # ValueError names the entry
+        return texts
 
     @field_validator("public_url")
     @classmethod

@@ -10,7 +10,10 @@ Checks, in order, each answered with JSON naming the reason:
    cross-site without asking (``text/plain``, forms) never reach a handler.
 4. When the agent is bound to a non-loopback address, a request from another host needs
    ``Authorization: Bearer <register token>`` (401); the register it names is put into the scope as
-   ``storesync.register`` so capture accepts only that register's sales.
+   ``storesync.register`` so capture accepts only that register's sales. Wrong tokens are limited per
+   source address (:class:`FailedTokens`: 10 a minute, 20 at once); once an address has spent them,
+   every request from it is answered 429 with ``Retry-After`` until the budget refills, so register
+   tokens cannot be guessed at hundreds per second, while registers on other addresses go on capturing.
 
 ``GET /healthz`` only answers ``{"ok": true}`` and passes checks 2-4 (a monitor needs no token).
 """
@@ -19,6 +22,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
+import threading
+import time
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
@@ -27,14 +33,56 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .registers import RegisterTokens
 
 REGISTER_SCOPE_KEY = "storesync.register"
+FAILED_PER_MIN = 10.0
+FAILED_BURST = 20.0
+MAX_SOURCES = 10_000  # addresses remembered; the ones back at a full budget are forgotten first
+
+
+class FailedTokens:
+    """Wrong register tokens per source address: a token bucket of ``burst`` refilled at ``per_min``."""
+
+    def __init__(self, per_min: float = FAILED_PER_MIN, burst: float = FAILED_BURST) -> None:
+        self.rate = per_min / 60.0
+        self.burst = burst
+        self._state: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def _level(self, source: str, now: float) -> float:
+        tokens, at = self._state.get(source, (self.burst, now))
+        return min(self.burst, tokens + (now - at) * self.rate)
+
+    def wait(self, source: str) -> float:
+        """Seconds until ``source`` may try a token again (0.0: now)."""
+        with self._lock:
+            level = self._level(source, time.monotonic())
+        return 0.0 if level >= 1.0 else (1.0 - level) / self.rate
+
+    def failed(self, source: str) -> None:
+        """Count one wrong or missing token from ``source``."""
+        now = time.monotonic()
+        with self._lock:
+            self._state[source] = (max(0.0, self._level(source, now) - 1.0), now)
+            if len(self._state) > MAX_SOURCES:
+                for key in [k for k in self._state if self._level(k, now) >= self.burst - 1][: MAX_SOURCES // 2]:
+                    del self._state[key]
+
+
+def unmapped(host: str) -> str:
+    """``host`` without an IPv4-mapped IPv6 prefix (``::ffff:192.0.2.2`` on a dual-stack ``::`` bind)."""
+    try:
+        addr = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host
+    mapped = addr.ipv4_mapped if isinstance(addr, ipaddress.IPv6Address) else None
+    return str(mapped) if mapped is not None else host
 
 
 def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
+    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1, also IPv4-mapped)."""
     if host.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(unmapped(host).strip("[]")).is_loopback
     except ValueError:
         return False
 
@@ -70,6 +118,7 @@ class Guard:
         tokens: Register tokens; required from non-loopback clients when ``bind_host`` is not loopback.
         allowed_hosts: Further names a ``Host`` header may carry (``--allow-host``).
         allowed_origins: Origins allowed to call the API (``--allow-origin``), e.g. ``http://till.local``.
+        failed_tokens: The per-address budget of wrong tokens (default: 10 a minute, 20 at once).
     """
 
     def __init__(
@@ -80,6 +129,7 @@ class Guard:
         tokens: RegisterTokens | None,
         allowed_hosts: Iterable[str] = (),
         allowed_origins: Iterable[str] = (),
+        failed_tokens: FailedTokens | None = None,
     ) -> None:
         self.app = app
         self.bind_host = bind_host
@@ -87,13 +137,14 @@ class Guard:
         self.tokens = tokens
         self.allowed_hosts = {h.lower() for h in allowed_hosts}
         self.allowed_origins = {o.rstrip("/").lower() for o in allowed_origins}
+        self.failed_tokens = failed_tokens or FailedTokens()
 
     def _host_ok(self, scope: Scope, header: str) -> bool:
         host, port = _split_host(header)
         if port == -1 or not host:
             return False
         server = scope.get("server") or (self.bind_host, None)
-        local, local_port = str(server[0]).lower(), server[1]
+        local, local_port = unmapped(str(server[0])).lower(), server[1]
         if port is not None and local_port is not None and port != local_port:
             return False
         if port is None and local_port not in (None, 80):
@@ -127,8 +178,20 @@ class Guard:
                 return
         client = scope.get("client") or ("", 0)
         if self.need_tokens and not is_loopback(str(client[0])):
+            source = unmapped(str(client[0]))
+            wait = self.failed_tokens.wait(source)
+            if wait > 0:
+                await _refuse(
+                    send,
+                    429,
+                    "busy",
+                    "too many wrong register tokens from this address; wait and retry",
+                    [(b"retry-after", str(max(1, math.ceil(wait))).encode())],
+                )
+                return
             register = self._register(headers.get(b"authorization", b""))
             if register is None:
+                self.failed_tokens.failed(source)
                 await _refuse(
                     send,
                     401,

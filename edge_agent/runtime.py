@@ -126,6 +126,7 @@ def _server(config: AgentConfig, app: Any, say: Callable[[str], None]) -> _Serve
             access_log=False,
             lifespan="off",
             server_header=False,
+            proxy_headers=False,  # the client is the TCP peer (guard.py): no X-Forwarded-For
             # The capture path is mostly HTTP and event-loop overhead per request: httptools and uvloop
             # (uvicorn's "standard" extras) take ~30% more POS requests/s than h11 on asyncio
             # (docs/performance.md). Without them (not installable) uvicorn's pure-Python pair runs.

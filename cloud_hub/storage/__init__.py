@@ -16,7 +16,8 @@ implements the small recorder interfaces of :mod:`cloud_hub.storage.recorders`
 ``sqlite:///``), ``sqlite://`` or ``sqlite:///:memory:`` for a private in-memory database. A plain
 path without a scheme is a SQLite file. ``postgresql://user@host:port/db?schema=NAME`` is PostgreSQL.
 Adapters, one module per engine: :mod:`cloud_hub.storage.sqlite` (embedded default) and
-:mod:`cloud_hub.storage.postgres`. Every adapter passes the recorder contract suites in ``tests/hub/``.
+:mod:`cloud_hub.storage.postgres`; the recorders' SQL, written once for both, is :mod:`cloud_hub.storage.sql`.
+Every adapter passes the recorder contract suites in ``tests/hub/``.
 """
 
 from __future__ import annotations

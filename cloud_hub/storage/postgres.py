@@ -13,6 +13,14 @@ else in the connection's default ``search_path``.
   retries it); a server that cannot be reached is ``StorageUnavailable``. All three answer 503 with
   ``Retry-After``; nothing from psycopg ever reaches the HTTP layer.
 - Forward-only migrations (:mod:`.postgres_schema`) run at open, under an advisory lock.
+
+The recorders' SQL is written once in :mod:`.sql`; this module keeps what is PostgreSQL's own:
+:data:`POSTGRES` (``%s`` placeholders, row locks, lists as arrays with ``= ANY``, identities moved
+past loaded ids) and the hooks of :class:`PgWork`: savepoints around inserts that may be refused,
+``COPY`` for bulk loads, a server-side cursor to read a whole table, event ids from identity columns
+with ``INSERT ... RETURNING``, and the strict-lane claim, which belongs to whoever locks the lane's
+head row (``FOR UPDATE SKIP LOCKED``, re-checked after the lock: still open, due, not leased), so one
+lane has one holder at a time and is delivered in id (= seq) order.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,23 +41,133 @@ from psycopg import errors, sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .._exceptions import InputError, StorageBusy, StorageError, StorageRetryable, StorageUnavailable
-from .postgres_bookkeeping import PgBookkeeping
-from .postgres_events import PgEvents
-from .postgres_recorders import PgBulk, PgLedger, PgRegistry
 from .postgres_schema import MIGRATIONS
 from .recorders import Storage, UnitOfWork
-from .records import iso_utc
+from .records import NewEvent, iso_utc
+from .sql import Dialect
+from .sql.books import SQLBooks
+from .sql.events import OPEN, SQLEvents
+from .sql.ledger import SQLBulk, SQLLedger
+from .sql.registry import SQLRegistry
 
 SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 MIGRATE_LOCK = 0x5353_4D47  # "SSMG": the advisory lock key of migrations (per database)
 
 
-class _PgWork(PgRegistry, PgLedger, PgBookkeeping, PgEvents, PgBulk, UnitOfWork):
-    """A unit of work on one pooled connection inside an open transaction: every recorder at once."""
+POSTGRES = Dialect(
+    name="postgresql",
+    mark="%s",
+    row_locks=True,
+    any_of="{column} = ANY(?)",
+    pack=list,
+    follow_identity="SELECT setval(pg_get_serial_sequence('{table}', '{column}'), (SELECT MAX({column}) FROM {table}))",
+)
+
+
+class PgWork(SQLRegistry, SQLLedger, SQLBooks, SQLEvents, SQLBulk, UnitOfWork):
+    """A unit of work on one pooled connection inside an open transaction: every recorder at once.
+
+    ``write`` says whether it is a write transaction (READ COMMITTED with row locks) or a read-only
+    snapshot (REPEATABLE READ).
+    """
+
+    dialect = POSTGRES
 
     def __init__(self, conn: psycopg.Connection[Any], write: bool) -> None:
         self._c = conn
         self._write = write
+
+    def _run(self, sql: str, args: Sequence[Any] = ()) -> None:
+        self._c.execute(POSTGRES.render(sql), args)
+
+    def _one(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        return self._c.execute(POSTGRES.render(sql), args).fetchone()
+
+    def _all(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        return self._c.execute(POSTGRES.render(sql), args).fetchall()
+
+    def _count(self, sql: str, args: Sequence[Any] = ()) -> int:
+        return int(self._c.execute(POSTGRES.render(sql), args).rowcount)
+
+    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        if not rows:
+            return 0
+        with self._c.cursor() as cur:
+            cur.executemany(POSTGRES.render(sql), rows)
+            return int(cur.rowcount)  # summed over the rows
+
+    def _try_insert(self, sql: str, args: Sequence[Any]) -> str | None:
+        try:
+            with self._c.transaction():  # a savepoint: a refused insert leaves the transaction usable
+                self._c.execute(POSTGRES.render(sql), args)
+        except errors.UniqueViolation as exc:
+            return str(exc.diag.constraint_name)
+        return None
+
+    @contextmanager
+    def _refused(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except errors.UniqueViolation as exc:
+            raise StorageError(f"{what} refused: {exc.diag.message_detail or exc}") from None
+
+    def _load(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        n = 0
+        with self._c.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+                n += 1
+        return n
+
+    def _stream_rows(self, table: str, sql: str) -> Iterator[tuple[Any, ...]]:
+        with self._c.cursor(name=f"bulk_{table}") as cur:
+            cur.itersize = 2_000
+            cur.execute(POSTGRES.render(sql))
+            for row in cur:
+                yield tuple(row)
+
+    def _insert_event_rows(self, events: Sequence[NewEvent]) -> list[int]:
+        with self._c.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO events (source, id, store_id, epoch, seq, type, event_json, created_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING pk",
+                [(e.source, e.id, e.store_id, e.epoch, e.seq, e.type, e.event_json, e.created_at) for e in events],
+                returning=True,
+            )
+            pks: list[int] = []
+            while True:
+                pks.append(int(cur.fetchone()[0]))  # type: ignore[index]
+                if not cur.nextset():
+                    break
+        return pks
+
+    def _strict_candidates(self, sink: str, now: float, limit: int) -> list[int]:
+        heads = self._all(
+            f"SELECT lane, MIN(id) FROM deliveries WHERE sink = ? AND state IN {OPEN} GROUP BY lane ORDER BY 2",
+            (sink,),
+        )
+        ids: list[int] = []
+        for lane, head in heads:
+            if len(ids) >= limit:
+                break
+            # Whoever holds the head row holds the lane; re-checked on the newest row version after the lock.
+            held = self._one(
+                "SELECT id FROM deliveries WHERE id = ? AND state IN ('pending', 'in_flight')"
+                " AND next_attempt_at <= ? FOR UPDATE SKIP LOCKED",
+                (head, now),
+            )
+            if held is None:
+                continue  # parked behind a dead letter, backing off, leased, or being claimed right now
+            rows = self._all(
+                f"SELECT id, state, next_attempt_at FROM deliveries WHERE sink = ? AND lane = ?"
+                f" AND state IN {OPEN} AND id >= ? ORDER BY id LIMIT ? FOR UPDATE",
+                (sink, lane, head, limit - len(ids)),
+            )
+            for rid, rstate, rdue in rows:
+                if rstate == "dead" or rdue > now:  # dead, leased to a live worker, or not due yet
+                    break
+                ids.append(int(rid))
+        return ids
 
 
 def split_url(url: str) -> tuple[str, str | None]:
@@ -141,12 +259,12 @@ class PostgresStorage(Storage):
             raise
 
     @contextmanager
-    def _txn(self, write: bool, wait_s: float | None = None) -> Iterator[_PgWork]:
+    def _txn(self, write: bool, wait_s: float | None = None) -> Iterator[PgWork]:
         try:
             with self._pool.connection(timeout=wait_s) as conn, conn.transaction():
                 if not write:
                     conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                yield _PgWork(conn, write)
+                yield PgWork(conn, write)
         except PoolTimeout:
             raise StorageBusy("no database connection became free in time; retry shortly") from None
         except (errors.SerializationFailure, errors.DeadlockDetected):

@@ -5,106 +5,46 @@ a lock, for ``:memory:``). A write transaction is ``BEGIN IMMEDIATE``, so SQLite
 a lock held past the busy timeout raises :class:`~cloud_hub._exceptions.StorageBusy`. The ledger is
 append-only: triggers refuse UPDATE and DELETE.
 
-The recorders' SQL lives beside this module, one mixin per recorder: :mod:`.sqlite_recorders`
-(registry, ledger) and :mod:`.sqlite_events` (events, deliveries, lanes).
+The recorders' SQL is written once in :mod:`.sql`; this module keeps what is SQLite's own: the
+connection, :data:`SQLITE` (``?`` placeholders, no row locks, lists as JSON through ``json_each``)
+and the hooks of :class:`SQLiteWork` (apsw's execute and change counts, ``executemany`` for bulk
+loads, event ids numbered in the write transaction, the strict-lane claim). The schema is
+:mod:`.sqlite_schema`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import apsw
 
 from .._exceptions import StorageBusy, StorageError
 from .recorders import Storage, UnitOfWork
-from .records import iso_utc
-from .sqlite_bookkeeping import MIGRATION_3, SQLiteBookkeeping
-from .sqlite_events import MIGRATION_2, SQLiteEvents
-from .sqlite_recorders import SQLiteBulk, SQLiteLedger, SQLiteRegistry
+from .records import NewEvent, iso_utc
+from .sql import Dialect
+from .sql.books import SQLBooks
+from .sql.events import OPEN, SQLEvents
+from .sql.ledger import SQLBulk, SQLLedger
+from .sql.registry import SQLRegistry
+from .sqlite_schema import MIGRATIONS
 
-MIGRATIONS: list[tuple[int, str, str]] = [
-    (
-        1,
-        "initial schema",
-        """
-        CREATE TABLE stores (
-            store_id   TEXT PRIMARY KEY,
-            tz         TEXT NOT NULL,
-            created_at TEXT NOT NULL
-        );
-        CREATE TABLE enrollment_tokens (
-            token_hash BLOB PRIMARY KEY,
-            store_id   TEXT NOT NULL REFERENCES stores(store_id),
-            created_at TEXT NOT NULL,
-            expires_at TEXT NOT NULL,
-            used_at    TEXT
-        );
-        CREATE TABLE writers (
-            store_id      TEXT NOT NULL REFERENCES stores(store_id),
-            epoch         INTEGER NOT NULL,
-            key_id        TEXT NOT NULL UNIQUE,
-            public_key    TEXT NOT NULL,
-            enrolled_at   TEXT NOT NULL,
-            superseded_at TEXT,
-            hostname      TEXT NOT NULL DEFAULT '',
-            PRIMARY KEY (store_id, epoch)
-        );
-        CREATE TABLE streams (
-            store_id      TEXT NOT NULL,
-            epoch         INTEGER NOT NULL,
-            acked_through INTEGER NOT NULL DEFAULT 0,
-            head_chain    BLOB NOT NULL,
-            last_seen_at  TEXT,
-            duplicates    INTEGER NOT NULL DEFAULT 0,
-            clock         TEXT,
-            PRIMARY KEY (store_id, epoch),
-            FOREIGN KEY (store_id, epoch) REFERENCES writers(store_id, epoch)
-        );
-        CREATE TABLE ledger (
-            store_id    TEXT NOT NULL,
-            epoch       INTEGER NOT NULL,
-            seq         INTEGER NOT NULL,
-            body        TEXT NOT NULL,
-            body_hash   BLOB NOT NULL,
-            chain       BLOB NOT NULL,
-            sig         BLOB NOT NULL,
-            received_at TEXT NOT NULL,
-            PRIMARY KEY (store_id, epoch, seq)
-        );
-        CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
-        BEGIN SELECT RAISE(ABORT, 'ledger is immutable'); END;
-        CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
-        BEGIN SELECT RAISE(ABORT, 'ledger is immutable'); END;
-        CREATE TABLE conflicts (
-            id            INTEGER PRIMARY KEY,
-            store_id      TEXT NOT NULL,
-            epoch         INTEGER NOT NULL,
-            seq           INTEGER NOT NULL,
-            stored_hash   BLOB NOT NULL,
-            received_hash BLOB NOT NULL,
-            detected_at   TEXT NOT NULL
-        );
-        CREATE INDEX conflicts_stream ON conflicts(store_id, epoch);
-        CREATE TABLE refusals (
-            id       INTEGER PRIMARY KEY,
-            store_id TEXT NOT NULL,
-            epoch    INTEGER NOT NULL,
-            seq      INTEGER NOT NULL,
-            reason   TEXT NOT NULL,
-            at       TEXT NOT NULL
-        );
-        CREATE INDEX refusals_stream ON refusals(store_id, epoch);
-        """,
-    ),
-    (2, "events and deliveries", MIGRATION_2),
-    (3, "stock moves, time fallbacks, derive-error resolution, agent backlog", MIGRATION_3),
-]
+SQLITE = Dialect(
+    name="sqlite",
+    mark="?",
+    row_locks=False,
+    any_of="{column} IN (SELECT value FROM json_each(?))",
+    pack=json.dumps,
+)
+
+__all__ = ["MIGRATIONS", "SQLITE", "SQLiteStorage", "SQLiteWork"]
 
 
 def _rollback(conn: apsw.Connection) -> None:
@@ -112,11 +52,95 @@ def _rollback(conn: apsw.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
-class _SQLiteWork(SQLiteRegistry, SQLiteLedger, SQLiteBookkeeping, SQLiteEvents, SQLiteBulk, UnitOfWork):
+class SQLiteWork(SQLRegistry, SQLLedger, SQLBooks, SQLEvents, SQLBulk, UnitOfWork):
     """A unit of work on one apsw connection, inside an open transaction: every recorder at once."""
 
-    def __init__(self, conn: apsw.Connection) -> None:
+    dialect = SQLITE
+
+    def __init__(self, conn: apsw.Connection, write: bool) -> None:
         self._c = conn
+        self._write = write
+
+    def _run(self, sql: str, args: Sequence[Any] = ()) -> None:
+        self._c.execute(sql, args)
+
+    def _one(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        return self._c.execute(sql, args).fetchone()
+
+    def _all(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        return self._c.execute(sql, args).fetchall()
+
+    def _count(self, sql: str, args: Sequence[Any] = ()) -> int:
+        self._c.execute(sql, args)
+        return int(self._c.changes())
+
+    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        if not rows:
+            return 0
+        before = self._c.totalchanges()
+        self._c.executemany(sql, rows)
+        return int(self._c.totalchanges() - before)
+
+    def _try_insert(self, sql: str, args: Sequence[Any]) -> str | None:
+        try:
+            self._c.execute(sql, args)
+        except apsw.ConstraintError:
+            return ""  # SQLite does not name the constraint
+        return None
+
+    @contextmanager
+    def _refused(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except apsw.ConstraintError as exc:
+            raise StorageError(f"{what} refused: {exc}") from None
+
+    def _load(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        before = self._c.totalchanges()
+        marks = ", ".join("?" * len(columns))
+        self._c.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+        return int(self._c.totalchanges() - before)  # INTEGER PRIMARY KEY continues after the highest id
+
+    def _stream_rows(self, table: str, sql: str) -> Iterator[tuple[Any, ...]]:
+        for row in self._c.execute(sql):
+            yield tuple(row)
+
+    def _insert_event_rows(self, events: Sequence[NewEvent]) -> list[int]:
+        # The one writer numbers events itself (BEGIN IMMEDIATE holds the database).
+        top: Any = self._one("SELECT COALESCE(MAX(pk), 0) FROM events")
+        pks = list(range(int(top[0]) + 1, int(top[0]) + 1 + len(events)))
+        self._c.executemany(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (pk, e.source, e.id, e.store_id, e.epoch, e.seq, e.type, e.event_json, e.created_at)
+                for pk, e in zip(pks, events, strict=True)
+            ],
+        )
+        return pks
+
+    def _strict_candidates(self, sink: str, now: float, limit: int) -> list[int]:
+        heads = self._all(
+            f"SELECT d.lane, MIN(d.id) FROM deliveries d WHERE d.sink = ? AND d.state IN {OPEN}"
+            " GROUP BY d.lane ORDER BY 2",
+            (sink,),
+        )
+        ids: list[int] = []
+        for lane, head in heads:
+            if len(ids) >= limit:
+                break
+            state, due = self._one("SELECT state, next_attempt_at FROM deliveries WHERE id = ?", (head,))
+            if state == "dead" or due > now:
+                continue  # parked behind a dead letter, backing off, or leased to a live worker
+            rows = self._all(
+                "SELECT d.id, d.state, d.next_attempt_at FROM deliveries d WHERE d.sink = ? AND d.lane = ?"
+                f" AND d.state IN {OPEN} ORDER BY d.id LIMIT ?",
+                (sink, lane, limit - len(ids)),
+            )
+            for rid, rstate, rdue in rows:
+                if rstate == "dead" or rdue > now:  # dead, leased to a live worker, or not due yet
+                    break
+                ids.append(rid)
+        return ids
 
 
 class SQLiteStorage(Storage):
@@ -177,7 +201,7 @@ class SQLiteStorage(Storage):
         try:
             conn.execute(begin)
             try:
-                yield _SQLiteWork(conn)
+                yield SQLiteWork(conn, write=begin == "BEGIN IMMEDIATE")
                 conn.execute("COMMIT")
             except BaseException:
                 _rollback(conn)
