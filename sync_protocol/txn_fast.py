@@ -185,7 +185,11 @@ def canonical_txn(raw: Any, *, scan_cards: bool = True) -> dict[str, Any]:
         return parse_transaction(raw).canonical()  # raises: not an object
     if scan_cards and next(find_pans(raw), None) is not None:
         return parse_transaction(raw).canonical()  # raises, naming every such field (never the number)
-    fast = fast_canonical(raw)
+    if "schema" not in raw and "schema_" not in raw:
+        # A POS may leave the schema out (v1): canonical with it named, as the full path gives it.
+        fast = fast_canonical({"schema": SCHEMA_V1, **raw})
+    else:
+        fast = fast_canonical(raw)
     if fast is not None:
         return fast
     return parse_transaction(raw, scan_cards=False).canonical()  # scanned above, or by the caller
