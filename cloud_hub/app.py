@@ -6,7 +6,10 @@ runs in the threadpool; each worker thread has its own SQLite connection.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import re
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -21,7 +24,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sync_protocol.canonical import DuplicateKey, loads_strict
+from sync_protocol.canonical import DuplicateKey, unique_pairs
 from sync_protocol.cards import mask_pans
 from sync_protocol.schema_doc import inline_schema, json_body
 from sync_protocol.wire import BURSTS_PATH, ENROLL_PATH, BurstRequest, BurstResponse, EnrollRequest, EnrollResponse
@@ -50,30 +53,68 @@ def _field(loc: Sequence[int | str]) -> str:
     return out or "body"
 
 
-def parse_model(model: type[Any], raw: bytes) -> Any:
-    """Validate JSON bytes against a wire model.
+_LONE_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
-    An object naming a key twice is refused before validation (a JSON parser would silently keep one
-    of the two values, so what was signed and what is read could differ).
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("a number is beyond a float's range")  # not echoed: it may hold a card number
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def decode_json(raw: bytes) -> Any:
+    """The one parse of a request body: UTF-8 JSON, each key once per object.
+
+    Refused as JSON readers disagree on them: a key given twice, ``NaN``/``Infinity``, a number out of
+    a float's range, a lone surrogate escape.
+
+    Raises:
+        DuplicateKey: naming the key (masked when it looks like a card number).
+        ValueError: not UTF-8 or not JSON, with the reason.
+        RecursionError: nested too deeply.
+    """
+    text = raw.decode("utf-8")
+    doc = json.loads(text, object_pairs_hook=unique_pairs, parse_float=_finite, parse_constant=_no_constant)
+    if _LONE_SURROGATE_ESCAPE.search(text):  # rare: a \\uD800-\\uDFFF escape; paired ones decode to one character
+        try:
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a \\u escape names half of a surrogate pair (not text)") from None
+    return doc
+
+
+def parse_model(model: type[Any], raw: bytes) -> Any:
+    """Validate JSON bytes against a wire model, parsing them once.
+
+    An object naming a key twice is refused (a JSON parser would silently keep one of the two values,
+    so what was signed and what is read could differ); the decoded value is then validated as is.
 
     Raises:
         InputError: 400 ``bad_request`` naming the first bad field, or the key given twice.
         TooLarge: 413 when a list is longer than the wire model allows.
     """
     try:
-        loads_strict(raw)
+        doc = decode_json(raw)
     except DuplicateKey as exc:
         message = f"body: the key {mask_pans(exc.key)!r} appears twice in one object; send each key once"
         raise InputError(message, field=mask_pans(exc.key)) from None
-    except (ValueError, RecursionError):
-        pass  # not JSON (or nested too deep): the validation below names the reason
+    except RecursionError:
+        raise InputError("body is not valid JSON: nested too deeply", field="body") from None
+    except ValueError as exc:
+        reason = f"not UTF-8 ({exc.reason} at byte {exc.start})" if isinstance(exc, UnicodeDecodeError) else exc
+        raise InputError(f"body is not valid JSON: {reason}", field="body") from None
+    if not isinstance(doc, dict):
+        raise InputError("body: must be a JSON object", field="body")
     try:
-        return model.model_validate_json(raw)
+        return model.model_validate(doc)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         field = _field(err["loc"])
-        if err["type"] == "json_invalid":
-            raise InputError(f"body is not valid JSON: {err['msg']}", field="body") from None
         if err["type"] == "too_long" and field == "records":
             raise TooLarge(f"too many records in one burst: {err['msg']}", field="records") from None
         raise InputError(f"{field}: {err['msg']}", field=field) from None

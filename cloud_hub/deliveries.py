@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from storesync_runtime.cli import print_table
 from sync_protocol.schema_doc import inline_schema, json_body
 
 from . import api_models as m
@@ -322,9 +323,7 @@ def run_cli(args: argparse.Namespace, storage: Storage) -> int:
         table = [
             (d.event_id, d.sink, d.store_id, str(d.seq), d.state, str(d.attempts), d.last_error or "") for d in rows
         ]
-        widths = [max(len(r[i]) for r in (head, *table)) for i in range(len(head) - 1)]
-        for r in (head, *table):
-            print("  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip())
+        print_table(head, table)
         return 0
     if args.deliveries_command == "replay":
         sel = replay_selector(
