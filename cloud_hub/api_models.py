@@ -109,6 +109,9 @@ class StoreLine(_Answer):
     sync_lag_s: float | None = Field(default=None, description="how long its oldest record not at the hub waited")
     derive_errors: int = 0
     time_fallbacks: int = 0
+    blocked: bool | None = Field(default=None, description="the agent reported its sync blocked")
+    blocked_reason: str | None = Field(default=None, description="its reason code while blocked")
+    blocked_seq: int | None = None
 
 
 class Stores(_Answer):
