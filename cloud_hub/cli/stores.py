@@ -97,7 +97,7 @@ def cmd_stores(args: argparse.Namespace) -> int:
     if not summaries:
         print("No stores yet. Add one with: cloud-hub store add STORE_ID --tz ZONE")
         return 0
-    head = ("STORE", "TZ", "EPOCH", "ACKED_THROUGH", "LAST_SEEN", "DUPLICATES", "CONFLICTS")
+    head = ("STORE", "TZ", "EPOCH", "ACKED_THROUGH", "LAST_SEEN", "DUPLICATES", "CONFLICTS", "AGENT")
     rows = [
         (
             s.store_id,
@@ -107,6 +107,7 @@ def cmd_stores(args: argparse.Namespace) -> int:
             s.last_seen_at or "never",
             str(s.duplicates),
             str(s.conflicts),
+            admin.health_text(s),
         )
         for s in summaries
     ]
