@@ -3,7 +3,7 @@
 Prints a table for people and one JSON object per figure for tools. Each figure that has a baseline
 measures it in the same run, so ratios hold on a noisy machine.
 
-    python bench/run.py [ceilings] [capture] [catchup] [backlog] [drops] [delivery] [fleet] [--quick] [--records N] ...
+    python bench/run.py [ceilings] [capture] [catchup] [backlog] [drops] [delivery] [fleet] [flood] [--quick] ...
 
 Every figure carries its target (``target_*``), its baseline (``baseline``: a peer, a ceiling or a
 naive client, measured in this run) and the 1-minute load average while it was measured.
@@ -29,6 +29,7 @@ import ceilings
 import delivery
 import drops
 import fleet
+import flood
 from measure import rss_mb, sampled
 from peers import nats_peer, pct, run_clients, sale_payloads, sqlite_fsync_ceiling
 from storesync_harness.processes import Agent, Hub
@@ -132,17 +133,20 @@ def table() -> None:
             print(delivery.table_line(f))
         elif f["bench"] == "fleet":
             print(fleet.table_line(f))
+        elif f["bench"] == "flood":
+            print(flood.table_line(f))
 
 
 QUICK = {
     "records": 2_000, "naive_records": 200, "capture_txns": 400, "backlog_records": 3_000, "drop_rows": 3_000,
     "drop_orders": 600, "delivery_events": 300, "fleet_stores": 6, "fleet_records": 40, "fleet_burst": 20,
+    "flood_quiet": 3, "flood_bursts": 8,
 }  # fmt: skip
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    benches = ["ceilings", "capture", "catchup", "catchup-split", "backlog", "drops", "delivery", "fleet"]
+    benches = ["ceilings", "capture", "catchup", "catchup-split", "backlog", "drops", "delivery", "fleet", "flood"]
     ap.add_argument("which", nargs="*", help=f"benchmarks to run: {', '.join(benches)} (default: all)")
     ap.add_argument("--quick", action="store_true", help="tiny counts: checks that every benchmark still runs")
     ap.add_argument("--delivery-events", type=int, default=100_000)
@@ -155,6 +159,8 @@ def main() -> int:
     ap.add_argument("--fleet-stores", type=int, default=200, help="simulated stores of the fleet benchmark")
     ap.add_argument("--fleet-records", type=int, default=500, help="records per store of the fleet benchmark")
     ap.add_argument("--fleet-burst", type=int, default=100, help="records per burst of the fleet benchmark")
+    ap.add_argument("--flood-quiet", type=int, default=8, help="quiet stores beside the flooding store")
+    ap.add_argument("--flood-bursts", type=int, default=30, help="bursts per quiet store of the flood benchmark")
     ap.add_argument("--no-peer", action="store_true", help="skip the NATS peer (no NATS server on 127.0.0.1:4222)")
     ap.add_argument("--keep", action="store_true", help="keep the data folder")
     args = ap.parse_args()
@@ -184,6 +190,8 @@ def main() -> int:
             delivery.bench_delivery(root, args.delivery_events, sinks, emit)
         if "fleet" in args.which:
             fleet.bench_fleet(root, emit, stores=args.fleet_stores, records=args.fleet_records, burst=args.fleet_burst)
+        if "flood" in args.which:
+            flood.bench_flood(root, emit, quiet=args.flood_quiet, bursts=args.flood_bursts)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -145,8 +145,18 @@ class BurstHandler:
                 self.metrics.burst(exc.status, exc.code, 0, 0)
             log.info("burst refused status=%s error=%s reason=%.200r", exc.status, exc.code, exc.error.message)
             raise
-        if self.limiter is not None:
-            self.limiter.burst(verified.keyid)  # 429 for a store sending faster than its share
+        if self.limiter is None:
+            return self._ingest(headers, raw, received, verified.keyid, started)
+        self.limiter.burst(verified.keyid)  # 429 for a store sending faster than its share
+        self.limiter.begin(verified.keyid)  # 429 for a store with more bursts in flight than allowed
+        try:
+            return self._ingest(headers, raw, received, verified.keyid, started)
+        finally:
+            self.limiter.end(verified.keyid)
+
+    def _ingest(
+        self, headers: Mapping[str, str], raw: bytes, received: datetime, key_id: str, started: float
+    ) -> Response:
         limits = self.hub.config.limits
         body = decode_body(raw, headers.get("content-encoding"), limits)
         burst: BurstRequest = parse_model(BurstRequest, body)
@@ -157,7 +167,7 @@ class BurstHandler:
             answer = ingest_burst(
                 self.hub.storage,
                 burst,
-                key_id=verified.keyid,
+                key_id=key_id,
                 hub_key=self.hub.hub_key,
                 verify_all=self.hub.config.verify == "all",
                 now=received,

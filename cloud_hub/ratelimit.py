@@ -3,7 +3,9 @@
 Token buckets in memory, one set per hub process (replicas each keep their own):
 
 - **bursts per store** (by the verified signing key): ``burst_rate`` per second, up to ``burst_burst`` at
-  once, so a flooding store is slowed down without touching the others;
+  once, and at most ``burst_inflight`` bursts of one store being handled at the same time (an agent
+  sends one at a time; the second allows a retry while the first is still being answered), so a
+  flooding store gets no more of the hub than one busy store and the others keep their latency;
 - **enrollment per source address**: ``enroll_per_min``, up to ``enroll_burst`` at once;
 - **failed authentication per source address**: each 401 (bad signature, unknown key, wrong admin
   token) costs a token of ``auth_fail_per_min`` / ``auth_fail_burst``; with none left every signed or
@@ -96,6 +98,7 @@ class RateLimits:
 
     burst_rate: float = 200.0
     burst_burst: float = 1000.0
+    burst_inflight: float = 2.0
     enroll_per_min: float = 10.0
     enroll_burst: float = 20.0
     auth_fail_per_min: float = 30.0
@@ -130,6 +133,9 @@ class RateLimiter:
         self.bursts = Bucket(lim.burst_rate, lim.burst_burst)
         self.enrolls = Bucket(lim.enroll_per_min / 60.0, lim.enroll_burst)
         self.auth_failures = Bucket(lim.auth_fail_per_min / 60.0, lim.auth_fail_burst)
+        self.max_inflight = max(1, int(lim.burst_inflight))
+        self._inflight: dict[str, int] = {}
+        self._inflight_lock = threading.Lock()
 
     def check_source(self, source: str) -> None:
         """Refuse an address whose failed-authentication budget is spent.
@@ -150,6 +156,26 @@ class RateLimiter:
         wait = self.enrolls.take(source)
         if wait > 0:
             raise RateLimited("too many enrollment attempts from this address; wait and retry", wait)
+
+    def begin(self, key_id: str) -> None:
+        """One more burst of this store is being handled; raises RateLimited when it has too many.
+
+        Every successful ``begin`` must be followed by :meth:`end`.
+        """
+        with self._inflight_lock:
+            busy = self._inflight.get(key_id, 0)
+            if busy >= self.max_inflight:
+                raise RateLimited("this store already has bursts being handled; send one at a time", 1)
+            self._inflight[key_id] = busy + 1
+
+    def end(self, key_id: str) -> None:
+        """A burst of this store is answered."""
+        with self._inflight_lock:
+            busy = self._inflight.get(key_id, 1) - 1
+            if busy > 0:
+                self._inflight[key_id] = busy
+            else:
+                self._inflight.pop(key_id, None)
 
     def burst(self, key_id: str) -> None:
         """Count one burst of a store's key; raises RateLimited when the store sends too fast."""
