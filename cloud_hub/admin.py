@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from sync_protocol.cards import mask_pans
+
 from ._exceptions import InputError, NotFound
 from .books import store_extras
 from .storage import Storage, StoreSummary
@@ -22,7 +24,26 @@ def summary_dict(s: StoreSummary) -> dict[str, Any]:
         "last_seen_at": s.last_seen_at,
         "duplicates": s.duplicates,
         "conflicts": s.conflicts,
+        **health(s),
     }
+
+
+def health(s: StoreSummary) -> dict[str, Any]:
+    """What the store's agent last reported about its own health (protocol.md §5): ``blocked`` is its
+    reason code (``outbox_damaged``) while its sync is blocked, else None."""
+    backlog = s.backlog or {}
+    reason = backlog.get("blocked_reason")
+    return {
+        "blocked": backlog.get("blocked"),
+        "blocked_reason": mask_pans(str(reason)) if reason and backlog.get("blocked") else None,
+        "blocked_seq": backlog.get("blocked_seq") if backlog.get("blocked") else None,
+    }
+
+
+def health_text(s: StoreSummary) -> str:
+    """``ok``, or ``blocked: <reason>`` as the agent reported it (the fleet table's AGENT column)."""
+    h = health(s)
+    return f"blocked: {h['blocked_reason'] or h['blocked']}" if h["blocked"] else "ok"
 
 
 def stores_view(storage: Storage) -> dict[str, Any]:

@@ -86,6 +86,11 @@ class _StorageCollector(Collector):
             "How long the store's oldest record not yet at the hub has waited (0: none waiting)",
             labels=["store"],
         )
+        blocked = GaugeMetricFamily(
+            "storesync_store_blocked",
+            "1 while the store's agent reports its sync blocked (e.g. outbox damaged), by store and reason code",
+            labels=["store", "code"],
+        )
         with self.storage.snapshot() as tx:
             counts = tx.sink_counts(include_done=False)
             stores = tx.store_summaries()
@@ -118,6 +123,8 @@ class _StorageCollector(Collector):
             underived.add_metric([s.store_id], under.get(s.store_id, 0))
             fallbacks.add_metric([s.store_id], fell_back.get(s.store_id, 0))
             if s.backlog is not None:
+                if s.backlog.get("blocked"):
+                    blocked.add_metric([s.store_id, str(s.backlog["blocked"])], 1)
                 backlog.add_metric([s.store_id], int(s.backlog.get("pending") or 0))
                 waited = sync_lag_s(s.backlog, s.last_seen_at, now)
                 if waited is not None:
@@ -136,6 +143,7 @@ class _StorageCollector(Collector):
             fallbacks,
             backlog,
             sync_lag,
+            blocked,
         )
 
 

@@ -8,7 +8,9 @@ to the group-commit writer and answer only after the commit. Bodies and card dat
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,11 +30,13 @@ from .capture import CaptureWriter, Result
 from .drops.importer import DropFolders
 from .drops.importer import retry as retry_import
 from .guard import register_of
+from .metrics import CONTENT_TYPE, AgentMetrics
 from .openapi import agent_openapi
 from .scheduler import AgentScheduler
 from .status import compute_status
 from .store import CaptureResult, Outbox
 from .store import imports as ledger
+from .store.schema import LATEST_SCHEMA
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_ITEMS = 5000
@@ -83,6 +87,37 @@ class StatusReader:
         """Call ``fn`` with the connection, one caller at a time (the imports routes)."""
         with self._lock:
             return fn(self._outbox)
+
+
+def readiness(writer: CaptureWriter, outbox: Outbox) -> tuple[int, dict[str, Any]]:
+    """``GET /readyz``: 200 when a sale posted now would be stored, else 503 naming every reason.
+
+    Ready means: the outbox writer runs and its last commit did not fail, the outbox file and its folder
+    are writable, the file's schema is the one this agent writes, and the agent is enrolled.
+    """
+    reasons: list[str] = []
+    if not writer.alive():
+        reasons.append("the outbox writer is not running")
+    if writer.last_error:
+        reasons.append(f"the last capture could not be stored: {writer.last_error}")
+    for path in (outbox.path, outbox.path.parent):
+        if not os.access(path, os.W_OK):
+            reasons.append(f"{path} is not writable")
+    version = outbox.schema_version()
+    if version != LATEST_SCHEMA:
+        reasons.append(f"the outbox has schema version {version}; this agent writes {LATEST_SCHEMA}")
+    ident = outbox.identity()
+    if ident is None:
+        reasons.append("not enrolled: run edge-agent enroll --hub URL --token TOKEN")
+    body: dict[str, Any] = {
+        "outbox": {"path": str(outbox.path), "schema_version": version, "latest_schema": LATEST_SCHEMA},
+        "enrolled": ident is not None,
+        "store_id": ident.store_id if ident else None,
+        "epoch": ident.epoch if ident else None,
+    }
+    if reasons:
+        return 503, {"error": "not_ready", "message": "; ".join(reasons), "reasons": reasons, **body}
+    return 200, {"status": "ready", **body}
 
 
 class CaptureHandler:
@@ -137,17 +172,19 @@ class CaptureHandler:
         return 200, {"results": [{"status": status, **body} for status, body in (a for a in answers if a)]}
 
 
-def _fast_path(capture: CaptureHandler, app: ASGIApp) -> ASGIApp:
+def _fast_path(capture: CaptureHandler, app: ASGIApp, metrics: AgentMetrics) -> ASGIApp:
     """Serve ``POST /v1/transactions`` straight from ASGI messages; everything else goes to ``app``.
 
     The capture path is the hot one (thousands per second); skipping routing and request/response
-    objects keeps its overhead low.
+    objects keeps its overhead low. Its latency (request received to committed answer) goes into
+    ``storesync_capture_seconds``: one clock read and one histogram observe, no lock of ours.
     """
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != "/v1/transactions" or scope["method"] != "POST":
             await app(scope, receive, send)
             return
+        started = time.perf_counter()
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -164,6 +201,7 @@ def _fast_path(capture: CaptureHandler, app: ASGIApp) -> ASGIApp:
             status, body = 413, {"error": "too_large", "message": f"request body over {MAX_BODY_BYTES} bytes"}
         else:
             status, body = await capture.handle(b"".join(chunks), register_of(scope))
+            metrics.captured(status, body, time.perf_counter() - started)
         payload = _dumps(body)
         await send(
             {
@@ -182,9 +220,13 @@ def create_app(
 ) -> ASGIApp:
     """Build the app around a started writer, a status reader, (optionally) the scheduler and drop folder."""
     capture = CaptureHandler(writer)
+    metrics = AgentMetrics(reader.status)
 
     async def transactions(request: Request) -> Response:  # same answers as the fast path
-        return _json(*(await capture.handle(await request.body(), register_of(request.scope))))
+        started = time.perf_counter()
+        status, body = await capture.handle(await request.body(), register_of(request.scope))
+        metrics.captured(status, body, time.perf_counter() - started)
+        return _json(status, body)
 
     async def status(_: Request) -> Response:
         try:
@@ -218,6 +260,23 @@ def create_app(
     async def healthz(_: Request) -> Response:
         return _json(200, {"ok": True})
 
+    async def readyz(_: Request) -> Response:
+        try:
+            status, body = await run_in_threadpool(reader.run, lambda ob: readiness(writer, ob))
+        except AgentError as exc:  # the outbox cannot even be read
+            status, body = 503, {"error": "not_ready", "message": str(exc), "reasons": [str(exc)]}
+        response = _json(status, body)
+        if status == 503:
+            response.headers["Retry-After"] = "5"
+        return response
+
+    async def metrics_endpoint(_: Request) -> Response:
+        try:
+            text = await run_in_threadpool(metrics.render)
+        except AgentError as exc:
+            return _json(503, {"error": exc.code, "message": str(exc)})
+        return Response(text, media_type=CONTENT_TYPE)
+
     async def openapi(_: Request) -> Response:
         return _json(200, agent_openapi())
 
@@ -229,7 +288,9 @@ def create_app(
             Route("/v1/imports", imports, methods=["GET"]),
             Route("/v1/imports/{sha}/retry", imports_retry, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
         ]
     )
-    return _fast_path(capture, app)
+    return _fast_path(capture, app, metrics)

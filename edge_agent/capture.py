@@ -72,6 +72,7 @@ class CaptureWriter:
         self._startup_error: BaseException | None = None
         self._stopping = False
         self.stats = WriterStats()
+        self.last_error: str | None = None  # the last batch's storage failure, until a batch stores again
 
     def start(self) -> None:
         """Start the writer thread and wait until its connection is open.
@@ -164,6 +165,11 @@ class CaptureWriter:
             log.exception("capture batch failed")
             results = [StorageError(f"internal error while storing: {type(exc).__name__}") for _ in batch]
         elapsed = (time.perf_counter() - started) * 1000
+        failed = next((r for r in results if isinstance(r, StorageError)), None)
+        if failed is not None:
+            self.last_error = str(failed)
+        elif any(isinstance(r, CaptureResult) for r in results):
+            self.last_error = None
         st = self.stats
         st.batches += 1
         st.items += len(batch)

@@ -34,6 +34,7 @@ STATUS_KEYS = (
     "receipt",
     "clock",
     "imports",
+    "catch_up",
 )
 
 
@@ -59,7 +60,8 @@ def compute_status(snapshot: dict[str, Any], now: datetime | None = None) -> dic
     """The status dict from :meth:`edge_agent.store.Outbox.snapshot`.
 
     Args:
-        snapshot: ``identity`` (Identity or None), ``last_seq``, ``oldest_pending_captured_at``, ``sync``.
+        snapshot: ``identity`` (Identity or None), ``last_seq``, ``oldest_pending_captured_at``, ``sync``,
+            optionally ``bursts`` (the newest bursts, for ``catch_up``: see :func:`catch_up`).
         now: The current time (aware); defaults to now.
 
     Returns:
@@ -76,6 +78,7 @@ def compute_status(snapshot: dict[str, Any], now: datetime | None = None) -> dic
     result = sync.get("last_sync_result") or "never"
     if result not in ("ok", "offline", "blocked", "never"):
         result = "offline"
+    pending = max(0, last_seq - acked)
     return {
         "store_id": ident.store_id if ident else None,
         "epoch": ident.epoch if ident else None,
@@ -85,7 +88,7 @@ def compute_status(snapshot: dict[str, Any], now: datetime | None = None) -> dic
         "enrolled": ident is not None,
         "last_seq": last_seq,
         "acked_through": acked,
-        "pending": max(0, last_seq - acked),
+        "pending": pending,
         "oldest_pending_captured_at": oldest,
         "oldest_pending_age_s": _age(oldest, now),
         "last_sync_at": sync.get("last_sync_at"),
@@ -107,6 +110,7 @@ def compute_status(snapshot: dict[str, Any], now: datetime | None = None) -> dic
         ),
         "clock": sync.get("clock") or None,
         "imports": snapshot.get("imports") or {"running": None, "last": None},
+        "catch_up": catch_up(snapshot.get("bursts") or [], pending, now) if ident is not None else None,
     }
 
 
@@ -123,6 +127,8 @@ def catch_up(bursts: list[dict[str, Any]], pending: int, now: datetime | None = 
 
     Returns:
         ``{"rate_per_s", "eta_s", "window_s"}``, or None when nothing is pending or nothing moved lately.
+        The rate counts records of bursts answered ``ok`` in the last :data:`CATCH_UP_WINDOW_S` seconds over
+        the time since the first of them (at least 1 s); probes (no records) are left out.
     """
     if pending <= 0:
         return None
@@ -130,15 +136,22 @@ def catch_up(bursts: list[dict[str, Any]], pending: int, now: datetime | None = 
     recent = []
     for b in bursts:
         at = parse_time(b.get("at"))
-        if at is not None and b.get("result") == "ok" and 0 <= (now - at).total_seconds() <= CATCH_UP_WINDOW_S:
-            recent.append((at, int(b.get("count") or 0)))
+        count = int(b.get("count") or 0)  # probes (count 0) moved nothing: they would stretch the window
+        if (
+            at is not None
+            and b.get("result") == "ok"
+            and count
+            and 0 <= (now - at).total_seconds() <= CATCH_UP_WINDOW_S
+        ):
+            recent.append((at, count))
     if not recent:
         return None
     span = max(1.0, (now - min(at for at, _ in recent)).total_seconds())
     rate = sum(n for _, n in recent) / span
     if rate <= 0:
         return None
-    return {"rate_per_s": round(rate, 1), "eta_s": round(pending / rate, 1), "window_s": round(span, 1)}
+    # three significant digits: a slow store's 0.64/s stays 0.64 (its ETA agrees with the rate shown)
+    return {"rate_per_s": float(f"{rate:.3g}"), "eta_s": round(pending / rate, 1), "window_s": round(span, 1)}
 
 
 def _duration(seconds: float | None) -> str:

@@ -250,7 +250,10 @@ class Syncer:
                 if seq is None and exc.body is not None:
                     seq = exc.body.expected_seq
                 return self._block(ident, exc.error, str(exc), seq, state, status=exc.status, sent=progress.sent)
-            except (UnrecoverableGap, OutboxDamaged) as exc:
+            except OutboxDamaged as exc:
+                self._report_blocked(ident, hub_key, exc)
+                return self._block(ident, exc.code, str(exc), exc.seq, state, sent=progress.sent)
+            except UnrecoverableGap as exc:
                 return self._block(ident, exc.code, str(exc), exc.seq, state, sent=progress.sent)
             except BadReceipt as exc:
                 return self._block(ident, exc.code, str(exc), None, state, sent=progress.sent)
@@ -394,7 +397,26 @@ class Syncer:
 
     # -- one burst ------------------------------------------------------------------------------
 
-    def _burst(self, ident: Identity, hub_key: keys.Ed25519PublicKey, records: list[SignedRecord], first: int) -> int:
+    def _report_blocked(self, ident: Identity, hub_key: keys.Ed25519PublicKey, exc: OutboxDamaged) -> None:
+        """Tell the hub, in a signed probe, that this outbox is damaged (its fleet view shows it).
+
+        A hub that cannot be reached or refuses is not an error here: the block is reported locally anyway.
+        """
+        acked = min(self.outbox.acked_through(), self.outbox.head()[0])
+        health = {"blocked": exc.code, "blocked_reason": str(exc)[:300], "blocked_seq": exc.seq}
+        try:
+            self._burst(ident, hub_key, [], acked + 1, health)
+        except (HubUnavailable, HubRejected, BadReceipt) as err:
+            log.info("could not report the damaged outbox to the hub: %s", err)
+
+    def _burst(
+        self,
+        ident: Identity,
+        hub_key: keys.Ed25519PublicKey,
+        records: list[SignedRecord],
+        first: int,
+        health: dict[str, Any] | None = None,
+    ) -> int:
         assert self._client is not None
         t1 = datetime.now().astimezone()
         best = self.best_clock()
@@ -414,7 +436,7 @@ class Syncer:
             clock=None
             if best is None
             else ClockReport(theta_ms=best.theta_ms, delta_ms=best.delta_ms, sampled_at=best.sampled_at),
-            backlog=BacklogReport(pending=left, oldest_pending_age_s=age),
+            backlog=BacklogReport(pending=left, oldest_pending_age_s=age, **(health or {})),
         )
         last = first + len(records) - 1 if records else None
         started = time.perf_counter()

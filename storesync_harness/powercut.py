@@ -38,6 +38,7 @@ import re
 import runpy
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -273,6 +274,16 @@ class PowerCutVFS(apsw.VFS):
         if name is None or not kind:
             return apsw.VFSFile("unix", name, flags)
         return CutFile(self.disk, name, flags, kind)
+
+    def xSleep(self, microseconds: int) -> int:  # noqa: N802
+        """Sleep without the GIL (SQLite's busy handler sleeps here while another connection writes).
+
+        apsw's inherited ``xSleep`` sleeps holding the GIL: every thread of the process, the lock's
+        holder too, then stood still for each 1-100 ms step of the busy wait, and one waiting burst
+        stretched a 20 ms transaction to seconds (docs/faults.md, "The hub kill points").
+        """
+        time.sleep(microseconds / 1_000_000)
+        return microseconds
 
     def xDelete(self, filename: str, syncdir: bool) -> None:  # noqa: N802
         if self.disk.cut:

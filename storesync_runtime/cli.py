@@ -23,7 +23,9 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 from .proclock import LockHeld
@@ -44,6 +46,60 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> Any:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def iso_date(text: str) -> str:
+    """An argparse ``type``: a ``YYYY-MM-DD`` date, as ISO text.
+
+    Raises:
+        argparse.ArgumentTypeError: not such a date (argparse names the option).
+    """
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+def export_format(fmt: str | None, out: Path) -> str:
+    """``--format``, else from the file suffix (.db/.sqlite, .csv), else jsonl."""
+    if fmt:
+        return fmt
+    return {".db": "sqlite", ".sqlite": "sqlite", ".csv": "csv"}.get(out.suffix.lower(), "jsonl")
+
+
+def print_table(head: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """Columns padded to their widest cell, two spaces apart; the last column (free text) is not padded."""
+    table = [tuple(head), *(tuple(r) for r in rows)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(head) - 1)]
+    for r in table:
+        print("  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip())
+
+
+def print_config_check(
+    doc: dict[str, Any], lines: Iterable[tuple[str, Any]], problems: list[str], warnings: list[str], *, json_mode: bool
+) -> int:
+    """Finish and print a ``config check`` result; its exit code (0 valid, 1 problems found).
+
+    Args:
+        doc: ``config_file``, ``data_dir`` and what was read; ``ok``, ``problems`` and ``warnings`` are added.
+        lines: ``(label, value)`` for the text form, one line each; labels come padded.
+        problems: What makes the configuration unusable.
+        warnings: What looks wrong but does not stop the program.
+        json_mode: Print ``doc`` as one JSON object instead of lines.
+    """
+    doc.update(ok=not problems, problems=problems, warnings=warnings)
+    if json_mode:
+        print(json.dumps(doc))
+    else:
+        print(f"config file  {doc['config_file'] or '(none: defaults and environment)'}")
+        for label, value in lines:
+            print(f"{label} {value}")
+        for w in warnings:
+            print(f"warning: {w}")
+        for p in problems:
+            print(f"problem: {p}")
+        print("config OK" if not problems else f"{len(problems)} problem(s)")
+    return 0 if not problems else 1
 
 
 def validation_message(exc: Any) -> str:

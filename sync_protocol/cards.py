@@ -265,6 +265,17 @@ def mask_pans(text: str) -> str:
     return "".join(out)
 
 
+def mask_file_name(name: str) -> str:
+    """A file name with every card number replaced by ``card-`` and its last four digits (ASCII, no space).
+
+    ``4111111111111111.jsonl`` becomes ``card-1111.jsonl``; a name without one is returned unchanged.
+    """
+    masked = mask_pans(name)
+    if masked == name:
+        return name
+    return masked.replace(f"{MASK} ", "card-")
+
+
 def mask_value(value: Any) -> Any:
     """A copy of a decoded JSON value with card numbers masked in every string, number and key."""
     if isinstance(value, dict):

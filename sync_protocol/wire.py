@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from .canonical import canonical_bytes
 from .keys import Ed25519PrivateKey, Ed25519PublicKey, key_id, sign, verify
@@ -60,6 +60,19 @@ class BacklogReport(_Msg):
 
     pending: Annotated[int, Field(ge=0)]
     oldest_pending_age_s: Annotated[float, Field(ge=0)] | None = None
+    # The agent's health (protocol.md §5): set while its sync is blocked by something only a person can
+    # fix on the store machine (``outbox_damaged``), sent in a signed probe; absent once it syncs again.
+    blocked: Annotated[str, Field(pattern=r"^[a-z_]{1,64}$")] | None = None
+    blocked_reason: Annotated[str, Field(max_length=300)] | None = None
+    blocked_seq: Annotated[int, Field(ge=1, le=MAX_INT64)] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_health(self, handler: SerializerFunctionWrapHandler) -> Any:
+        out = handler(self)
+        if isinstance(out, dict) and out.get("blocked") is None:  # a healthy agent's bursts stay as before
+            for name in ("blocked", "blocked_reason", "blocked_seq"):
+                out.pop(name, None)
+        return out
 
 
 class BurstRequest(_Msg):

@@ -29,7 +29,7 @@ from typing import Any
 
 from edge_agent.drops.folders import DropFolders, send_back
 from edge_agent.drops.report import ERRORS_SUFFIX, RESULT_SUFFIX, read_result
-from sync_protocol.cards import mask_pans, mask_value
+from sync_protocol.cards import mask_file_name, mask_pans, mask_value
 
 from . import agent_data
 from .format import parse_time
@@ -44,7 +44,7 @@ class DropImport:
     """One drop file as the panel shows it.
 
     Attributes:
-        file: File name.
+        file: File name (a card number in it masked: a file still waiting may not be renamed yet).
         state: ``waiting``, ``running``, or a finished status (``ok``, ``partial``, ``rejected``,
             ``duplicate_file``).
         rows: Data rows read (finished) or in the file (running estimate), if known.
@@ -71,6 +71,9 @@ class DropImport:
     errors_report: Path | None = None
     finished_at: datetime | None = None
     sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "file", mask_file_name(self.file))
 
     @property
     def needs_fixing(self) -> bool:

@@ -105,7 +105,12 @@ class FleetScreen(Screen[None]):
                 parts.append(fmt.plural(failed, "failed mapping"))
             if fell_back:
                 parts.append(fmt.plural(fell_back, "time fallback"))
-            level = "error" if conflicts or dead or failed else "warn" if stale or fell_back else "ok"
+            blocked = [s for s in data.stores if s.get("blocked")]
+            if blocked:
+                first = blocked[0]
+                why = f"{first.get('store_id')}: {first.get('blocked_reason') or first.get('blocked')}"
+                parts.append(f"{fmt.plural(len(blocked), 'agent')} blocked ({why})")
+            level = "error" if conflicts or dead or failed or blocked else "warn" if stale or fell_back else "ok"
             text = " · ".join(parts)
         for lv in ("ok", "busy", "warn", "error"):
             banner.set_class(lv == level, lv)
@@ -114,7 +119,8 @@ class FleetScreen(Screen[None]):
         for s in sorted(data.stores, key=lambda s: str(s.get("store_id"))):
             seen = fmt.parse_time(s.get("last_seen_at"))
             rows.append((str(s.get("store_id")), [
-                str(s.get("store_id")), fmt.clock(seen, now, fmt.zone(s.get("tz"))), fmt.lag_text(_lag(s, now)),
+                f"{s.get('store_id')} ⚠ blocked" if s.get("blocked") else str(s.get("store_id")),
+                fmt.clock(seen, now, fmt.zone(s.get("tz"))), fmt.lag_text(_lag(s, now)),
                 f"#{fmt.count(s.get('acked_through'))} (epoch {s.get('epoch')})",
                 fmt.count(s["backlog"]) if s.get("backlog") is not None else "-", fmt.lag_text(s.get("sync_lag_s")),
                 fmt.count(s.get("conflicts") or 0), fmt.count(s.get("derive_errors") or 0),

@@ -248,7 +248,25 @@ def status_line(status: dict[str, Any] | None, now: datetime, tz: ZoneInfo | Non
             "warn",
             f"Head office cannot be reached. Sales are kept safely here and sent when it is back.{retry}",
         )
+    progress = catch_up_text(status)
+    if progress:
+        return StatusLine(progress, "busy", f"Sending {waiting} to head office.")
     return StatusLine(f"Syncing {count(pending)}", "busy", f"Sending {waiting} to head office.")
+
+
+def catch_up_text(status: dict[str, Any]) -> str | None:
+    """``Catching up: 12,000 records, ~2 min (120/s)`` while a backlog drains, else None.
+
+    Uses the status dict's ``catch_up`` (:func:`edge_agent.status.catch_up`: rate and ETA from the
+    bursts acknowledged in the last minute).
+    """
+    progress = status.get("catch_up")
+    pending = int(status.get("pending") or 0)
+    if not progress or pending <= 0 or progress.get("eta_s") is None:
+        return None
+    eta = duration(float(progress["eta_s"]))
+    eta = "under 5 s" if eta == "just now" else f"~{eta}"
+    return f"Catching up: {plural(pending, 'record')}, {eta} ({float(progress['rate_per_s']):,.0f}/s)"
 
 
 def sales_today(counts: dict[str, int]) -> tuple[str, str]:

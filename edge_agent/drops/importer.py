@@ -22,7 +22,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
-from sync_protocol.cards import mask_pans, redact_csv_row, redact_row
+from sync_protocol.cards import mask_file_name, mask_pans, redact_csv_row, redact_row
 from sync_protocol.clock import now_iso
 from sync_protocol.record import file_timeline
 
@@ -40,6 +40,7 @@ from .report import (
     ErrorsWriter,
     ImportSummary,
     errors_path,
+    fsync_dir,
     rejected_whole,
     result_path,
     sha256_file,
@@ -116,12 +117,28 @@ class Importer:
 
     def _refuse_unread(self, path: Path, reason: str) -> ImportSummary:
         """Refuse a file without opening it: the link (never its target) goes to ``rejected/``."""
-        dest = self._dest_name(path.name)
+        name = mask_file_name(path.name)
+        dest = self._dest_name(name)
         summary = rejected_whole(dest, "", reason, now_iso(local=True))
         write_result(result_path(self.folders.rejected, dest), summary)
         os.replace(path, self.folders.rejected / dest)  # renames the link itself
-        self._tell(f"import {path.name} → rejected/{dest}: rejected: {reason}")
+        self._tell(f"import {name} → rejected/{dest}: rejected: {reason}")
         return summary
+
+    def _rename_masked(self, path: Path) -> Path:
+        """A file whose name holds a card number, renamed beside itself to the masked name first.
+
+        Everything after (the import ledger, ``result.json``, the errors file, logs, the TUI) only ever
+        sees the new name; the full number is not kept anywhere.
+        """
+        stem, dot, ext = mask_file_name(path.name).partition(".")
+        n = 1
+        while (target := path.with_name(stem + ("" if n == 1 else f"-{n}") + dot + ext)).exists():
+            n += 1
+        os.rename(path, target)
+        fsync_dir(target.parent)
+        self._tell(f"drop file name held a card number: renamed to {target.name} before import")
+        return target
 
     # -- entry points ---------------------------------------------------------------------------
 
@@ -138,6 +155,8 @@ class Importer:
         outside = _outside(path, self.folders.root)
         if outside is not None:
             return self._refuse_unread(path, outside)
+        if mask_file_name(path.name) != path.name:
+            path = self._rename_masked(path)
         sha = sha256_file(path)
         prior = ledger.by_sha(self.outbox, sha)
         if (

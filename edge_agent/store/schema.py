@@ -104,6 +104,8 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial", INITIAL_SQL),
     (2, "imports", IMPORTS_SQL),  # drop-file imports
 ]
+LATEST_SCHEMA = MIGRATIONS[-1][0]
+"""The schema version this agent writes (``GET /readyz`` compares the file's against it)."""
 
 
 def migrate(db: Db) -> None:

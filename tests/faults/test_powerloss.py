@@ -66,12 +66,6 @@ def test_agent_power_cuts_keep_every_acknowledged_sale(tmp_path: Path) -> None:
     assert result.final.found == result.final.acknowledged, report
 
 
-@pytest.mark.xfail(
-    reason="since the hub's duplicate-key check of the burst envelope (17dd82c), the hub kill points "
-    "'derived'/'ingest_commit' often miss their aim within the wait (the cut lands elsewhere, content stays "
-    "intact); the aim is asserted, so this stays visible until the timing is understood",
-    strict=False,
-)
 def test_hub_power_cuts_and_kills_sign_receipts_only_for_what_survives(tmp_path: Path) -> None:
     """A power cut mid-commit, and kill -9 between ledger commit and answer, between event derivation and
     delivery, and between a sink call and the record of its outcome; then the content checker with every

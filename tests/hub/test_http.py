@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import queue
@@ -232,6 +233,28 @@ def test_bad_json_and_bad_fields_are_bad_requests_naming_the_field(hub, client):
     assert error_of(answer)["message"].startswith("records[0].sig:")
     answer = post_signed(client, agent, b"x" * 64, gzipped=False)
     assert answer.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('{"epoch": 1, "epoch": 2}', "body: the key 'epoch' appears twice in one object"),
+        ('{"4111111111111111": 1, "4111111111111111": 2}', "body: the key '…1111' appears twice"),
+        ('{"clock": {"theta_ms": NaN}}', "body is not valid JSON: NaN is not a JSON value"),
+        ('{"clock": {"theta_ms": 4111111111111111e999}}', "body is not valid JSON: a number is beyond a float's range"),
+        ('{"sent_at": "\\ud800"}', "body is not valid JSON: a \\u escape names half of a surrogate pair"),
+        ("[1]", "body: must be a JSON object"),
+    ],
+)
+def test_the_one_parse_of_a_burst_refuses_what_json_readers_disagree_on(hub, client, text, reason):
+    """Duplicate keys, NaN, out-of-range numbers and lone surrogates are refused by the hub's only parse
+    of the body (a card number is never echoed), and nothing is stored."""
+    agent, _ = enroll(hub, client, "SP" + hashlib.sha256(text.encode()).hexdigest()[:8])
+    answer = post_signed(client, agent, text.encode())
+    assert answer.status_code == 400, answer.text
+    doc = error_of(answer)
+    assert doc["error"] == "bad_request" and doc["message"].startswith(reason), doc
+    assert "4111111111111111" not in answer.text
 
 
 def test_record_refused_and_gap_over_http(hub, client):

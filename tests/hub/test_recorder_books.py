@@ -73,3 +73,20 @@ def test_stream_backlog_is_kept_unless_given(db: Storage):
     with db.snapshot() as tx:
         stream = tx.get_stream("S1", 1)
     assert stream is not None and stream.backlog == {"pending": 12, "oldest_pending_at": T0}
+
+
+def test_an_agent_health_report_reaches_the_store_list_and_a_healthy_burst_clears_it(db: Storage):
+    reason = "outbox damaged at seq 5: record missing (next stored is 6)"
+    blocked = {"pending": 6, "oldest_pending_age_s": 3.0, "blocked": "outbox_damaged", "blocked_reason": reason,
+               "blocked_seq": 5}  # fmt: skip
+    with db.transaction() as tx:
+        seed(tx)
+        tx.update_stream("S1", 1, acked_through=4, head_chain=b"\4" * 32, last_seen_at=T0, backlog=blocked)
+    with db.snapshot() as tx:
+        (summary,) = [s for s in tx.store_summaries() if s.store_id == "S1"]
+    assert summary.backlog == blocked
+    with db.transaction() as tx:
+        tx.update_stream("S1", 1, acked_through=10, head_chain=b"\5" * 32, last_seen_at=T1, backlog={"pending": 0})
+    with db.snapshot() as tx:
+        (summary,) = [s for s in tx.store_summaries() if s.store_id == "S1"]
+    assert summary.backlog == {"pending": 0}

@@ -63,6 +63,19 @@ def test_status_lines() -> None:
     assert fmt.status_line(status(heartbeat_at=None), NOW).text == "Agent not running"
 
 
+def test_catching_up_shows_records_and_eta_while_a_backlog_drains() -> None:
+    draining = status(pending=12_000, catch_up={"rate_per_s": 120.0, "eta_s": 100.0, "window_s": 50.0})
+    line = fmt.status_line(draining, NOW)
+    assert (line.text, line.level) == ("Catching up: 12,000 records, ~2 min (120/s)", "busy")
+    assert fmt.catch_up_text(status(pending=1, catch_up={"rate_per_s": 900.0, "eta_s": 0.1})) == (
+        "Catching up: 1 record, under 5 s (900/s)"
+    )
+    assert fmt.catch_up_text(status(pending=0, catch_up={"rate_per_s": 1.0, "eta_s": 3.0})) is None
+    assert fmt.status_line(status(pending=5, catch_up=None), NOW).text == "Syncing 5"  # nothing moved lately
+    offline = status(pending=5, last_sync_result="offline", catch_up={"rate_per_s": 1.0, "eta_s": 5.0})
+    assert fmt.status_line(offline, NOW).text.startswith("Offline")  # an outage is said first
+
+
 def test_block_explanations_name_the_sale_and_a_next_step() -> None:
     for code in ("conflict", "record_refused", "gap_unrecoverable", "key_revoked", "bad_receipt", "weird"):
         p = fmt.explain_block({"code": code, "seq": 12, "message": "why"})

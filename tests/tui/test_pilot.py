@@ -289,3 +289,32 @@ async def test_fleet_store_table_fits_100_columns() -> None:
         labels = [str(c.label) for c in table.columns.values()]
         assert table.virtual_size.width <= table.scrollable_content_region.width, (labels, table.virtual_size)
         assert table.max_scroll_x == 0
+
+
+async def test_store_screen_says_catching_up_with_records_and_eta(tmp_path: Path) -> None:
+    """A backlog draining (two partial receipts in the last minute): the headline gives what is left and the ETA."""
+    from tui_states import NOW, Clock, Store, agent_clock, frozen_now
+    from tui_support import DEAD_PORT_URL
+
+    from sync_protocol.wire import Receipt
+
+    store = Store(tmp_path / "agent", clock=Clock(NOW - timedelta(minutes=40)))
+    store.sell(300)  # 7 s apart: the last at NOW - 5 min
+    for ago, through in ((50, 60), (25, 120)):  # 120 records acknowledged over the last 50 s
+        clock = Clock(NOW - timedelta(seconds=ago))
+        with agent_clock(clock):
+            chain = store.outbox.chain_at(1, through)
+            assert chain is not None
+            before = store.outbox.acked_through()
+            store.outbox.apply_receipt(Receipt.issue(store.hub_key, store.store_id, 1, through, chain),
+                                       store.hub_key.public_key())  # fmt: skip
+            store.outbox.log_burst(first_seq=before + 1, last_seq=through, count=through - before, result="ok",
+                                   http_status=200, ms=40.0)  # fmt: skip
+            store.outbox.update_sync(last_sync_at=clock.utc(), last_success_at=clock.utc(), last_sync_result="ok")
+    store.heartbeat(NOW - timedelta(seconds=2))
+    store.close()
+    app = StoreTuiApp.for_store(store.data_dir, clock=frozen_now, refresh_s=0, agent=AgentClient(DEAD_PORT_URL))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        assert text_of(app, "#status-line") == "Catching up: 180 records, ~75 s (2/s)"
+        assert text_of(app, "#status-detail") == "Sending 180 sales waiting to head office."
