@@ -17,7 +17,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import FastAPI, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
@@ -27,11 +27,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sync_protocol.canonical import DuplicateKey, unique_pairs
 from sync_protocol.cards import mask_pans
 from sync_protocol.schema_doc import inline_schema, json_body
-from sync_protocol.wire import BURSTS_PATH, ENROLL_PATH, BurstRequest, EnrollRequest
+from sync_protocol.wire import BURSTS_PATH, ENROLL_PATH, BurstRequest, BurstResponse, EnrollRequest, EnrollResponse
 
-from . import admin, books, deliveries, registry
+from . import __version__, admin, apidocs, books, deliveries, registry
+from . import api_models as m
 from ._exceptions import BurstRejected, HubError, InputError, StorageError, TooLarge
-from .auth import KeyCache, check_admin, verify_signed_request
+from .auth import KeyCache, verify_signed_request
 from .config import Hub, HubConfig, Limits, open_hub
 from .delivery import DeliveryEngine
 from .forwarding import Forwarder, ForwardingConfig, load_config
@@ -42,6 +43,7 @@ from .ratelimit import LimitMiddleware, RateLimiter, RateLimits, parse_networks
 log = logging.getLogger("cloud_hub.bursts")
 MAX_ENROLL_BYTES = 64 * 1024
 MAX_INT64 = 2**63 - 1
+STORE_ID_PATH = Path(description="the store id given to `cloud-hub store add`", max_length=200)
 
 
 def _field(loc: Sequence[int | str]) -> str:
@@ -280,7 +282,14 @@ def create_app(
     limiter = RateLimiter(RateLimits.from_env())
     handle_burst.limiter = limiter
 
-    app = FastAPI(title="StoreSync cloud hub", lifespan=_lifespan(hub, engine), docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="StoreSync cloud hub",
+        version=__version__,
+        description=apidocs.DESCRIPTION,
+        lifespan=_lifespan(hub, engine),
+        docs_url=None,  # /docs is apidocs' own page: FastAPI's Swagger UI loads its assets from a CDN
+        redoc_url=None,
+    )
     app.add_middleware(LimitMiddleware, limiter=limiter, trusted_proxies=parse_networks(config.trusted_proxies))
     app.state.hub = hub
     app.state.after_store = after_store
@@ -291,9 +300,11 @@ def create_app(
     _add_error_handlers(app)
     _add_health_routes(app, hub, engine, metrics)
     _add_ingest_routes(app, config, hub, keys, handle_burst)
-    _add_admin_routes(app, hub)
-    deliveries.register_routes(app, hub.storage, hub.admin_token, forwarding)
-    books.register_routes(app, hub.storage, hub.admin_token, lambda error_id: forwarder.rederive(hub.storage, error_id))
+    admin_auth = Security(m.AdminBearer(hub.admin_token))
+    _add_admin_routes(app, hub, admin_auth)
+    deliveries.register_routes(app, hub.storage, admin_auth, forwarding)
+    books.register_routes(app, hub.storage, admin_auth, lambda error_id: forwarder.rederive(hub.storage, error_id))
+    apidocs.install(app)
     return app
 
 
@@ -340,12 +351,26 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 def _add_health_routes(app: FastAPI, hub: Hub, engine: DeliveryEngine | None, metrics: HubMetrics) -> None:
     """``/healthz``, ``/readyz`` and ``/metrics``."""
+    with_token = Security(m.AdminBearer(hub.admin_token, required=False))
 
-    @app.get("/healthz")
+    @app.get(
+        "/healthz",
+        summary="Liveness",
+        description='`{"status": "ok"}` while the process serves; says nothing about the database.',
+        response_model=None,
+        responses={200: {"model": m.Health}},
+    )
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get(
+        "/readyz",
+        summary="Readiness",
+        description="200 when the database answers (engine, schema version) and the delivery workers run; "
+        "else 503 naming what is not.",
+        response_model=None,
+        responses={200: {"model": m.Ready}, **m.errors(503)},
+    )
     def readyz() -> JSONResponse:
         database: dict[str, Any] = {"engine": hub.storage.engine, "latest_schema": hub.storage.latest_schema}
         try:
@@ -367,18 +392,34 @@ def _add_health_routes(app: FastAPI, hub: Hub, engine: DeliveryEngine | None, me
             {"status": "ready", "schema_version": version, "database": database, "workers": engine is not None}
         )
 
-    @app.get("/metrics")
-    def metrics_endpoint(authorization: str | None = Header(default=None)) -> Response:
-        # Per-store series only with the admin token; without it, fleet-wide series (docs/security.md).
-        scheme, _, given = (authorization or "").partition(" ")
-        full = scheme.lower() == "bearer" and hub.admin_token.matches(given.strip())
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics (text format)",
+        description="Fleet-wide series for anyone who can reach the port; with the admin token also the "
+        "series labelled by store (docs/security.md). Ages as `*_age_seconds`, no `*_created` series, "
+        "`storesync_build_info`.",
+        response_class=Response,
+        responses={200: {"description": "Prometheus text exposition format 0.0.4", "content": {"text/plain": {}}}},
+        openapi_extra={"security": [{}]},  # the admin token is optional here
+    )
+    def metrics_endpoint(full: bool = with_token) -> Response:
         return Response(metrics.render(per_store=full), media_type=CONTENT_TYPE)
 
 
 def _add_ingest_routes(app: FastAPI, config: HubConfig, hub: Hub, keys: KeyCache, handle_burst: BurstHandler) -> None:
     """``POST /v1/enroll`` and ``POST /v1/bursts`` (the stores' side of the protocol)."""
 
-    @app.post(ENROLL_PATH, status_code=201, openapi_extra={"requestBody": json_body(inline_schema(EnrollRequest))})
+    @app.post(
+        ENROLL_PATH,
+        status_code=201,
+        summary="Enroll a store's agent",
+        description="Binds the agent's Ed25519 public key to the store named by a one-time enrollment token "
+        "(`cloud-hub store add`) as a new epoch; answers the store, epoch, key id and the hub's receipt key. "
+        "A retry with the same token and key after a lost answer gets the same enrollment.",
+        response_model=None,
+        responses={201: {"model": EnrollResponse}, **m.errors(400, 401, 413, 429, 503)},
+        openapi_extra={"requestBody": json_body(inline_schema(EnrollRequest))},
+    )
     async def enroll(request: Request) -> Response:
         raw = await read_limited(request, MAX_ENROLL_BYTES)
         req: EnrollRequest = parse_model(EnrollRequest, raw)
@@ -389,33 +430,64 @@ def _add_ingest_routes(app: FastAPI, config: HubConfig, hub: Hub, keys: KeyCache
         )
         return Response(answer.model_dump_json(), status_code=201, media_type="application/json")
 
-    @app.post(BURSTS_PATH, openapi_extra={"requestBody": json_body(inline_schema(BurstRequest))})
+    @app.post(
+        BURSTS_PATH,
+        summary="Send a burst of signed records",
+        description="A store's agent sends its records in seq order, signed as an HTTP message signature. "
+        "The hub checks duplicates, gaps, conflicts, each chain link and signature in one transaction and "
+        "answers with a signed receipt (`acked_through`). 409 `gap` names the seq it expects, 409 `conflict` "
+        "a record that differs from the one held; 422 a refused record (the ones before it are stored). "
+        "The body may be gzip (`Content-Encoding`). docs/protocol.md §4.",
+        response_model=None,
+        responses={200: {"model": BurstResponse}, **m.errors(400, 401, 409, 413, 422, 429, 503)},
+        openapi_extra={"requestBody": json_body(inline_schema(BurstRequest)), "security": [{"storeSignature": []}]},
+    )
     async def bursts(request: Request) -> Response:
         received = datetime.now(UTC)
         raw = await read_limited(request, config.limits.max_wire_bytes)
         return await run_in_threadpool(handle_burst, request.method, request.url.path, request.headers, raw, received)
 
 
-def _add_admin_routes(app: FastAPI, hub: Hub) -> None:
-    """``/v1/admin/stores[/{store_id}[/ledger]]`` (admin bearer token)."""
+def _add_admin_routes(app: FastAPI, hub: Hub, admin_auth: Any) -> None:
+    """``/v1/admin/stores[/{store_id}[/ledger]]`` (admin bearer token: ``admin_auth``)."""
 
-    @app.get("/v1/admin/stores")
-    def admin_stores(authorization: str | None = Header(default=None)) -> dict[str, Any]:
-        check_admin(authorization, hub.admin_token)
+    @app.get(
+        "/v1/admin/stores",
+        summary="Every store and how far it got",
+        description="Each store's newest epoch: acked_through, last seen, duplicates, conflicts, the backlog its "
+        "agent last reported, sync lag, open derive errors and time fallbacks.",
+        dependencies=[admin_auth],
+        response_model=None,
+        responses={200: {"model": m.Stores}, **m.errors(401, 429, 503)},
+    )
+    def admin_stores() -> dict[str, Any]:
         return admin.stores_view(hub.storage)
 
-    @app.get("/v1/admin/stores/{store_id}")
-    def admin_store(store_id: str, authorization: str | None = Header(default=None)) -> dict[str, Any]:
-        check_admin(authorization, hub.admin_token)
+    @app.get(
+        "/v1/admin/stores/{store_id}",
+        summary="One store with every epoch",
+        description="Per epoch (enrollment): key, host, progress, head chain, clock estimate, conflicts and "
+        "refused records.",
+        dependencies=[admin_auth],
+        response_model=None,
+        responses={200: {"model": m.StoreDetail}, **m.errors(400, 401, 404, 429, 503)},
+    )
+    def admin_store(store_id: Annotated[str, STORE_ID_PATH]) -> dict[str, Any]:
         return admin.store_view(hub.storage, store_id)
 
-    @app.get("/v1/admin/stores/{store_id}/ledger")
+    @app.get(
+        "/v1/admin/stores/{store_id}/ledger",
+        summary="A page of a store's stored records",
+        description="Records of one epoch with `seq > after`, in seq order: the exact signed body, chain value, "
+        "signature and when the hub received it. Page on with the last seq as `after`.",
+        dependencies=[admin_auth],
+        response_model=None,
+        responses={200: {"model": m.LedgerPage}, **m.errors(400, 401, 404, 429, 503)},
+    )
     def admin_ledger(
-        store_id: str,
-        epoch: Annotated[int | None, Query(ge=1, le=MAX_INT64)] = None,
-        after: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
-        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-        authorization: str | None = Header(default=None),
+        store_id: Annotated[str, STORE_ID_PATH],
+        epoch: Annotated[int | None, Query(ge=1, le=MAX_INT64, description="the epoch (default: the newest)")] = None,
+        after: Annotated[int, Query(ge=0, le=MAX_INT64, description="records after this seq")] = 0,
+        limit: Annotated[int, Query(ge=1, le=10_000, description="records at most")] = 100,
     ) -> dict[str, Any]:
-        check_admin(authorization, hub.admin_token)
         return admin.ledger_view(hub.storage, store_id, epoch=epoch, after=after, limit=limit)

@@ -16,15 +16,13 @@ docs/operations.md "Restoring").
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from storesync_runtime.manifest import copy_files, new_folder, put_back, write_manifest
 from storesync_runtime.manifest import read_manifest as _read_manifest
-from storesync_runtime.manifest import write_manifest
 from storesync_runtime.proclock import ProcessLock
 
 from . import registry
@@ -34,15 +32,6 @@ from .config import HUB_MARKER, HubConfig, is_hub_folder, open_hub, require_hub_
 SECRETS = ("hub.key", "admin.token")
 PLAIN = ("hub.toml", HUB_MARKER)
 LOCK_FILE = "hub.lock"
-
-
-def _fresh_folder(dest: Path) -> None:
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise ConfigError(f"{dest} exists and is not an empty folder; give a new folder for the backup")
-    try:
-        dest.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create backup folder {dest}: {exc.strerror}") from None
 
 
 @dataclass(frozen=True)
@@ -61,7 +50,7 @@ def backup(config: HubConfig, dest: Path) -> BackupResult:
         StorageError: the database copy failed.
     """
     require_hub_folder(config)
-    _fresh_folder(dest)
+    new_folder(dest, error=ConfigError)
     hub = open_hub(config)
     try:
         db_name = "hub.db" if hub.storage.engine == "sqlite" else "hub.pgdump"
@@ -73,14 +62,7 @@ def backup(config: HubConfig, dest: Path) -> BackupResult:
         engine = hub.storage.engine
     finally:
         hub.close()
-    files = [db_name]
-    for name in (*SECRETS, *PLAIN):
-        src = config.data_dir / name
-        if src.is_file():
-            shutil.copy2(src, dest / name)
-            if name in SECRETS:
-                os.chmod(dest / name, 0o600)
-            files.append(name)
+    files = [db_name, *copy_files(config.data_dir, dest, (*SECRETS, *PLAIN), private=lambda name: name in SECRETS)]
     manifest = {
         "kind": "storesync-hub-backup",
         "version": 1,
@@ -112,19 +94,14 @@ def restore(config: HubConfig, source: Path) -> dict[str, Any]:
     if folder.exists() and any(folder.iterdir()) and not is_hub_folder(folder):
         raise ConfigError(f"{folder} holds files but is not a hub data folder; restore into an empty folder")
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    moved: list[str] = []
     with ProcessLock(folder / LOCK_FILE, "cloud-hub restore"):
-        for name in (*manifest["files"], "hub.db-wal", "hub.db-shm"):
-            current = folder / name
-            if current.exists():
-                aside = folder / f"{name}.before-restore-{stamp}"
-                os.replace(current, aside)
-                moved.append(aside.name)
-        for name in manifest["files"]:
-            shutil.copy2(source / name, folder / name)
-            if name in SECRETS or name == "hub.db":
-                os.chmod(folder / name, 0o600)
+        _, moved = put_back(
+            source,
+            folder,
+            manifest,
+            also_aside=("hub.db-wal", "hub.db-shm"),
+            private=lambda name: name in SECRETS or name == "hub.db",
+        )
     return {**manifest, "moved_aside": moved}
 
 

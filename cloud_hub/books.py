@@ -23,12 +23,11 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Path, Query
+from fastapi import FastAPI, Path, Query
 from starlette.concurrency import run_in_threadpool
 
+from . import api_models as m
 from ._exceptions import InputError
-from .auth import check_admin
-from .credentials import AdminToken
 from .storage import DeriveError, Storage, TimeFallback
 
 MAX_LIST = 1_000
@@ -98,35 +97,55 @@ def _limit(limit: int) -> int:
 MAX_ID = 2**63 - 1  # ids and limits are SQL BIGINTs: larger is a 400 naming the parameter, never a 500
 
 
-def register_routes(app: FastAPI, storage: Storage, token: AdminToken, rederive: Callable[[int], int]) -> None:
-    """The derive-error and time-fallback admin endpoints."""
+_STORE = Query(max_length=200, description="only this store")
 
-    @app.get("/v1/admin/derive-errors")
+
+def register_routes(app: FastAPI, storage: Storage, admin_auth: Any, rederive: Callable[[int], int]) -> None:
+    """The derive-error and time-fallback admin endpoints (``admin_auth``: the admin token dependency)."""
+
+    @app.get(
+        "/v1/admin/derive-errors",
+        summary="Stored records whose events could not be derived",
+        description="Each with the store, epoch, seq, a short `code` and the reason in words; newest last.",
+        dependencies=[admin_auth],
+        response_model=None,
+        responses={200: {"model": m.DeriveErrors}, **m.errors(400, 401, 429, 503)},
+    )
     def admin_derive_errors(
-        store: Annotated[str | None, Query(max_length=200)] = None,
-        open: bool = False,
-        authorization: str | None = Header(default=None),
+        store: Annotated[str | None, _STORE] = None,
+        open: Annotated[bool, Query(description="only those not re-derived yet")] = False,
     ) -> dict[str, Any]:
-        check_admin(authorization, token)
         with storage.snapshot() as tx:
             rows = tx.derive_errors(store, open_only=open)
         return {"derive_errors": [derive_error_dict(e) for e in rows]}
 
-    @app.post("/v1/admin/derive-errors/{error_id}/rederive")
+    @app.post(
+        "/v1/admin/derive-errors/{error_id}/rederive",
+        summary="Derive a fixed record's events again (exactly once)",
+        description="After the cause is fixed (e.g. a sink mapping): derives the record's events and marks the "
+        "error resolved. 409 `already_resolved`; 422 `derive_failed` when it still cannot be derived.",
+        dependencies=[admin_auth],
+        response_model=None,
+        responses={200: {"model": m.Rederived}, **m.errors(400, 401, 404, 409, 422, 429, 503)},
+    )
     async def admin_rederive(
-        error_id: Annotated[int, Path(ge=1, le=MAX_ID)], authorization: str | None = Header(default=None)
+        error_id: Annotated[int, Path(ge=1, le=MAX_ID, description="the derive error's id")],
     ) -> dict[str, Any]:
-        check_admin(authorization, token)
         events = await run_in_threadpool(rederive, error_id)
         return {"rederived": error_id, "events": events}
 
-    @app.get("/v1/admin/time-fallbacks")
+    @app.get(
+        "/v1/admin/time-fallbacks",
+        summary="Records whose POS time was not trusted",
+        description="Newest first: the POS time, the time used instead, how (`method`) and why.",
+        dependencies=[admin_auth],
+        response_model=None,
+        responses={200: {"model": m.Fallbacks}, **m.errors(400, 401, 429, 503)},
+    )
     def admin_time_fallbacks(
-        store: Annotated[str | None, Query(max_length=200)] = None,
-        limit: int = 100,
-        authorization: str | None = Header(default=None),
+        store: Annotated[str | None, _STORE] = None,
+        limit: Annotated[int, Query(description=f"rows at most (1 to {MAX_LIST})")] = 100,
     ) -> dict[str, Any]:
-        check_admin(authorization, token)
         with storage.snapshot() as tx:
             rows = tx.time_fallbacks(store, limit=_limit(limit))
         return {"fallbacks": [fallback_dict(f) for f in rows]}

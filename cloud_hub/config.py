@@ -14,7 +14,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from sync_protocol import keys
 
@@ -103,18 +103,27 @@ def resolve_data_dir(arg: str | os.PathLike[str] | None) -> Path:
     return Path(env) if env else Path(DEFAULT_DATA_DIR)
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """A ``hub.toml`` as a dict.
+
+    Raises:
+        ConfigError: unreadable file or bad TOML.
+    """
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+
+
 def database_from_toml(path: Path) -> str | None:
     """``database`` of the ``[storage]`` table of a ``hub.toml``, if it has one.
 
     Raises:
         ConfigError: unreadable file, bad TOML, or a ``[storage]`` table that is not just ``database = "URL"``.
     """
-    try:
-        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    doc = read_toml(path)
     table = doc.get("storage")
     if table is None:
         return None

@@ -19,15 +19,14 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import FastAPI, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from storesync_runtime.cli import print_table
-from sync_protocol.schema_doc import json_body
+from sync_protocol.schema_doc import inline_schema, json_body
 
+from . import api_models as m
 from ._exceptions import InputError, NotFound
-from .auth import check_admin
-from .credentials import AdminToken
 from .forwarding import ForwardingConfig
 from .metrics import _age
 from .storage import DELIVERY_STATES, Delivery, DeliverySelector, Storage, iso_utc
@@ -197,46 +196,57 @@ def _opt_bool(doc: dict[str, Any], key: str) -> bool:
     return value
 
 
-_TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}
-_REPLAY_BODY = {
-    "type": "object",
-    "properties": {
-        "event_id": _TEXT,
-        "sink": _TEXT,
-        "store_id": _TEXT,
-        "from_seq": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
-        "to_seq": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
-        "dead": {"type": "boolean"},
-    },
-}
-_SKIP_BODY = {"type": "object", "properties": {"event_id": _TEXT, "sink": _TEXT}, "required": ["event_id", "sink"]}
+def _q(description: str) -> Any:
+    return Query(max_length=MAX_TEXT, description=description)
 
 
-def register_routes(app: FastAPI, storage: Storage, token: AdminToken, config: ForwardingConfig | None) -> None:
-    """``/v1/admin/sinks`` and ``/v1/admin/deliveries[/replay|/skip]`` (admin bearer token)."""
+def register_routes(app: FastAPI, storage: Storage, admin_auth: Any, config: ForwardingConfig | None) -> None:
+    """``/v1/admin/sinks`` and ``/v1/admin/deliveries[/replay|/skip]`` (``admin_auth``: the admin token)."""
+    errs = m.errors(400, 401, 429, 503)
 
-    @app.get("/v1/admin/sinks")
-    def admin_sinks(authorization: str | None = Header(default=None)) -> dict[str, Any]:
-        check_admin(authorization, token)
+    @app.get(
+        "/v1/admin/sinks",
+        summary="Every sink with its deliveries by state",
+        description="Configured sinks (kind, role, ordering, event types) with counts per delivery state and "
+        "the age of the oldest pending delivery; sinks no longer configured that still have rows are listed too.",
+        dependencies=[admin_auth],
+        response_model=None,
+        responses={200: {"model": m.Sinks}, **errs},
+    )
+    def admin_sinks() -> dict[str, Any]:
         return sinks_view(storage, config)
 
-    @app.get("/v1/admin/deliveries")
+    @app.get(
+        "/v1/admin/deliveries",
+        summary="Deliveries, oldest first",
+        description="Filter by sink, state, store or event; page on with the last `id` as `after`.",
+        dependencies=[admin_auth],
+        response_model=None,
+        responses={200: {"model": m.Deliveries}, **errs},
+    )
     def admin_deliveries(
-        sink: Annotated[str | None, Query(max_length=MAX_TEXT)] = None,
-        state: Annotated[str | None, Query(max_length=MAX_TEXT)] = None,
-        store: Annotated[str | None, Query(max_length=MAX_TEXT)] = None,
-        event_id: Annotated[str | None, Query(max_length=MAX_TEXT)] = None,
-        after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
-        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-        authorization: str | None = Header(default=None),
+        sink: Annotated[str | None, _q("only this sink (its name in hub.toml)")] = None,
+        state: Annotated[str | None, _q(f"only this state: {', '.join(DELIVERY_STATES)}")] = None,
+        store: Annotated[str | None, _q("only this store")] = None,
+        event_id: Annotated[str | None, _q("only this event")] = None,
+        after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="deliveries with an id after this")] = 0,
+        limit: Annotated[int, Query(ge=1, le=10_000, description="rows at most")] = 100,
     ) -> dict[str, Any]:
-        check_admin(authorization, token)
         sel = selector(sink=sink, state=state, store_id=store, event_id=event_id)
         return {"deliveries": [delivery_dict(d) for d in list_deliveries(storage, sel, after=after, limit=limit)]}
 
-    @app.post("/v1/admin/deliveries/replay", openapi_extra={"requestBody": json_body(_REPLAY_BODY)})
-    async def admin_replay(request: Request, authorization: str | None = Header(default=None)) -> dict[str, Any]:
-        check_admin(authorization, token)
+    @app.post(
+        "/v1/admin/deliveries/replay",
+        summary="Deliver again",
+        description="One event (`event_id`, optionally only to `sink`), a seq range of a store to a sink "
+        "(`sink`, `store_id`, `from_seq`, `to_seq`; done ones are sent again, receivers drop them by event id), "
+        "or a sink's dead letters (`sink`, `dead: true`). The rows become pending and due now.",
+        dependencies=[admin_auth],
+        response_model=None,
+        responses={200: {"model": m.Replayed}, **errs},
+        openapi_extra={"requestBody": json_body(inline_schema(m.ReplayRequest))},
+    )
+    async def admin_replay(request: Request) -> dict[str, Any]:
         doc = await _json_body(request)
         sel = replay_selector(
             event_id=_opt_str(doc, "event_id"),
@@ -248,9 +258,17 @@ def register_routes(app: FastAPI, storage: Storage, token: AdminToken, config: F
         )
         return {"replayed": await run_in_threadpool(replay, storage, sel)}
 
-    @app.post("/v1/admin/deliveries/skip", openapi_extra={"requestBody": json_body(_SKIP_BODY)})
-    async def admin_skip(request: Request, authorization: str | None = Header(default=None)) -> dict[str, Any]:
-        check_admin(authorization, token)
+    @app.post(
+        "/v1/admin/deliveries/skip",
+        summary="Give up on one delivery",
+        description="Marks one dead or pending delivery `skipped` (it is not delivered), which unparks a strict "
+        "lane held up behind it. 404 when there is no such dead or pending delivery.",
+        dependencies=[admin_auth],
+        response_model=None,
+        responses={200: {"model": m.Skipped}, **m.errors(400, 401, 404, 429, 503)},
+        openapi_extra={"requestBody": json_body(inline_schema(m.SkipRequest))},
+    )
+    async def admin_skip(request: Request) -> dict[str, Any]:
         doc = await _json_body(request)
         event_id, sink = _opt_str(doc, "event_id"), _opt_str(doc, "sink")
         if event_id is None or sink is None:

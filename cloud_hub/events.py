@@ -120,9 +120,18 @@ class StoredEvent(Mapping[str, Any]):
         return len(self._parsed())
 
 
-def _qty_text(value: Decimal) -> str:
-    text = format(value.normalize(), "f")
+def _qty_text(value: Decimal | int) -> str:
+    if type(value) is int:
+        return str(value)
+    text = format(value.normalize(), "f")  # type: ignore[union-attr]
     return "0" if text in ("-0", "") else text
+
+
+def _qty(text: str) -> Decimal | int:
+    """A canonical quantity as an int when it is whole (most are: exact and cheaper), else a Decimal."""
+    if type(text) is str and text.isascii() and text.isdigit():
+        return int(text)
+    return Decimal(text)
 
 
 def _envelope(
@@ -172,6 +181,8 @@ class StockRules:
         """True for a stock line: type ``item`` (v1 lines have no type) and no non-stock SKU pattern."""
         if line.get("type", "item") != "item":
             return False
+        if not self.non_stock_skus:
+            return True
         sku = str(line.get("sku", ""))
         return not any(fnmatchcase(sku, pattern) for pattern in self.non_stock_skus)
 
@@ -180,9 +191,10 @@ NO_RULES = StockRules()
 
 
 def _adjustments(lines: Iterable[Mapping[str, Any]], sign: int) -> list[dict[str, str]]:
-    net: dict[str, Decimal] = {}
+    net: dict[str, Decimal | int] = {}
     for line in lines:
-        net[line["sku"]] = net.get(line["sku"], Decimal(0)) + sign * Decimal(line["qty"])
+        sku = line["sku"]
+        net[sku] = net.get(sku, 0) + sign * _qty(line["qty"])
     return [{"sku": sku, "delta": _qty_text(delta)} for sku, delta in sorted(net.items()) if delta != 0]
 
 

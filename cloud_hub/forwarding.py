@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ._exceptions import AlreadyResolved, ConfigError, DeriveStillFails, NotFound
+from .config import read_toml
 from .events import INVENTORY_SUFFIX, SinkConfig, StockRules, derive_events, event_json, route, source_of
 from .records import DeriveFailure, validated_doc
 from .sinks import KINDS, SINK_KINDS
@@ -302,12 +302,7 @@ def load_config(path: Path | None, data_dir: Path) -> ForwardingConfig:
         return ForwardingConfig.from_doc({"sinks": DEFAULT_SINKS}, data_dir)
     if not Path(path).exists():
         raise ConfigError(f"config file {path} does not exist")
-    try:
-        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    doc = read_toml(path)
     if "sinks" not in doc:  # a hub.toml with only [hub] (or [delivery]) keeps the default sink; `sinks = []` for none
         doc = {**doc, "sinks": DEFAULT_SINKS}
     return ForwardingConfig.from_doc(doc, data_dir, str(path))

@@ -15,7 +15,8 @@ from typing import Any
 
 from sync_protocol._exceptions import CanonicalEncodingError, TransactionInvalid
 from sync_protocol.canonical import DuplicateKey, loads_strict
-from sync_protocol.transaction import SCHEMA_V1, SCHEMAS, parse_transaction
+from sync_protocol.transaction import SCHEMA_V1, SCHEMAS
+from sync_protocol.txn_fast import canonical_txn
 
 from ._exceptions import HubError
 
@@ -53,14 +54,14 @@ def validated_doc(body: str, *, scan_cards: bool = True) -> dict[str, Any]:
     if schema not in SCHEMAS:
         raise DeriveFailure("unknown_schema", f"txn.schema {schema!r} is not one this hub knows ({', '.join(SCHEMAS)})")
     try:
-        txn = parse_transaction(doc["txn"], scan_cards=scan_cards)
+        txn = canonical_txn(doc["txn"], scan_cards=scan_cards)
     except TransactionInvalid as exc:
         reasons = "; ".join(f"txn.{e.field}: {e.reason}" for e in exc.errors)
         raise DeriveFailure("invalid_transaction", reasons) from None
-    if doc.get("kind") != txn.kind:
-        raise DeriveFailure("bad_body", f"body kind {doc.get('kind')!r} differs from txn.kind {txn.kind!r}")
+    if doc.get("kind") != txn["kind"]:
+        raise DeriveFailure("bad_body", f"body kind {doc.get('kind')!r} differs from txn.kind {txn['kind']!r}")
     for name in ("store_id", "captured_at"):
         if not isinstance(doc.get(name), str):
             raise DeriveFailure("bad_body", f"body {name} is missing or not a string")
-    doc["txn"] = txn.canonical()
+    doc["txn"] = txn
     return doc

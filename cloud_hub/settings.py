@@ -87,12 +87,7 @@ class HubSettings(BaseSettings):
 
 def config_path(explicit: str | os.PathLike[str] | None, data_dir: Path) -> Path | None:
     """``--config``, else ``$CLOUD_HUB_CONFIG``, else ``DATA/hub.toml`` when it exists, else None."""
-    if explicit:
-        return Path(explicit)
-    if os.environ.get(CONFIG_ENV):
-        return Path(os.environ[CONFIG_ENV])
-    default = data_dir / CONFIG_FILE
-    return default if default.is_file() else None
+    return common.config_path(explicit, CONFIG_ENV, data_dir / CONFIG_FILE)
 
 
 def load(file: Path | None, **flags: object) -> HubSettings:

@@ -48,6 +48,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -195,6 +196,12 @@ def is_batch(body: Mapping[str, Any]) -> bool:
     return str(body.get("origin", "")).startswith("file:")
 
 
+@lru_cache(maxsize=256)
+def _received_iso(text: str) -> str:
+    """The hub receive time as written in events: every record of a burst shares one, so it is cached."""
+    return iso(parse_instant(text), z=True)
+
+
 def normalize_times(
     body: Mapping[str, Any],
     *,
@@ -255,7 +262,9 @@ def normalize_times(
     return {
         "occurred_at_utc": iso(occurred, z=True),
         "captured_at_utc": iso(captured_utc, z=True),
-        "hub_received_at": iso(parse_instant(hub_received_at), z=True),
+        "hub_received_at": _received_iso(hub_received_at)
+        if isinstance(hub_received_at, str)
+        else iso(parse_instant(hub_received_at), z=True),
         "time_quality": {
             "method": method,
             "theta_ms": quality["theta_ms"],

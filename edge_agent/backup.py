@@ -15,14 +15,12 @@ runbook.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from storesync_runtime.manifest import copy_files, new_folder, put_back, write_manifest
 from storesync_runtime.manifest import read_manifest as _read_manifest
-from storesync_runtime.manifest import write_manifest
 
 from ._exceptions import ConfigError
 from .config import AgentConfig
@@ -46,23 +44,12 @@ def backup(cfg: AgentConfig, dest: Path) -> dict[str, Any]:
     """
     if not cfg.db_path.is_file():
         raise ConfigError(f"no outbox at {cfg.db_path}; check --data-dir")
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise ConfigError(f"{dest} exists and is not an empty folder; give a new folder for the backup")
-    try:
-        dest.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create backup folder {dest}: {exc.strerror}") from None
+    new_folder(dest, error=ConfigError)
     with Outbox(cfg.db_path, create=False) as outbox:
         status = compute_status(outbox.snapshot())
     backup_database(cfg.db_path, dest / "outbox.db")
-    files = ["outbox.db"]
-    for name in [*_key_files(cfg.data_dir), "agent.toml"]:
-        src = cfg.data_dir / name
-        if src.is_file():
-            shutil.copy2(src, dest / name)
-            if name.startswith("agent.key"):
-                os.chmod(dest / name, 0o600)
-            files.append(name)
+    names = [*_key_files(cfg.data_dir), "agent.toml"]
+    files = ["outbox.db", *copy_files(cfg.data_dir, dest, names, private=lambda name: name.startswith("agent.key"))]
     manifest = {
         "kind": "storesync-agent-backup",
         "version": 1,
@@ -88,17 +75,7 @@ def restore(cfg: AgentConfig, source: Path) -> dict[str, Any]:
     manifest = read_manifest(source)
     folder = cfg.data_dir
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    moved: list[str] = []
-    for name in (*manifest["files"], "outbox.db-wal", "outbox.db-shm"):
-        current = folder / name
-        if current.exists():
-            aside = folder / f"{name}.before-restore-{stamp}"
-            os.replace(current, aside)
-            moved.append(aside.name)
-    for name in manifest["files"]:
-        shutil.copy2(source / name, folder / name)
-        os.chmod(folder / name, 0o600)
+    stamp, moved = put_back(source, folder, manifest, also_aside=("outbox.db-wal", "outbox.db-shm"))
     marker = {"backup": str(source), "backup_created_at": manifest["created_at"], "restored_at": stamp}
     (folder / MARKER).write_text(json.dumps(marker) + "\n")
     return {**manifest, "moved_aside": moved}

@@ -16,7 +16,6 @@ flags win over both. Unknown keys in the file are refused naming the key::
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -65,10 +64,7 @@ class AgentSettings(BaseSettings):
 
 def config_path(data_dir: Path) -> Path | None:
     """``$EDGE_AGENT_CONFIG``, else ``DATA/agent.toml`` when it exists, else None."""
-    if os.environ.get(CONFIG_ENV):
-        return Path(os.environ[CONFIG_ENV])
-    default = data_dir / CONFIG_FILE
-    return default if default.is_file() else None
+    return common.config_path(None, CONFIG_ENV, data_dir / CONFIG_FILE)
 
 
 def load_settings(file: Path | None, **flags: object) -> AgentSettings:

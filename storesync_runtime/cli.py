@@ -39,6 +39,7 @@ EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 EXIT_PIPE = 141
 DEBUG_ENV = "STORESYNC_DEBUG"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class Parser(argparse.ArgumentParser):
@@ -46,6 +47,12 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> Any:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def log_args(p: argparse.ArgumentParser, setting: str) -> None:
+    """``--log-level`` and ``--log-format`` (default: the ``setting`` named, else info and text)."""
+    p.add_argument("--log-level", choices=LOG_LEVELS, default=None, help=f"default: {setting} or info")
+    p.add_argument("--log-format", choices=("text", "json"), default=None, help="text (default) or json lines")
 
 
 def iso_date(text: str) -> str:

@@ -52,6 +52,15 @@ def read_table(path: Path, table: str | None) -> dict[str, Any]:
     return section
 
 
+def config_path(explicit: str | os.PathLike[str] | None, env: str, default: Path) -> Path | None:
+    """The settings file: ``explicit`` (a flag), else ``$env``, else ``default`` when it exists, else None."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    return default if default.is_file() else None
+
+
 def _suggest(name: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -176,6 +176,24 @@ def _canonical_loads(text: str | bytes, refuse_floats: bool) -> Any:
     return doc
 
 
+def loads_if_compact(text: str | bytes) -> tuple[bool, Any]:
+    """``(True, value)`` when ``text`` is compact JSON that orjson writes back byte for byte, else ``(False, None)``.
+
+    A POS or a script writing JSON Lines compactly (``separators=(",", ":")``, keys in any order)
+    produces such text. Identical bytes prove that the text held no duplicate key (the decoded object
+    would have lost a member) and no ``NaN``/``Infinity`` (orjson refuses them); anything else is for
+    the caller's strict reference decoder to decide.
+    """
+    try:
+        doc = orjson.loads(text)
+        again = orjson.dumps(doc)
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError, TypeError):
+        return False, None
+    if again != (text.encode("utf-8") if isinstance(text, str) else text):
+        return False, None
+    return True, doc
+
+
 def _reference_loads(text: str | bytes, *, refuse_floats: bool = False) -> Any:
     if refuse_floats:
         return json.loads(text, object_pairs_hook=unique_pairs, parse_float=_refuse_float)

@@ -18,7 +18,6 @@ from ..forwarding import ForwardingConfig, load_config
 from ..settings import HubSettings
 
 Parser = common_cli.Parser
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def data_dir_arg(p: argparse.ArgumentParser) -> None:
@@ -52,8 +51,7 @@ def worker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config", help="hub.toml with [hub], [[sinks]], [delivery] (default: $CLOUD_HUB_CONFIG or DATA/hub.toml)"
     )
-    p.add_argument("--log-level", choices=LOG_LEVELS, default=None, help="default: [hub] log_level or info")
-    p.add_argument("--log-format", choices=("text", "json"), default=None, help="text (default) or json lines")
+    common_cli.log_args(p, "[hub] log_level")
 
 
 def settings(args: argparse.Namespace, **flags: Any) -> tuple[Path, Path | None, HubSettings]:

@@ -18,9 +18,7 @@ The recorders' SQL is written once in :mod:`.sql`; this module keeps what is Pos
 :data:`POSTGRES` (``%s`` placeholders, row locks, lists as arrays with ``= ANY``, identities moved
 past loaded ids) and the hooks of :class:`PgWork`: savepoints around inserts that may be refused,
 ``COPY`` for bulk loads, a server-side cursor to read a whole table, event ids from identity columns
-with ``INSERT ... RETURNING``, and the strict-lane claim, which belongs to whoever locks the lane's
-head row (``FOR UPDATE SKIP LOCKED``, re-checked after the lock: still open, due, not leased), so one
-lane has one holder at a time and is delivered in id (= seq) order.
+with ``INSERT ... RETURNING``.
 """
 
 from __future__ import annotations
@@ -46,7 +44,7 @@ from .recorders import Storage, UnitOfWork
 from .records import NewEvent, iso_utc
 from .sql import Dialect
 from .sql.books import SQLBooks
-from .sql.events import OPEN, SQLEvents
+from .sql.events import SQLEvents
 from .sql.ledger import SQLBulk, SQLLedger
 from .sql.registry import SQLRegistry
 
@@ -140,34 +138,6 @@ class PgWork(SQLRegistry, SQLLedger, SQLBooks, SQLEvents, SQLBulk, UnitOfWork):
                 if not cur.nextset():
                     break
         return pks
-
-    def _strict_candidates(self, sink: str, now: float, limit: int) -> list[int]:
-        heads = self._all(
-            f"SELECT lane, MIN(id) FROM deliveries WHERE sink = ? AND state IN {OPEN} GROUP BY lane ORDER BY 2",
-            (sink,),
-        )
-        ids: list[int] = []
-        for lane, head in heads:
-            if len(ids) >= limit:
-                break
-            # Whoever holds the head row holds the lane; re-checked on the newest row version after the lock.
-            held = self._one(
-                "SELECT id FROM deliveries WHERE id = ? AND state IN ('pending', 'in_flight')"
-                " AND next_attempt_at <= ? FOR UPDATE SKIP LOCKED",
-                (head, now),
-            )
-            if held is None:
-                continue  # parked behind a dead letter, backing off, leased, or being claimed right now
-            rows = self._all(
-                f"SELECT id, state, next_attempt_at FROM deliveries WHERE sink = ? AND lane = ?"
-                f" AND state IN {OPEN} AND id >= ? ORDER BY id LIMIT ? FOR UPDATE",
-                (sink, lane, head, limit - len(ids)),
-            )
-            for rid, rstate, rdue in rows:
-                if rstate == "dead" or rdue > now:  # dead, leased to a live worker, or not due yet
-                    break
-                ids.append(int(rid))
-        return ids
 
 
 def split_url(url: str) -> tuple[str, str | None]:

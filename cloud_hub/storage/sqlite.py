@@ -8,8 +8,7 @@ append-only: triggers refuse UPDATE and DELETE.
 The recorders' SQL is written once in :mod:`.sql`; this module keeps what is SQLite's own: the
 connection, :data:`SQLITE` (``?`` placeholders, no row locks, lists as JSON through ``json_each``)
 and the hooks of :class:`SQLiteWork` (apsw's execute and change counts, ``executemany`` for bulk
-loads, event ids numbered in the write transaction, the strict-lane claim). The schema is
-:mod:`.sqlite_schema`.
+loads, event ids numbered in the write transaction). The schema is :mod:`.sqlite_schema`.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from .recorders import Storage, UnitOfWork
 from .records import NewEvent, iso_utc
 from .sql import Dialect
 from .sql.books import SQLBooks
-from .sql.events import OPEN, SQLEvents
+from .sql.events import SQLEvents
 from .sql.ledger import SQLBulk, SQLLedger
 from .sql.registry import SQLRegistry
 from .sqlite_schema import MIGRATIONS
@@ -117,30 +116,6 @@ class SQLiteWork(SQLRegistry, SQLLedger, SQLBooks, SQLEvents, SQLBulk, UnitOfWor
             ],
         )
         return pks
-
-    def _strict_candidates(self, sink: str, now: float, limit: int) -> list[int]:
-        heads = self._all(
-            f"SELECT d.lane, MIN(d.id) FROM deliveries d WHERE d.sink = ? AND d.state IN {OPEN}"
-            " GROUP BY d.lane ORDER BY 2",
-            (sink,),
-        )
-        ids: list[int] = []
-        for lane, head in heads:
-            if len(ids) >= limit:
-                break
-            state, due = self._one("SELECT state, next_attempt_at FROM deliveries WHERE id = ?", (head,))
-            if state == "dead" or due > now:
-                continue  # parked behind a dead letter, backing off, or leased to a live worker
-            rows = self._all(
-                "SELECT d.id, d.state, d.next_attempt_at FROM deliveries d WHERE d.sink = ? AND d.lane = ?"
-                f" AND d.state IN {OPEN} ORDER BY d.id LIMIT ?",
-                (sink, lane, limit - len(ids)),
-            )
-            for rid, rstate, rdue in rows:
-                if rstate == "dead" or rdue > now:  # dead, leased to a live worker, or not due yet
-                    break
-                ids.append(rid)
-        return ids
 
 
 class SQLiteStorage(Storage):

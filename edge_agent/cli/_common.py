@@ -32,3 +32,14 @@ def hub_url(args: argparse.Namespace) -> str:
     if isinstance(hub, list):
         hub = " ".join(hub)
     return str(hub or "the hub")
+
+
+def command(
+    sub: Any, common: argparse.ArgumentParser, name: str, func: Any, help: str, *, json: bool = True
+) -> argparse.ArgumentParser:
+    """A subcommand taking ``--data-dir`` (and ``--json`` unless ``json=False``), run by ``func``."""
+    p: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=help)
+    if json:
+        p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.set_defaults(func=func)
+    return p

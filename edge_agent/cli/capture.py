@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from storesync_runtime import cli as common_cli
 from sync_protocol._exceptions import TransactionInvalid
 from sync_protocol.canonical import DuplicateKey, loads_strict
 from sync_protocol.transaction import Transaction, parse_transaction
@@ -27,7 +28,7 @@ CAPTURE_CHUNK = 500
 
 def add_run(sub: Any, common: argparse.ArgumentParser) -> None:
     """``edge-agent run``."""
-    p = sub.add_parser("run", parents=[common], help="serve the capture API and sync in the background")
+    p = _common.command(sub, common, "run", cmd_run, "serve the capture API and sync in the background", json=False)
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default 8787; 0 picks a free one)")
     p.add_argument("--hub", action="append", default=None, help="use this hub URL from now on (repeatable)")
@@ -40,29 +41,22 @@ def add_run(sub: Any, common: argparse.ArgumentParser) -> None:
         "--allow-origin", action="append", default=None, help="a web origin allowed to call the API (repeatable)"
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log debug lines too (same as --log-level debug)")
-    p.add_argument(
-        "--log-level", choices=("debug", "info", "warning", "error"), default=None, help="default: log_level or info"
-    )
-    p.add_argument("--log-format", choices=("text", "json"), default=None, help="text (default) or json lines")
-    p.set_defaults(func=cmd_run)
+    common_cli.log_args(p, "log_level")
 
 
 def add_capture(sub: Any, common: argparse.ArgumentParser) -> None:
     """``edge-agent capture``."""
-    p = sub.add_parser("capture", parents=[common], help="store transactions from a file or stdin")
+    p = _common.command(sub, common, "capture", cmd_capture, "store transactions from a file or stdin")
     p.add_argument("file", metavar="FILE", help="JSON object, JSON array or JSON Lines; - for stdin")
-    p.add_argument("--json", action="store_true", help=_common.JSON_HELP)
-    p.set_defaults(func=cmd_capture)
 
 
 def add_sync(sub: Any, common: argparse.ArgumentParser) -> None:
     """``edge-agent sync``."""
-    p = sub.add_parser("sync", parents=[common], help="run a sync pass now")
+    p = _common.command(sub, common, "sync", cmd_sync, "run a sync pass now", json=False)
     p.add_argument("--until-synced", action="store_true", help="keep trying until nothing is pending")
     p.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds (default 60)")
     p.add_argument("--hub", action="append", default=None, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help=_common.JSON_HELP)
-    p.set_defaults(func=cmd_sync)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -34,14 +34,12 @@ from . import _common
 
 def add_init(sub: Any, common: argparse.ArgumentParser) -> None:
     """``edge-agent init``."""
-    p = sub.add_parser("init", parents=[common], help="create the agent key and the outbox")
-    p.add_argument("--json", action="store_true", help=_common.JSON_HELP)
-    p.set_defaults(func=cmd_init)
+    _common.command(sub, common, "init", cmd_init, "create the agent key and the outbox")
 
 
 def add_enroll(sub: Any, common: argparse.ArgumentParser) -> None:
     """``edge-agent enroll``."""
-    p = sub.add_parser("enroll", parents=[common], help="enroll with the hub using a one-time token")
+    p = _common.command(sub, common, "enroll", cmd_enroll, "enroll with the hub using a one-time token", json=False)
     p.add_argument(
         "--hub",
         required=True,
@@ -53,15 +51,15 @@ def add_enroll(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--insecure-http", action="store_true", help="allow plain http:// to a hub beyond loopback")
     p.add_argument("--force", action="store_true", help="enroll even though records are not synced")
     p.add_argument("--json", action="store_true", help=_common.JSON_HELP)
-    p.set_defaults(func=cmd_enroll)
 
 
 def add_register(sub: Any, common: argparse.ArgumentParser) -> None:
     """``edge-agent register add|list|remove``."""
-    p = sub.add_parser("register", parents=[common], help="register tokens for a capture API beyond loopback")
+    p = _common.command(
+        sub, common, "register", cmd_register, "register tokens for a capture API beyond loopback", json=False
+    )
     p.add_argument("action", choices=("add", "list", "remove"), help="add prints a new token; list; remove")
     p.add_argument("register_id", nargs="?", metavar="REGISTER", help="register id, e.g. R2 (add, remove)")
-    p.set_defaults(func=cmd_register)
 
 
 def cmd_init(args: argparse.Namespace) -> int:

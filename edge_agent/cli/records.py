@@ -23,21 +23,19 @@ from . import _common
 
 def add_status(sub: Any, common: argparse.ArgumentParser) -> None:
     """``edge-agent status``."""
-    p = sub.add_parser("status", parents=[common], help="show sync status (exit 1 unless in sync)")
-    p.add_argument("--json", action="store_true", help=_common.JSON_HELP)
-    p.set_defaults(func=cmd_status)
+    _common.command(sub, common, "status", cmd_status, "show sync status (exit 1 unless in sync)")
 
 
 def add_verify(sub: Any, common: argparse.ArgumentParser) -> None:
     """``edge-agent verify``."""
-    p = sub.add_parser("verify", parents=[common], help="check the outbox chain and signatures (exit 1 on a bad one)")
-    p.add_argument("--json", action="store_true", help=_common.JSON_HELP)
-    p.set_defaults(func=cmd_verify)
+    _common.command(sub, common, "verify", cmd_verify, "check the outbox chain and signatures (exit 1 on a bad one)")
 
 
 def add_export(sub: Any, common: argparse.ArgumentParser) -> None:
     """``edge-agent export``."""
-    p = sub.add_parser("export", parents=[common], help="export signed records for auditors (storesync verify-export)")
+    p = _common.command(
+        sub, common, "export", cmd_export, "export signed records for auditors (storesync verify-export)", json=False
+    )
     p.add_argument("--out", required=True, help="the new export file")
     p.add_argument("--store", help="refuse unless this agent is this store")
     p.add_argument("--from", dest="date_from", type=common_cli.iso_date, help="first sale date, YYYY-MM-DD (inclusive)")
@@ -45,20 +43,17 @@ def add_export(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--epoch", type=int, help="only this epoch (default: all still in the outbox)")
     p.add_argument("--format", choices=("sqlite", "csv", "jsonl"), help="default: from --out's suffix, else jsonl")
     p.add_argument("--json", action="store_true", help=_common.JSON_HELP)
-    p.set_defaults(func=cmd_export)
 
 
 def add_backup(sub: Any, common: argparse.ArgumentParser) -> None:
     """``edge-agent backup`` and ``edge-agent restore``."""
-    p = sub.add_parser("backup", parents=[common], help="copy outbox, keys and config to a new folder, while running")
+    p = _common.command(
+        sub, common, "backup", cmd_backup, "copy outbox, keys and config to a new folder, while running"
+    )
     p.add_argument("dest", metavar="DEST", help="a new or empty folder for the backup")
-    p.add_argument("--json", action="store_true", help=_common.JSON_HELP)
-    p.set_defaults(func=cmd_backup)
 
-    p = sub.add_parser("restore", parents=[common], help="put a backup back into the data folder (agent stopped)")
+    p = _common.command(sub, common, "restore", cmd_restore, "put a backup back into the data folder (agent stopped)")
     p.add_argument("backup", metavar="BACKUP", help="a folder made by 'edge-agent backup'")
-    p.add_argument("--json", action="store_true", help=_common.JSON_HELP)
-    p.set_defaults(func=cmd_restore)
 
 
 def add_config(sub: Any, common: argparse.ArgumentParser) -> None:

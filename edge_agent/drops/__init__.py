@@ -7,8 +7,9 @@ Entry point :func:`load`::
         ...
         checkpoint = item.resume   # store it with the item; load(path, resume=checkpoint) goes on
 
-Readers validate every transaction with ``parse_transaction``: ``Parsed.txn`` is the canonical dict
-and ``Parsed.transaction`` the model, so the importer need not validate again. Whole-file problems
+Readers validate every transaction (``sync_protocol.txn_fast.canonical_txn``: the rules of
+``parse_transaction``, by a fast exact path when the row is canonical already): ``Parsed.txn`` is the
+canonical dict, so the importer need not validate again. Whole-file problems
 (not text, empty, unknown header) raise :class:`DropRejected` from :func:`load` itself.
 """
 

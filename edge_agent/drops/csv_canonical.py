@@ -136,7 +136,7 @@ def _finish(group: _Group) -> Parsed:
     errors.extend(more)
     if txn is None or errors:
         return Parsed(None, errors, first_line, last_line, raw, resume, n, row_lines=lines_at)
-    return Parsed(txn.canonical(), [], first_line, last_line, raw, resume, n, txn, lines_at)
+    return Parsed(txn, [], first_line, last_line, raw, resume, n, lines_at)
 
 
 def _assemble(group: _Group) -> tuple[dict[str, Any], list[int], list[int], list[LineError]]:

@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from sync_protocol import FieldError, Transaction, TransactionInvalid, parse_transaction
+from sync_protocol import FieldError, TransactionInvalid
+from sync_protocol.txn_fast import canonical_txn
 
 from .._exceptions import DropRejected
 
@@ -70,7 +71,6 @@ class Parsed:
         resume: Resume here once this item is stored. Items that share rows (a Shopify order
             and its refund) carry the start of those rows on all but the last one.
         rows: Data rows (non-blank lines or CSV records) this item consumed; 0 for derived items.
-        transaction: The validated :class:`Transaction`, for the outbox.
         row_lines: First line of each record in ``raw`` (CSV formats).
     """
 
@@ -81,7 +81,6 @@ class Parsed:
     raw: str | list[str]
     resume: Checkpoint
     rows: int = 1
-    transaction: Transaction | None = None
     row_lines: list[int] = field(default_factory=list)
 
     @property
@@ -301,10 +300,12 @@ def iter_records(f: IO[bytes], start: Checkpoint, delimiter: str) -> Iterator[Re
 
 def validate(
     raw: dict[str, Any], locate: Callable[[str], tuple[str, int]]
-) -> tuple[Transaction | None, list[LineError]]:
-    """Run :func:`parse_transaction`; map each error's field to a (column, line) with ``locate``."""
+) -> tuple[dict[str, Any] | None, list[LineError]]:
+    """The canonical transaction (``parse_transaction(raw).canonical()``, by the fast path of
+    :func:`~sync_protocol.txn_fast.canonical_txn` when ``raw`` is canonical already); on errors, each
+    error's field mapped to a (column, line) with ``locate``."""
     try:
-        txn = parse_transaction(raw)
+        txn = canonical_txn(raw)
     except TransactionInvalid as exc:
         out = []
         for err in exc.errors:

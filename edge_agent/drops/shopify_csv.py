@@ -137,8 +137,7 @@ def _order_items(recs: list[Record], header: list[str], begin: Checkpoint) -> It
         resume = recs[-1].end if last else begin
         txn, errors = validate(raw_txn, locate)
         rows_used = len(recs) if k == 0 else 0
-        canonical = txn.canonical() if txn is not None else None
-        yield Parsed(canonical, errors, first_line, last_line, raw, resume, rows_used, txn, row_lines)
+        yield Parsed(txn, errors, first_line, last_line, raw, resume, rows_used, row_lines)
 
 
 def _rows(recs: list[Record], header: list[str]) -> list[tuple[int, dict[str, str]]]:
@@ -151,7 +150,7 @@ def _rows(recs: list[Record], header: list[str]) -> list[tuple[int, dict[str, st
             reason = f"has {len(rec.fields)} fields, the header has {len(header)}"
             errors.append(LineError("(row)", reason, rec.first_line))
         else:
-            rows.append((rec.first_line, {h: v.strip() for h, v in zip(header, rec.fields, strict=True)}))
+            rows.append((rec.first_line, dict(zip(header, map(str.strip, rec.fields), strict=True))))
     if errors:
         raise _OrderError(errors)
     return rows
@@ -166,7 +165,16 @@ def _amount(row: dict[str, str], column: str, line: int, errors: list[LineError]
     return Decimal(text)
 
 
+_SHOPIFY_TIME = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}) ([0-9]{2}:[0-9]{2}:[0-9]{2}) ([+-][0-9]{2})([0-9]{2})")
+
+
 def _created_at(text: str, line: int, errors: list[LineError]) -> str:
+    m = _SHOPIFY_TIME.fullmatch(text)
+    if m is not None:  # Shopify's own form: read as ISO 8601, ~10x cheaper than strptime, same result
+        try:
+            return datetime.fromisoformat(f"{m[1]}T{m[2]}{m[3]}:{m[4]}").isoformat()
+        except ValueError:
+            pass  # out of range: strptime below decides
     for fmt in ("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M %z"):
         try:
             return datetime.strptime(text, fmt).isoformat()

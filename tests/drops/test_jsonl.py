@@ -13,6 +13,7 @@ from edge_agent.drops import Checkpoint, load
 from edge_agent.drops.jsonl import read_jsonl
 from storesync_harness.dropfiles import sale, write_jsonl
 from sync_protocol import parse_transaction
+from sync_protocol.canonical import loads_if_compact
 
 
 def read(data: str | bytes) -> list:
@@ -25,9 +26,7 @@ def test_each_line_is_a_validated_canonical_transaction() -> None:
     items = read("".join(json.dumps(t) + "\n" for t in txns))
     assert [i.txn for i in items] == [parse_transaction(t).canonical() for t in txns]
     assert [(i.first_line, i.last_line, i.rows) for i in items] == [(n, n, 1) for n in range(1, 6)]
-    assert all(
-        i.transaction is not None and i.transaction.txn_id == t["txn_id"] for i, t in zip(items, txns, strict=True)
-    )
+    assert all(i.txn is not None and i.txn["txn_id"] == t["txn_id"] for i, t in zip(items, txns, strict=True))
     assert items[2].raw == json.dumps(txns[2])
 
 
@@ -167,3 +166,17 @@ def test_streaming_200k_rows_keeps_peak_rss_flat(tmp_path: Path) -> None:
     ok, rows, before_kb, after_kb = map(int, out)
     assert (ok, rows) == (4_000, 200_000)
     assert (after_kb - before_kb) * 1024 < 8_000_000, f"peak RSS grew by {after_kb - before_kb} KiB"
+
+
+def test_compact_lines_take_the_fast_decoder_and_keep_every_refusal() -> None:
+    good = json.dumps(sale(1), separators=(",", ":"))
+    dup = '{"txn_id":"A",' + good[1:]  # compact, but txn_id twice
+    nan = good[:-1] + ',"x":NaN}'
+    assert loads_if_compact(good) == (True, sale(1))
+    assert loads_if_compact(dup) == (False, None)
+    assert loads_if_compact(nan) == (False, None)
+    assert loads_if_compact(json.dumps(sale(1))) == (False, None)  # spaces: the reference decoder reads it
+    items = read("\n".join([good, dup, nan]) + "\n")
+    assert items[0].ok and items[0].txn == parse_transaction(sale(1)).canonical()
+    assert items[1].errors[0].field == "txn_id" and "appears twice" in items[1].errors[0].reason
+    assert "NaN is not allowed" in items[2].errors[0].reason

@@ -195,3 +195,36 @@ def test_helpers() -> None:
     assert tender_type("") == "other" and tender_type("Gift card") == "gift_card"
     assert register_of({"Location": "  "}) == "shopify"
     assert len(shopify_order(2)) == 3 and len(shopify_order(2)[0]) == len(SHOPIFY_HEADER)
+
+
+def _created_at_reference(text: str) -> str | None:
+    """What the reader did before its fast path: strptime in two forms, then ISO 8601."""
+    from datetime import datetime
+
+    for fmt in ("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M %z"):
+        try:
+            return datetime.strptime(text, fmt).isoformat()
+        except ValueError:
+            pass
+    try:
+        return datetime.fromisoformat(text).isoformat()
+    except ValueError:
+        return None
+
+
+def test_created_at_fast_path_reads_what_strptime_reads() -> None:
+    import random
+
+    from edge_agent.drops.shopify_csv import _created_at
+
+    rng = random.Random(2)
+    for _ in range(3000):
+        text = (
+            f"{rng.randint(1990, 2030):04d}-{rng.randint(0, 13):02d}-{rng.randint(0, 32):02d} "
+            f"{rng.randint(0, 25):02d}:{rng.randint(0, 61):02d}:{rng.randint(0, 61):02d} "
+            f"{rng.choice('+-')}{rng.randint(0, 25):02d}{rng.randint(0, 61):02d}"
+        )
+        errors: list = []
+        got = _created_at(text, 1, errors)
+        want = _created_at_reference(text)
+        assert (got, bool(errors)) == ((want, False) if want is not None else (text, True)), text

@@ -301,8 +301,9 @@ def test_stores_command_shows_progress(hub, client):
     s10 = next(s for s in json.loads(out.stdout)["stores"] if s["store_id"] == "S10")
     assert s10["acked_through"] == 7
     table = cli(hub.data_dir, "stores").stdout.splitlines()
-    assert table[0].split() == ["STORE", "TZ", "EPOCH", "ACKED_THROUGH", "LAST_SEEN", "DUPLICATES", "CONFLICTS"]
-    assert any(line.split()[:4] == ["S10", "Europe/Berlin", "1", "7"] for line in table)
+    head = ["STORE", "TZ", "EPOCH", "ACKED_THROUGH", "LAST_SEEN", "DUPLICATES", "CONFLICTS", "AGENT"]
+    assert table[0].split() == head
+    assert any(line.split()[:4] == ["S10", "Europe/Berlin", "1", "7"] and line.split()[-1] == "ok" for line in table)
 
 
 def test_health_readiness_and_unknown_routes(hub, client):

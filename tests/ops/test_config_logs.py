@@ -81,6 +81,28 @@ def test_agent_toml_and_env(tmp_path: Path) -> None:
     assert res.returncode == 2 and "sync_interval (" in one_line_error(res, "edge-agent")
 
 
+def test_both_config_checks_print_one_layout(tmp_path: Path) -> None:
+    hub_data, agent_data = tmp_path / "hub", tmp_path / "agent"
+    hub_cli("init", "--data-dir", str(hub_data))
+    agent_cli("init", "--data-dir", str(agent_data))
+    hub_lines = hub_cli("config", "check", "--data-dir", str(hub_data)).stdout.splitlines()
+    agent_lines = agent_cli("config", "check", "--data-dir", str(agent_data)).stdout.splitlines()
+    assert hub_lines[0] == agent_lines[0] == "config file  (none: defaults and environment)"
+    assert "hub.port        8700" in hub_lines and "sink         events (jsonl)" in hub_lines
+    assert "port                8787" in agent_lines
+    assert hub_lines[-1] == agent_lines[-1] == "config OK"
+    (agent_data / "agent.key").unlink()
+    os.environ["EDGE_AGENT_PROT"] = "1"
+    try:
+        res = agent_cli("config", "check", "--data-dir", str(agent_data), check=False)
+    finally:
+        del os.environ["EDGE_AGENT_PROT"]
+    lines = res.stdout.splitlines()
+    assert res.returncode == 1 and lines[-1] == "1 problem(s)"
+    assert lines[-2] == f"problem: {agent_data} has no agent.key; run: edge-agent init --data-dir {agent_data}"
+    assert lines[-3] == "warning: unknown environment variable EDGE_AGENT_PROT (did you mean 'EDGE_AGENT_PORT'?)"
+
+
 def _json_lines(path: Path) -> list[dict]:
     lines = [line for line in path.read_text().splitlines() if line.strip()]
     docs = []

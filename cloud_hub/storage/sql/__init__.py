@@ -12,7 +12,7 @@ of execution hooks (:meth:`SQLWork._one`, :meth:`SQLWork._all`, :meth:`SQLWork._
 ``%s`` for psycopg; a rendering is made once per distinct text and kept). What truly differs by
 engine is either a fragment of the dialect (row locks, a list parameter, an identity's next value) or
 a hook that the engine implements in its own module (:mod:`..sqlite`, :mod:`..postgres`): errors of a
-refused insert, bulk loads (``COPY`` on PostgreSQL), event ids, and the claim of a strict lane.
+refused insert, bulk loads (``COPY`` on PostgreSQL), reading a whole table, and event ids.
 """
 
 from __future__ import annotations

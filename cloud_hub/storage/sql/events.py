@@ -13,10 +13,12 @@ Concurrency on an engine with row locks (PostgreSQL) is the database's, not luck
   are skipped, never waited for;
 - register times are upserted in sorted order, so two transactions lock them in the same order.
 
-SQLite's ``BEGIN IMMEDIATE`` serializes writers instead. Two steps differ by engine and are the
-engine's hooks: :meth:`SQLEvents._insert_event_rows` (SQLite numbers events itself, PostgreSQL takes
-identity values with ``RETURNING``) and :meth:`SQLEvents._strict_candidates` (who may claim a strict
-lane: on PostgreSQL whoever locks its head row).
+- a strict lane is claimed only by whoever locks its head row (re-checked after the lock: still open,
+  due, not leased), so one lane has one holder at a time and is delivered in id (= seq) order.
+
+SQLite's ``BEGIN IMMEDIATE`` serializes writers instead, and the same statements run without the locks.
+One step differs by engine and is its hook, :meth:`SQLEvents._insert_event_rows`: SQLite numbers
+events itself, PostgreSQL takes identity values with ``RETURNING``.
 """
 
 from __future__ import annotations
@@ -78,10 +80,6 @@ class SQLEvents(SQLWork, EventRecorder):
     @abc.abstractmethod
     def _insert_event_rows(self, events: Sequence[NewEvent]) -> list[int]:
         """Insert events (inside :meth:`SQLWork._refused`); their primary keys, in order."""
-
-    @abc.abstractmethod
-    def _strict_candidates(self, sink: str, now: float, limit: int) -> list[int]:
-        """Ids a strict claim may take: a due prefix of each lane whose oldest open delivery is due."""
 
     def register_times(self, store_id: str, register_ids: Sequence[str]) -> dict[str, str]:
         ids = sorted(set(register_ids))
@@ -150,6 +148,39 @@ class SQLEvents(SQLWork, EventRecorder):
                     for d in deliveries
                 ],
             )
+
+    def _strict_candidates(self, sink: str, now: float, limit: int) -> list[int]:
+        """Ids a strict claim may take: a due prefix of each lane whose oldest open delivery is due.
+
+        Whoever holds a lane's head row holds the lane: with row locks the head is taken
+        ``FOR UPDATE SKIP LOCKED`` and re-checked on its newest version (still open, due, not leased), so
+        one lane has one holder at a time and is delivered in id (= seq) order.
+        """
+        heads = self._all(
+            f"SELECT lane, MIN(id) FROM deliveries WHERE sink = ? AND state IN {OPEN} GROUP BY lane ORDER BY 2",
+            (sink,),
+        )
+        ids: list[int] = []
+        for lane, head in heads:
+            if len(ids) >= limit:
+                break
+            held = self._one(
+                f"SELECT id FROM deliveries WHERE id = ? AND state IN {DUE} AND next_attempt_at <= ?"
+                f"{self.dialect.skip_locked}",
+                (head, now),
+            )
+            if held is None:
+                continue  # parked behind a dead letter, backing off, leased, or being claimed right now
+            rows = self._all(
+                f"SELECT id, state, next_attempt_at FROM deliveries WHERE sink = ? AND lane = ?"
+                f" AND state IN {OPEN} AND id >= ? ORDER BY id LIMIT ?{self._for_update}",
+                (sink, lane, head, limit - len(ids)),
+            )
+            for rid, rstate, rdue in rows:
+                if rstate == "dead" or rdue > now:  # dead, leased to a live worker, or not due yet
+                    break
+                ids.append(int(rid))
+        return ids
 
     def claim_deliveries(
         self, sink: str, *, strict: bool, now: float, lease_until: float, claim: str, limit: int

@@ -1,0 +1,273 @@
+"""Pydantic models of the hub's HTTP answers and admin request bodies, for ``/openapi.json`` and ``/docs``.
+
+The handlers build plain dicts (``cloud_hub.admin``, ``books``, ``deliveries``); these models document them
+(``responses=`` in the routes, never ``response_model``: nothing is filtered at run time).
+``tests/hub/test_openapi_docs.py`` validates real answers against them with unknown fields forbidden, so
+a field added to a view without its model fails there. Security schemes are declared here too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from sync_protocol.wire import ErrorBody
+
+from .auth import check_admin
+from .credentials import AdminToken
+
+STORE_SIGNATURE_SCHEME = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "Signature",
+    "description": (
+        "Stores sign each burst with their enrolled Ed25519 key as an HTTP message signature (RFC 9421): "
+        '`Signature-Input: sig1=("@method" "@path" "content-digest");created=...;keyid="KEY_ID";'
+        'alg="ed25519"`, `Signature: sig1=:BASE64:` and `Content-Digest: sha-256=:BASE64:` (RFC 9530) of the '
+        "exact body bytes. Declared as an API key in the Signature header because OpenAPI has no scheme for "
+        "message signatures; all three headers are required. docs/protocol.md §4."
+    ),
+}
+
+
+class AdminBearer(HTTPBearer):
+    """``Authorization: Bearer <admin token>`` as a FastAPI security dependency (declared in the OpenAPI).
+
+    Args:
+        token: The hub's admin token.
+        required: Refuse without a right token (401); else only report whether it was given and right.
+    """
+
+    def __init__(self, token: AdminToken, *, required: bool = True) -> None:
+        super().__init__(
+            scheme_name="adminToken",
+            description="The hub's admin token (`admin.token` in the data folder, or the replicas' shared one).",
+            auto_error=False,
+        )
+        self.token = token
+        self.required = required
+
+    async def __call__(self, request: Request) -> bool:  # type: ignore[override]
+        header = request.headers.get("authorization")
+        if self.required:
+            check_admin(header, self.token)  # raises Unauthorized (401, ErrorBody)
+            return True
+        scheme, _, given = (header or "").partition(" ")
+        return scheme.lower() == "bearer" and self.token.matches(given.strip())
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries for error answers (all ``ErrorBody``)."""
+    what = {
+        400: "Bad request: the field and the reason are named",
+        401: "No or a wrong credential",
+        404: "Not found",
+        409: "Conflicts with what the hub holds",
+        413: "Body too large",
+        422: "Refused as invalid",
+        429: "Rate limited (`Retry-After`)",
+        503: "A dependency (the database) is down or busy (`Retry-After`)",
+    }
+    return {code: {"model": ErrorBody, "description": what.get(code, str(code))} for code in codes}
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Health(_Answer):
+    status: str = Field(description="always `ok` while the process serves")
+
+
+class DatabaseState(_Answer):
+    engine: str = Field(description="`sqlite` or `postgresql`")
+    latest_schema: int
+    reachable: bool | None = None
+    schema_version: int | None = None
+
+
+class Ready(_Answer):
+    status: str = Field(description="`ready`")
+    schema_version: int
+    database: DatabaseState
+    workers: bool = Field(description="delivery workers run in this process")
+
+
+class StoreLine(_Answer):
+    store_id: str
+    tz: str
+    epoch: int | None = Field(description="newest epoch (enrollment) of the store")
+    acked_through: int
+    last_seen_at: str | None
+    duplicates: int
+    conflicts: int
+    backlog: int | None = Field(default=None, description="records the agent held beyond its last burst")
+    oldest_pending_age_s: float | None = None
+    sync_lag_s: float | None = Field(default=None, description="how long its oldest record not at the hub waited")
+    derive_errors: int = 0
+    time_fallbacks: int = 0
+    blocked: bool | None = Field(default=None, description="the agent reported its sync blocked")
+    blocked_reason: str | None = Field(default=None, description="its reason code while blocked")
+    blocked_seq: int | None = None
+
+
+class Stores(_Answer):
+    stores: list[StoreLine]
+
+
+class StreamConflict(_Answer):
+    seq: int
+    stored_hash: str
+    received_hash: str
+    detected_at: str
+
+
+class StreamRefusal(_Answer):
+    seq: int
+    reason: str
+    at: str
+
+
+class Stream(_Answer):
+    epoch: int
+    key_id: str | None
+    hostname: str | None
+    enrolled_at: str | None
+    superseded_at: str | None
+    acked_through: int
+    head_chain: str = Field(description="hex chain value of the newest stored record")
+    last_seen_at: str | None
+    duplicates: int
+    clock: dict[str, Any] | None = Field(description="the agent's clock estimate from its last burst")
+    conflicts: list[StreamConflict]
+    refusals: list[StreamRefusal]
+
+
+class StoreDetail(_Answer):
+    store_id: str
+    tz: str
+    created_at: str
+    streams: list[Stream]
+
+
+class LedgerRecord(_Answer):
+    seq: int
+    body: str = Field(description="the record's exact signed body (canonical JSON text)")
+    chain: str
+    sig: str
+    received_at: str
+
+
+class LedgerPage(_Answer):
+    store_id: str
+    epoch: int
+    records: list[LedgerRecord]
+
+
+class DeriveErrorItem(_Answer):
+    id: int
+    store_id: str
+    epoch: int
+    seq: int
+    code: str
+    reason: str
+    at: str
+    resolved_at: str | None
+
+
+class DeriveErrors(_Answer):
+    derive_errors: list[DeriveErrorItem]
+
+
+class Rederived(_Answer):
+    rederived: int
+    events: int
+
+
+class FallbackItem(_Answer):
+    id: int
+    store_id: str
+    epoch: int
+    seq: int
+    register_id: str
+    txn_id: str
+    pos_time: str
+    used_time: str
+    method: str
+    reason: str
+    at: str
+
+
+class Fallbacks(_Answer):
+    fallbacks: list[FallbackItem]
+
+
+class SinkRow(_Answer):
+    name: str
+    configured: bool
+    kind: str | None = None
+    role: str | None = None
+    ordering: str | None = None
+    types: list[str] | None = None
+    pending: int
+    in_flight: int
+    done: int
+    dead: int
+    skipped: int
+    oldest_pending_age_s: float
+
+
+class Sinks(_Answer):
+    sinks: list[SinkRow]
+
+
+class DeliveryItem(_Answer):
+    id: int
+    event_id: str
+    sink: str
+    store_id: str
+    epoch: int
+    seq: int
+    state: str
+    attempts: int
+    next_attempt_at: str
+    last_error: str | None
+    created_at: str
+    updated_at: str
+
+
+class Deliveries(_Answer):
+    deliveries: list[DeliveryItem]
+
+
+class Replayed(_Answer):
+    replayed: int = Field(description="deliveries made pending and due now")
+
+
+class Skipped(_Answer):
+    skipped: int
+
+
+_TEXT = Field(default=None, min_length=1, max_length=200)
+_SEQ = Field(default=None, ge=0, le=2**63 - 1)
+
+
+class ReplayRequest(BaseModel):
+    """One event (``event_id``, optionally ``sink``); a range (``sink``, ``store_id``, seqs); a sink's ``dead``."""
+
+    event_id: str | None = _TEXT
+    sink: str | None = _TEXT
+    store_id: str | None = _TEXT
+    from_seq: int | None = _SEQ
+    to_seq: int | None = _SEQ
+    dead: bool = False
+
+
+class SkipRequest(BaseModel):
+    """The dead or pending delivery to give up on."""
+
+    event_id: str = Field(min_length=1, max_length=200)
+    sink: str = Field(min_length=1, max_length=200)
