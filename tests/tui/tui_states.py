@@ -225,8 +225,8 @@ def make_drops(store: Store, folder: Path) -> None:
         summary = ImportSummary(file=done.name, sha256="0" * 64, format="jsonl", started_at=store.clock.local())
         with ErrorsWriter(errors_path(folder / "rejected", done.name)) as errors:
             for item in load(done)[1]:
-                if item.transaction is not None:
-                    store.outbox.capture(item.transaction, origin=f"file:{done.name}")
+                if item.txn is not None:
+                    store.outbox.capture(parse_transaction(item.txn), origin=f"file:{done.name}")
                 else:
                     errors.write(item)
                 summary.add(item)
@@ -244,6 +244,6 @@ def make_drops(store: Store, folder: Path) -> None:
         for n, item in enumerate(load(running)[1]):
             if n == 24:
                 break
-            assert item.transaction is not None
-            store.outbox.capture(item.transaction, origin=f"file:{running.name}")
+            assert item.txn is not None
+            store.outbox.capture(parse_transaction(item.txn), origin=f"file:{running.name}")
     store.sync_ok()
