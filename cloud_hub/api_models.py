@@ -5,16 +5,18 @@ The handlers build plain dicts (``cloud_hub.admin``, ``books``, ``deliveries``);
 shows a storage record (``cloud_hub.storage.records``) takes its fields from the record's dataclass
 (:func:`_record_fields`), so the two cannot drift apart.
 ``tests/hub/test_openapi_docs.py`` validates real answers against them with unknown fields forbidden, so
-a field added to a view without its model fails there. Security schemes are declared here too.
+a field added to a view without its model fails there. Security schemes are declared here too, and
+:func:`admin_get` with :func:`paged`, which register an admin read route (a list, optionally paged) with
+its documentation.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
-from typing import Any, get_type_hints
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, get_type_hints
 
-from fastapi import Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -264,3 +266,58 @@ class SkipRequest(BaseModel):
 
     event_id: str = Field(min_length=1, max_length=200)
     sink: str = Field(min_length=1, max_length=200)
+
+
+# ------------------------------------------------------------------------------------------- admin read routes
+
+MAX_INT64 = 2**63 - 1  # ids, seqs and limits are SQL BIGINTs: larger is a 400 naming the parameter, never a 500
+_Route = TypeVar("_Route", bound=Callable[..., Any])
+
+
+def admin_get(
+    app: FastAPI,
+    admin_auth: Any,
+    path: str,
+    model: type[BaseModel],
+    *,
+    summary: str,
+    description: str,
+    error_codes: Iterable[int] = (400, 401, 429, 503),
+) -> Callable[[_Route], _Route]:
+    """Register the decorated function as ``GET path``, an admin read route (mostly lists): the admin token
+    (``admin_auth``) required, ``summary`` and ``description`` for the OpenAPI, ``model`` documenting the 200
+    answer and ``error_codes`` the error answers. A paged list takes ``page: Annotated[Page, paged(...)]``."""
+    return app.get(
+        path,
+        summary=summary,
+        description=description,
+        dependencies=[admin_auth],
+        response_model=None,
+        responses={200: {"model": model}, **errors(*error_codes)},
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Page:
+    """Which page of a list: rows after ``after`` (an id or seq), ``limit`` at most."""
+
+    after: int
+    limit: int
+
+
+def paged(max_limit: int, *, after: str | None = None, limit: str = "rows at most", default: int = 100) -> Any:
+    """The bounded ``limit`` (1 to ``max_limit``) and, when ``after`` describes it, ``after`` (0 to 2^63-1) query
+    parameters of a paged admin list route, as one FastAPI dependency giving a :class:`Page`."""
+    limit_q = Query(default, ge=1, le=max_limit, description=limit)
+    if after is None:
+
+        async def first_page(limit: int = limit_q) -> Page:
+            return Page(0, limit)
+
+        return Depends(first_page)
+    after_q = Query(0, ge=0, le=MAX_INT64, description=after)
+
+    async def page(after: int = after_q, limit: int = limit_q) -> Page:
+        return Page(after, limit)
+
+    return Depends(page)
