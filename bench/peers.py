@@ -31,8 +31,9 @@ NATS_URL = "nats://127.0.0.1:4222"
 
 
 def pct(values: list[float], p: float) -> float:
+    """The ``p``-th percentile (nearest rank) of ``values``; 0.0 for none."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else 0.0
 
 
 def sale_payloads(register: str, n: int) -> list[bytes]:

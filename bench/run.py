@@ -7,18 +7,14 @@ measures it in the same run, so ratios hold on a noisy machine.
 
 Every figure carries its target (``target_*``), its baseline (``baseline``: a peer, a ceiling or a
 naive client, measured in this run) and the 1-minute load average while it was measured.
-``--quick`` runs every benchmark with tiny counts (tests/test_bench.py does, so they cannot rot).
+``--quick`` runs every benchmark with tiny counts (tests/bench/test_bench_quick.py does, so they cannot rot).
 """
 
 from __future__ import annotations
 
-import argparse
 import http.client
-import json
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +26,7 @@ import delivery
 import drops
 import fleet
 import flood
-from measure import rss_mb, sampled
+from measure import parser, print_figure, rss_mb, sampled, scratch
 from peers import nats_peer, pct, run_clients, sale_payloads, sqlite_fsync_ceiling
 from storesync_harness.processes import Agent, Hub
 
@@ -39,7 +35,7 @@ RESULTS: list[dict[str, Any]] = []
 
 def emit(figure: dict[str, Any]) -> None:
     RESULTS.append(figure)
-    print(json.dumps(figure), flush=True)
+    print_figure(figure)
 
 
 # --------------------------------------------------------------------------- capture
@@ -148,7 +144,7 @@ QUICK = {
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__)
     benches = ["ceilings", "capture", "catchup", "catchup-split", "backlog", "drops", "delivery", "fleet", "flood"]
     ap.add_argument("which", nargs="*", help=f"benchmarks to run: {', '.join(benches)} (default: all)")
     ap.add_argument("--quick", action="store_true", help="tiny counts: checks that every benchmark still runs")
@@ -174,8 +170,7 @@ def main() -> int:
     if args.quick:
         for name, value in QUICK.items():
             setattr(args, name, value)
-    root = Path(tempfile.mkdtemp(prefix="storesync-bench-"))
-    try:
+    with scratch("storesync-bench-", keep=args.keep) as root:
         if "ceilings" in args.which:
             ceilings.all_ceilings(root, emit, quick=args.quick)
         if "capture" in args.which:
@@ -195,9 +190,6 @@ def main() -> int:
             fleet.bench_fleet(root, emit, stores=args.fleet_stores, records=args.fleet_records, burst=args.fleet_burst)
         if "flood" in args.which:
             flood.bench_flood(root, emit, quiet=args.flood_quiet, bursts=args.flood_bursts)
-    finally:
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
     table()
     return 0
 
