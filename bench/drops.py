@@ -103,6 +103,7 @@ def import_once(root: Path, name: str, write: Callable[[Path], Any], workers: in
         "main_max_rss_mb": round(main_mb, 1),
         "reader_max_rss_mb": round(reader_mb, 1),
         "peak_rss_mb": s.peak_mb("agent_import"),
+        "peak_rss_per_process_mb": sorted(s.hwm["agent_import"].values(), reverse=True),
         "rss_all_processes_sampled_max_mb": s.rss_max_mb().get("agent_import"),
         "target_rows_per_s": 20_000 if res["format"] == "jsonl" else 15_000,
         "target_rss_mb": 200,

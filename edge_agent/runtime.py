@@ -179,6 +179,7 @@ def run_agent(
             config.drop_dir,
             settle=config.drop_settle,
             on_chunk=scheduler.nudge,
+            key_file=config.key_path,
         )
     app = Guard(
         create_app(writer, StatusReader(status_outbox), scheduler, watcher.folders if watcher else None),
