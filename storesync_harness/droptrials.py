@@ -189,7 +189,7 @@ class _Trials:
     def __init__(self, rig: Rig, drop: Path, result: DropRunResult, rng: random.Random) -> None:
         self.rig, self.drop, self.result, self.rng = rig, drop, result, rng
         self.journal = PosJournal()
-        self.rate = 2500.0  # rows/s of an import, learnt as trials finish (to pick kill moments)
+        self.rate = 8000.0  # rows/s of an import, learnt as trials finish (to pick kill moments)
 
     # -- the import's progress, as the agent and the folders show it
 
@@ -239,23 +239,31 @@ class _Trials:
     def remaining_rows(self, case: DropCase) -> int:
         return max(0, case.rows - self.stored_rows())
 
+    def seconds_left(self, case: DropCase) -> float:
+        """The import's expected remaining time: start-up (the watcher's settle and poll, or the resume) and rows."""
+        return 0.6 + self.remaining_rows(case) / self.rate
+
     # -- kills
 
     def kill(self, case: DropCase) -> None:
         """kill -9 the agent (and maybe its workers) at a random moment of the import, then restart it.
 
-        The moment: once the import has committed a random share of the file's rows (its checkpoint,
-        as ``GET /v1/imports`` shows it), plus 0-250 ms, so kills strike while a chunk is read, signed
-        or committed, between chunks, at start-up and while the finished file is being moved.
+        The moment: 70 % of the time a random time within the import's expected remaining duration
+        (learnt from the trials so far), else once the import has committed a random share of the
+        file's rows (its checkpoint, as ``GET /v1/imports`` shows it) plus 0-250 ms; so kills strike
+        while a chunk is read, signed or committed, between chunks, at start-up and while the
+        finished file is being moved.
         """
         agent = self.rig.agent
-        target = self.rng.uniform(-0.1, 1.0) * case.rows
-        deadline = time.monotonic() + DONE_TIMEOUT_S
+        if self.rng.random() < 0.7:  # at a random time of the import's expected duration (commits are 4,000 rows)
+            target, deadline = float("inf"), time.monotonic() + self.rng.uniform(0.1, self.seconds_left(case))
+        else:
+            target, deadline = self.rng.uniform(-0.1, 1.0) * case.rows, time.monotonic() + DONE_TIMEOUT_S
         while time.monotonic() < deadline and self.acknowledged(case.path.name) is None:
             if self.stored_rows() >= target:
+                time.sleep(self.rng.uniform(0.0, 0.25))
                 break
             time.sleep(0.02)
-        time.sleep(self.rng.uniform(0.0, 0.25))
         style = self.rng.choice(KILL_STYLES)
         assert agent.proc is not None
         mid = self.acknowledged(case.path.name) is None
@@ -410,17 +418,18 @@ def _kill_trial(t: _Trials, trial: int, root: Path, max_bytes: int) -> None:
     if hub_down:
         rig.hub.stop()
         result.hub_down += 1
-    began = time.monotonic()
+    began, left = time.monotonic(), case.rows
     os.rename(case.path, t.drop / case.path.name)
     case.path = t.drop / case.path.name
     for _ in range(kills):
         if t.acknowledged(case.path.name) is not None:
             break
         t.kill(case)
-        began = time.monotonic()
+        began, left = time.monotonic(), t.remaining_rows(case)
     doc, stuck = t.wait_done(case.path.name)
     result.failures += [f"trial {trial}: {p}" for p in stuck]
-    t.rate = 0.5 * t.rate + 0.5 * max(300.0, case.rows / max(0.1, time.monotonic() - began))
+    if not hub_down:  # learn the import rate (rows/s), for the kill moments
+        t.rate = 0.5 * t.rate + 0.5 * max(2000.0, left / max(0.1, time.monotonic() - began))
     if hub_down:
         rig.hub.start()
     rig.wait_synced(timeout=180.0)
@@ -490,7 +499,7 @@ def _power_trial(t: _Trials, trial: int, root: Path, max_bytes: int, report: Pat
     result.hub_down += int(offline)
     os.rename(case.path, t.drop / case.path.name)
     case.path = t.drop / case.path.name
-    point = POWER_POINTS[result.power_trials % len(POWER_POINTS)]
+    point = POWER_POINTS[(result.seed + result.power_trials) % len(POWER_POINTS)]  # in rotation from the seed
     for _ in range(rng.randint(1, 3)):
         acked_before = t.acknowledged(case.path.name) is not None
         _power_cut(t, case, point, _power_spec(point, rng, case, report))
