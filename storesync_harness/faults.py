@@ -2,8 +2,10 @@
 
 The full run (``make faults``): 200 crash trials, two rounds of every proxy fault, the 72-hour
 long outage (259,200 records), and 50 power cuts (agent and hub on the power-cut VFS) plus the
-``synchronous=OFF`` controls, which must lose acknowledged sales. ``--quick`` is the CI size. Exit
-code 0 only when nothing was lost, duplicated or broken, and every control did lose something.
+``synchronous=OFF`` controls, which must lose acknowledged sales. ``--quick`` is the size of ``make test``
+(tests/faults/test_harness_quick.py): one crash trial of every kind, one round of every proxy fault, a
+20,000-record outage. Exit code 0 only when nothing was lost, duplicated or broken, and every control did
+lose something.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .crashmatrix import MatrixResult, run_matrix
+from .crashmatrix import CRASH_KINDS, MatrixResult, run_matrix
 from .invariants import Verdict
 from .longoutage import HOURS_72, OutageResult, run_long_outage
 from .powerloss import PowerResult, run_power_cuts
@@ -104,8 +106,12 @@ def run_power(root: Path, cuts: int, seed: int, say: Callable[[str], None] | Non
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="python -m storesync_harness.faults", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="CI size: 30 crash trials, 20,000-record outage")
-    parser.add_argument("--trials", type=int, default=None, help="crash trials (default 200, quick 30)")
+    parser.add_argument(
+        "--quick", action="store_true", help="make test size: one crash trial per kind, 20,000-record outage"
+    )
+    parser.add_argument(
+        "--trials", type=int, default=None, help=f"crash trials (default 200, quick {len(CRASH_KINDS)})"
+    )
     parser.add_argument("--proxy-rounds", type=int, default=None, help="rounds of every proxy fault (default 2)")
     parser.add_argument("--records", type=int, default=None, help=f"long-outage records (default {HOURS_72})")
     parser.add_argument("--seed", type=int, default=None, help="seed (default: from the clock, printed)")
@@ -117,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per trial")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
-    trials = args.trials if args.trials is not None else (30 if args.quick else 200)
+    trials = args.trials if args.trials is not None else (len(CRASH_KINDS) if args.quick else 200)
     rounds = args.proxy_rounds if args.proxy_rounds is not None else (1 if args.quick else 2)
     records = args.records if args.records is not None else (20_000 if args.quick else HOURS_72)
     seed = args.seed if args.seed is not None else int(time.time()) % 100_000
