@@ -19,14 +19,11 @@ enrolled outbox and measures:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +31,7 @@ from typing import Any
 
 from edge_agent.config import AgentConfig
 from edge_agent.store import Identity, Outbox
-from measure import sampled
+from measure import parser, print_figure, sampled, scratch
 from storesync_harness.dropfiles import write_jsonl, write_shopify_export
 from sync_protocol import keys
 
@@ -106,6 +103,7 @@ def import_once(root: Path, name: str, write: Callable[[Path], Any], workers: in
         "main_max_rss_mb": round(main_mb, 1),
         "reader_max_rss_mb": round(reader_mb, 1),
         "peak_rss_mb": s.peak_mb("agent_import"),
+        "peak_rss_per_process_mb": sorted(s.hwm["agent_import"].values(), reverse=True),
         "rss_all_processes_sampled_max_mb": s.rss_max_mb().get("agent_import"),
         "target_rows_per_s": 20_000 if res["format"] == "jsonl" else 15_000,
         "target_rss_mb": 200,
@@ -158,22 +156,19 @@ def table_line(f: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--orders", type=int, default=200_000)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="storesync-bench-drops-"))
     figures: list[dict[str, Any]] = []
 
     def emit(figure: dict[str, Any]) -> None:
         figures.append(figure)
-        print(json.dumps(figure), flush=True)
+        print_figure(figure)
 
-    try:
+    with scratch("storesync-bench-drops-") as root:
         bench_drops(root, args.rows, args.orders, args.workers, emit)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
     for f in figures:
         print(table_line(f))
     return 0

@@ -29,14 +29,10 @@ The hubs run as deployed: delivery workers on, the default ``jsonl`` sink (the r
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import multiprocessing as mp
 import os
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -46,6 +42,8 @@ import httpx
 
 from cloud_hub import registry
 from cloud_hub.storage import open_storage
+from measure import parser, print_figure, scratch
+from peers import pct
 from storesync_harness.processes import Hub
 from storesync_harness.simstore import PreparedBurst, SimStore
 from sync_protocol import keys
@@ -54,11 +52,6 @@ PG_URL = os.environ.get("STORESYNC_BENCH_PG", "postgresql://postgres@127.0.0.1:5
 SCENARIOS = ("sqlite", "pg", "pg2")
 TARGETS = {"target_records_per_s_derived_pg": 10_000, "target_p99_ms": 500, "target_errors": 0}
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else 0.0
 
 
 def cpu_s(pid: int) -> float:
@@ -386,7 +379,7 @@ def _bench_fleet(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__)
     ap.add_argument("--stores", type=int, default=200)
     ap.add_argument("--records", type=int, default=500, help="records per store")
     ap.add_argument("--burst", type=int, default=100, help="records per burst (inline_max is 100)")
@@ -395,12 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.small:
         args.stores, args.records, args.burst = 6, 40, 20
-    root = Path(tempfile.mkdtemp(prefix="storesync-fleet-"))
-    try:
-        figures = bench_fleet(root, lambda f: print(json.dumps(f), flush=True), stores=args.stores,
-                              records=args.records, burst=args.burst, scenarios=args.scenarios)  # fmt: skip
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with scratch("storesync-fleet-") as root:
+        figures = bench_fleet(root, print_figure, stores=args.stores, records=args.records, burst=args.burst,
+                              scenarios=args.scenarios)  # fmt: skip
     for f in figures:
         print(table_line(f))
     return 1 if any(f["errors"] for f in figures) else 0

@@ -21,14 +21,11 @@ with the hub; on a loaded machine the ratio moves with the load, so each run car
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import multiprocessing as mp
 import os
 import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -37,15 +34,12 @@ from typing import Any
 
 import httpx
 
+from measure import parser, print_figure, scratch
+from peers import pct
 from storesync_harness.processes import Hub
 from storesync_harness.simstore import PreparedBurst, SimStore
 
 TARGET_RATIO = 2.0
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else 0.0
 
 
 def _quiet(url: str, plan: list[list[PreparedBurst]], gap: float, go: Any, out: Any) -> None:
@@ -214,7 +208,7 @@ def table_line(f: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__)
     ap.add_argument("--quiet", type=int, default=8, help="quiet stores")
     ap.add_argument("--bursts", type=int, default=30, help="bursts per quiet store")
     ap.add_argument("--records", type=int, default=20, help="records per burst")
@@ -224,12 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.quiet, args.bursts, args.records = 3, 8, 5
-    root = Path(tempfile.mkdtemp(prefix="storesync-flood-"))
-    try:
-        f = bench_flood(root, lambda x: print(json.dumps(x), flush=True), quiet=args.quiet, bursts=args.bursts,
-                        records=args.records, gap=args.gap, conns=args.flood_conns)  # fmt: skip
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with scratch("storesync-flood-") as root:
+        f = bench_flood(root, print_figure, quiet=args.quiet, bursts=args.bursts, records=args.records,
+                        gap=args.gap, conns=args.flood_conns)  # fmt: skip
     print(table_line(f), file=sys.stderr)
     return 0
 

@@ -1,4 +1,5 @@
-"""Measuring helpers shared by the benchmarks: load average, per-process RSS, child processes with rusage.
+"""Measuring helpers shared by the benchmarks: load average, per-process RSS, child processes with rusage,
+and the preamble of a benchmark run on its own (its argument parser, its scratch folder, its JSON lines).
 
 Every figure a benchmark prints carries the load average seen while it was measured, because the
 machine is shared: a figure is only comparable to the baseline measured beside it in the same run.
@@ -6,9 +7,13 @@ machine is shared: a figure is only comparable to the baseline measured beside i
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -152,3 +157,24 @@ def python(module: str, *args: str) -> list[str]:
 def figure(bench: str, **fields: Any) -> dict[str, Any]:
     """A figure dict with ``bench`` first (JSON lines read better that way)."""
     return {"bench": bench, **fields}
+
+
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    """The argument parser of a benchmark script: its module docstring, as written, is the ``--help`` text."""
+    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+@contextmanager
+def scratch(prefix: str, *, keep: bool = False) -> Iterator[Path]:
+    """A fresh temporary folder for one benchmark run, removed afterwards unless ``keep``."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield root
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def print_figure(figure: dict[str, Any]) -> None:
+    """One figure as a JSON line on stdout, flushed (for tools reading a run as it goes)."""
+    print(json.dumps(figure), flush=True)

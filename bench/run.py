@@ -7,18 +7,14 @@ measures it in the same run, so ratios hold on a noisy machine.
 
 Every figure carries its target (``target_*``), its baseline (``baseline``: a peer, a ceiling or a
 naive client, measured in this run) and the 1-minute load average while it was measured.
-``--quick`` runs every benchmark with tiny counts (tests/test_bench.py does, so they cannot rot).
+``--quick`` runs every benchmark with tiny counts (tests/bench/test_bench_quick.py does, so they cannot rot).
 """
 
 from __future__ import annotations
 
-import argparse
 import http.client
-import json
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +26,7 @@ import delivery
 import drops
 import fleet
 import flood
-from measure import rss_mb, sampled
+from measure import parser, print_figure, rss_mb, sampled, scratch
 from peers import nats_peer, pct, run_clients, sale_payloads, sqlite_fsync_ceiling
 from storesync_harness.processes import Agent, Hub
 
@@ -39,7 +35,7 @@ RESULTS: list[dict[str, Any]] = []
 
 def emit(figure: dict[str, Any]) -> None:
     RESULTS.append(figure)
-    print(json.dumps(figure), flush=True)
+    print_figure(figure)
 
 
 # --------------------------------------------------------------------------- capture
@@ -87,6 +83,7 @@ def bench_capture(root: Path, txns: int, clients: int = 4, peer: bool = True, fs
     with sampled() as s_base:
         nats = nats_peer(txns, clients) if peer else None
         fsync = sqlite_fsync_ceiling(root, seconds=fsync_s)
+    commit_p99 = fsync["commit_p99_ms"]
     emit({
         "bench": "capture", "clients": clients, "transactions": len(lat), "errors": errors,
         "median_ms": round(statistics.median(lat), 3), "p99_ms": round(pct(lat, 99), 3),
@@ -96,6 +93,7 @@ def bench_capture(root: Path, txns: int, clients: int = 4, peer: bool = True, fs
         "ratio_vs_nats": round(tx_per_s / nats["msg_per_s"], 2) if nats else None,
         "p99_ratio_vs_nats": round(pct(lat, 99) / nats["p99_ms"], 2) if nats else None,
         "ratio_vs_fsync_commits": round(tx_per_s / fsync["commits_per_s"], 2),
+        "p99_ratio_vs_fsync_commit": round(pct(lat, 99) / commit_p99, 2) if commit_p99 else None,
         "rss_mb": {"agent": s.rss_max_mb().get("agent"), "agent_peak": agent_peak},
         "load_avg_1m": s.load_avg(), "baseline_load_avg_1m": s_base.load_avg(),
     })  # fmt: skip
@@ -111,7 +109,8 @@ def capture_line(f: dict[str, Any]) -> str:
     return (
         f"capture   {f['transactions']} tx, {f['clients']} POS clients: median {f['median_ms']} ms, "
         f"p99 {f['p99_ms']} ms (target ≤ 10), {f['tx_per_s']} tx/s (target ≥ 1000), errors {f['errors']}{peer}; "
-        f"SQLite fsync'd commits {fsync['commits_per_s']}/s (ratio {f['ratio_vs_fsync_commits']}×); "
+        f"SQLite fsync'd commits {fsync['commits_per_s']}/s (ratio {f['ratio_vs_fsync_commits']}×), "
+        f"one commit p99 {fsync['commit_p99_ms']} ms (capture p99 ÷ that {f['p99_ratio_vs_fsync_commit']}×); "
         f"agent RSS {f['rss_mb']['agent']} MB; load {f['load_avg_1m']}"
     )
 
@@ -148,7 +147,7 @@ QUICK = {
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__)
     benches = ["ceilings", "capture", "catchup", "catchup-split", "backlog", "drops", "delivery", "fleet", "flood"]
     ap.add_argument("which", nargs="*", help=f"benchmarks to run: {', '.join(benches)} (default: all)")
     ap.add_argument("--quick", action="store_true", help="tiny counts: checks that every benchmark still runs")
@@ -177,8 +176,7 @@ def main() -> int:
     if args.quick:
         for name, value in QUICK.items():
             setattr(args, name, value)
-    root = Path(tempfile.mkdtemp(prefix="storesync-bench-"))
-    try:
+    with scratch("storesync-bench-", keep=args.keep) as root:
         if "ceilings" in args.which:
             ceilings.all_ceilings(root, emit, quick=args.quick)
         if "capture" in args.which:
@@ -199,9 +197,6 @@ def main() -> int:
         if "flood" in args.which:
             settle = min(1.0, args.sample_s)
             flood.bench_flood(root, emit, quiet=args.flood_quiet, bursts=args.flood_bursts, settle_s=settle)
-    finally:
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
     table()
     return 0
 

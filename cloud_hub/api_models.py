@@ -1,23 +1,30 @@
 """Pydantic models of the hub's HTTP answers and admin request bodies, for ``/openapi.json`` and ``/docs``.
 
 The handlers build plain dicts (``cloud_hub.admin``, ``books``, ``deliveries``); these models document them
-(``responses=`` in the routes, never ``response_model``: nothing is filtered at run time).
+(``responses=`` in the routes, never ``response_model``: nothing is filtered at run time). An answer that
+shows a storage record (``cloud_hub.storage.records``) takes its fields from the record's dataclass
+(:func:`_record_fields`), so the two cannot drift apart.
 ``tests/hub/test_openapi_docs.py`` validates real answers against them with unknown fields forbidden, so
-a field added to a view without its model fails there. Security schemes are declared here too.
+a field added to a view without its model fails there. Security schemes are declared here too, and
+:func:`admin_get` with :func:`paged`, which register an admin read route (a list, optionally paged) with
+its documentation.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, get_type_hints
 
-from fastapi import Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from sync_protocol.wire import ErrorBody
 
 from .auth import check_admin
 from .credentials import AdminToken
+from .storage import Conflict, Delivery, DeriveError, LedgerRow, Refusal, Store, StoreSummary, TimeFallback
 
 STORE_SIGNATURE_SCHEME = {
     "type": "apiKey",
@@ -78,6 +85,25 @@ class _Answer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _record_fields(record: type[Any], *, omit: Iterable[str] = (), **fields: Any) -> dict[str, Any]:
+    """``create_model`` fields of an answer that shows a storage record: the dataclass's fields in its order,
+    all required.
+
+    Args:
+        record: The dataclass from ``cloud_hub.storage.records`` the answer shows.
+        omit: Record fields the answer leaves out.
+        fields: A field's type as the answer shows it (``bytes`` as a hex ``str``), or a ``(type, Field(...))``
+            pair; a name the record lacks adds a field after the record's.
+    """
+    names = {f.name for f in dataclasses.fields(record)}
+    if unknown := set(omit) - names:
+        raise TypeError(f"{record.__name__} has no field {', '.join(sorted(unknown))}")
+    hints = get_type_hints(record)
+    spec = {f.name: fields.pop(f.name, hints[f.name]) for f in dataclasses.fields(record) if f.name not in omit}
+    spec.update(fields)
+    return {name: kind if isinstance(kind, tuple) else (kind, ...) for name, kind in spec.items()}
+
+
 class Health(_Answer):
     status: str = Field(description="always `ok` while the process serves")
 
@@ -96,39 +122,36 @@ class Ready(_Answer):
     workers: bool = Field(description="delivery workers run in this process")
 
 
-class StoreLine(_Answer):
-    store_id: str
-    tz: str
-    epoch: int | None = Field(description="newest epoch (enrollment) of the store")
-    acked_through: int
-    last_seen_at: str | None
-    duplicates: int
-    conflicts: int
-    backlog: int | None = Field(default=None, description="records the agent held beyond its last burst")
-    oldest_pending_age_s: float | None = None
-    sync_lag_s: float | None = Field(default=None, description="how long its oldest record not at the hub waited")
-    derive_errors: int = 0
-    time_fallbacks: int = 0
-    blocked: bool | None = Field(default=None, description="the agent reported its sync blocked")
-    blocked_reason: str | None = Field(default=None, description="its reason code while blocked")
-    blocked_seq: int | None = None
+StoreLine = create_model(
+    "StoreLine",
+    __base__=_Answer,
+    **_record_fields(
+        StoreSummary,
+        epoch=(int | None, Field(description="newest epoch (enrollment) of the store")),
+        backlog=(int | None, Field(default=None, description="records the agent held beyond its last burst")),
+        oldest_pending_age_s=(float | None, None),
+        sync_lag_s=(float | None, Field(default=None, description="how long its oldest record not at the hub waited")),
+        derive_errors=(int, 0),
+        time_fallbacks=(int, 0),
+        blocked=(bool | None, Field(default=None, description="the agent reported its sync blocked")),
+        blocked_reason=(str | None, Field(default=None, description="its reason code while blocked")),
+        blocked_seq=(int | None, None),
+    ),
+)
 
 
 class Stores(_Answer):
     stores: list[StoreLine]
 
 
-class StreamConflict(_Answer):
-    seq: int
-    stored_hash: str
-    received_hash: str
-    detected_at: str
-
-
-class StreamRefusal(_Answer):
-    seq: int
-    reason: str
-    at: str
+StreamConflict = create_model(
+    "StreamConflict",
+    __base__=_Answer,
+    **_record_fields(Conflict, omit=("id", "store_id", "epoch"), stored_hash=str, received_hash=str),
+)
+StreamRefusal = create_model(
+    "StreamRefusal", __base__=_Answer, **_record_fields(Refusal, omit=("id", "store_id", "epoch"))
+)
 
 
 class Stream(_Answer):
@@ -146,19 +169,18 @@ class Stream(_Answer):
     refusals: list[StreamRefusal]
 
 
-class StoreDetail(_Answer):
-    store_id: str
-    tz: str
-    created_at: str
-    streams: list[Stream]
-
-
-class LedgerRecord(_Answer):
-    seq: int
-    body: str = Field(description="the record's exact signed body (canonical JSON text)")
-    chain: str
-    sig: str
-    received_at: str
+StoreDetail = create_model("StoreDetail", __base__=_Answer, **_record_fields(Store, streams=list[Stream]))
+LedgerRecord = create_model(
+    "LedgerRecord",
+    __base__=_Answer,
+    **_record_fields(
+        LedgerRow,
+        omit=("store_id", "epoch", "body_hash"),
+        body=(str, Field(description="the record's exact signed body (canonical JSON text)")),
+        chain=str,
+        sig=str,
+    ),
+)
 
 
 class LedgerPage(_Answer):
@@ -167,15 +189,7 @@ class LedgerPage(_Answer):
     records: list[LedgerRecord]
 
 
-class DeriveErrorItem(_Answer):
-    id: int
-    store_id: str
-    epoch: int
-    seq: int
-    code: str
-    reason: str
-    at: str
-    resolved_at: str | None
+DeriveErrorItem = create_model("DeriveErrorItem", __base__=_Answer, **_record_fields(DeriveError, code=str))
 
 
 class DeriveErrors(_Answer):
@@ -187,18 +201,7 @@ class Rederived(_Answer):
     events: int
 
 
-class FallbackItem(_Answer):
-    id: int
-    store_id: str
-    epoch: int
-    seq: int
-    register_id: str
-    txn_id: str
-    pos_time: str
-    used_time: str
-    method: str
-    reason: str
-    at: str
+FallbackItem = create_model("FallbackItem", __base__=_Answer, **_record_fields(TimeFallback))
 
 
 class Fallbacks(_Answer):
@@ -224,19 +227,11 @@ class Sinks(_Answer):
     sinks: list[SinkRow]
 
 
-class DeliveryItem(_Answer):
-    id: int
-    event_id: str
-    sink: str
-    store_id: str
-    epoch: int
-    seq: int
-    state: str
-    attempts: int
-    next_attempt_at: str
-    last_error: str | None
-    created_at: str
-    updated_at: str
+DeliveryItem = create_model(
+    "DeliveryItem",
+    __base__=_Answer,
+    **_record_fields(Delivery, omit=("lane", "event_json", "claim", "type"), next_attempt_at=str),
+)
 
 
 class Deliveries(_Answer):
@@ -271,3 +266,58 @@ class SkipRequest(BaseModel):
 
     event_id: str = Field(min_length=1, max_length=200)
     sink: str = Field(min_length=1, max_length=200)
+
+
+# ------------------------------------------------------------------------------------------- admin read routes
+
+MAX_INT64 = 2**63 - 1  # ids, seqs and limits are SQL BIGINTs: larger is a 400 naming the parameter, never a 500
+_Route = TypeVar("_Route", bound=Callable[..., Any])
+
+
+def admin_get(
+    app: FastAPI,
+    admin_auth: Any,
+    path: str,
+    model: type[BaseModel],
+    *,
+    summary: str,
+    description: str,
+    error_codes: Iterable[int] = (400, 401, 429, 503),
+) -> Callable[[_Route], _Route]:
+    """Register the decorated function as ``GET path``, an admin read route (mostly lists): the admin token
+    (``admin_auth``) required, ``summary`` and ``description`` for the OpenAPI, ``model`` documenting the 200
+    answer and ``error_codes`` the error answers. A paged list takes ``page: Annotated[Page, paged(...)]``."""
+    return app.get(
+        path,
+        summary=summary,
+        description=description,
+        dependencies=[admin_auth],
+        response_model=None,
+        responses={200: {"model": model}, **errors(*error_codes)},
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Page:
+    """Which page of a list: rows after ``after`` (an id or seq), ``limit`` at most."""
+
+    after: int
+    limit: int
+
+
+def paged(max_limit: int, *, after: str | None = None, limit: str = "rows at most", default: int = 100) -> Any:
+    """The bounded ``limit`` (1 to ``max_limit``) and, when ``after`` describes it, ``after`` (0 to 2^63-1) query
+    parameters of a paged admin list route, as one FastAPI dependency giving a :class:`Page`."""
+    limit_q = Query(default, ge=1, le=max_limit, description=limit)
+    if after is None:
+
+        async def first_page(limit: int = limit_q) -> Page:
+            return Page(0, limit)
+
+        return Depends(first_page)
+    after_q = Query(0, ge=0, le=MAX_INT64, description=after)
+
+    async def page(after: int = after_q, limit: int = limit_q) -> Page:
+        return Page(after, limit)
+
+    return Depends(page)

@@ -42,8 +42,8 @@ from .ratelimit import LimitMiddleware, RateLimiter, RateLimits, parse_networks
 
 log = logging.getLogger("cloud_hub.bursts")
 MAX_ENROLL_BYTES = 64 * 1024
-MAX_INT64 = 2**63 - 1
 STORE_ID_PATH = Path(description="the store id given to `cloud-hub store add`", max_length=200)
+LEDGER_PAGE = m.paged(admin.MAX_LEDGER_PAGE, after="records after this seq", limit="records at most")
 
 
 def _field(loc: Sequence[int | str]) -> str:
@@ -451,43 +451,45 @@ def _add_ingest_routes(app: FastAPI, config: HubConfig, hub: Hub, keys: KeyCache
 def _add_admin_routes(app: FastAPI, hub: Hub, admin_auth: Any) -> None:
     """``/v1/admin/stores[/{store_id}[/ledger]]`` (admin bearer token: ``admin_auth``)."""
 
-    @app.get(
+    @m.admin_get(
+        app,
+        admin_auth,
         "/v1/admin/stores",
+        m.Stores,
         summary="Every store and how far it got",
         description="Each store's newest epoch: acked_through, last seen, duplicates, conflicts, the backlog its "
         "agent last reported, sync lag, open derive errors and time fallbacks.",
-        dependencies=[admin_auth],
-        response_model=None,
-        responses={200: {"model": m.Stores}, **m.errors(401, 429, 503)},
+        error_codes=(401, 429, 503),
     )
     def admin_stores() -> dict[str, Any]:
         return admin.stores_view(hub.storage)
 
-    @app.get(
+    @m.admin_get(
+        app,
+        admin_auth,
         "/v1/admin/stores/{store_id}",
+        m.StoreDetail,
         summary="One store with every epoch",
         description="Per epoch (enrollment): key, host, progress, head chain, clock estimate, conflicts and "
         "refused records.",
-        dependencies=[admin_auth],
-        response_model=None,
-        responses={200: {"model": m.StoreDetail}, **m.errors(400, 401, 404, 429, 503)},
+        error_codes=(400, 401, 404, 429, 503),
     )
     def admin_store(store_id: Annotated[str, STORE_ID_PATH]) -> dict[str, Any]:
         return admin.store_view(hub.storage, store_id)
 
-    @app.get(
+    @m.admin_get(
+        app,
+        admin_auth,
         "/v1/admin/stores/{store_id}/ledger",
+        m.LedgerPage,
         summary="A page of a store's stored records",
         description="Records of one epoch with `seq > after`, in seq order: the exact signed body, chain value, "
         "signature and when the hub received it. Page on with the last seq as `after`.",
-        dependencies=[admin_auth],
-        response_model=None,
-        responses={200: {"model": m.LedgerPage}, **m.errors(400, 401, 404, 429, 503)},
+        error_codes=(400, 401, 404, 429, 503),
     )
     def admin_ledger(
         store_id: Annotated[str, STORE_ID_PATH],
-        epoch: Annotated[int | None, Query(ge=1, le=MAX_INT64, description="the epoch (default: the newest)")] = None,
-        after: Annotated[int, Query(ge=0, le=MAX_INT64, description="records after this seq")] = 0,
-        limit: Annotated[int, Query(ge=1, le=10_000, description="records at most")] = 100,
+        page: Annotated[m.Page, LEDGER_PAGE],
+        epoch: Annotated[int | None, Query(ge=1, le=m.MAX_INT64, description="the epoch (default: the newest)")] = None,
     ) -> dict[str, Any]:
-        return admin.ledger_view(hub.storage, store_id, epoch=epoch, after=after, limit=limit)
+        return admin.ledger_view(hub.storage, store_id, epoch=epoch, after=page.after, limit=page.limit)

@@ -27,7 +27,6 @@ from fastapi import FastAPI, Path, Query
 from starlette.concurrency import run_in_threadpool
 
 from . import api_models as m
-from ._exceptions import InputError
 from .storage import DeriveError, Storage, TimeFallback
 
 MAX_LIST = 1_000
@@ -88,28 +87,20 @@ def store_extras(storage: Storage, now: float) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _limit(limit: int) -> int:
-    if not 1 <= limit <= MAX_LIST:
-        raise InputError(f"limit must be between 1 and {MAX_LIST}", field="limit")
-    return limit
-
-
-MAX_ID = 2**63 - 1  # ids and limits are SQL BIGINTs: larger is a 400 naming the parameter, never a 500
-
-
 _STORE = Query(max_length=200, description="only this store")
+_FALLBACKS_PAGE = m.paged(MAX_LIST, limit=f"rows at most (1 to {MAX_LIST})")
 
 
 def register_routes(app: FastAPI, storage: Storage, admin_auth: Any, rederive: Callable[[int], int]) -> None:
     """The derive-error and time-fallback admin endpoints (``admin_auth``: the admin token dependency)."""
 
-    @app.get(
+    @m.admin_get(
+        app,
+        admin_auth,
         "/v1/admin/derive-errors",
+        m.DeriveErrors,
         summary="Stored records whose events could not be derived",
         description="Each with the store, epoch, seq, a short `code` and the reason in words; newest last.",
-        dependencies=[admin_auth],
-        response_model=None,
-        responses={200: {"model": m.DeriveErrors}, **m.errors(400, 401, 429, 503)},
     )
     def admin_derive_errors(
         store: Annotated[str | None, _STORE] = None,
@@ -129,23 +120,22 @@ def register_routes(app: FastAPI, storage: Storage, admin_auth: Any, rederive: C
         responses={200: {"model": m.Rederived}, **m.errors(400, 401, 404, 409, 422, 429, 503)},
     )
     async def admin_rederive(
-        error_id: Annotated[int, Path(ge=1, le=MAX_ID, description="the derive error's id")],
+        error_id: Annotated[int, Path(ge=1, le=m.MAX_INT64, description="the derive error's id")],
     ) -> dict[str, Any]:
         events = await run_in_threadpool(rederive, error_id)
         return {"rederived": error_id, "events": events}
 
-    @app.get(
+    @m.admin_get(
+        app,
+        admin_auth,
         "/v1/admin/time-fallbacks",
+        m.Fallbacks,
         summary="Records whose POS time was not trusted",
         description="Newest first: the POS time, the time used instead, how (`method`) and why.",
-        dependencies=[admin_auth],
-        response_model=None,
-        responses={200: {"model": m.Fallbacks}, **m.errors(400, 401, 429, 503)},
     )
     def admin_time_fallbacks(
-        store: Annotated[str | None, _STORE] = None,
-        limit: Annotated[int, Query(description=f"rows at most (1 to {MAX_LIST})")] = 100,
+        page: Annotated[m.Page, _FALLBACKS_PAGE], store: Annotated[str | None, _STORE] = None
     ) -> dict[str, Any]:
         with storage.snapshot() as tx:
-            rows = tx.time_fallbacks(store, limit=_limit(limit))
+            rows = tx.time_fallbacks(store, limit=page.limit)
         return {"fallbacks": [fallback_dict(f) for f in rows]}

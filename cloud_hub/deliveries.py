@@ -200,40 +200,43 @@ def _q(description: str) -> Any:
     return Query(max_length=MAX_TEXT, description=description)
 
 
+_DELIVERIES_PAGE = m.paged(MAX_PAGE, after="deliveries with an id after this")
+
+
 def register_routes(app: FastAPI, storage: Storage, admin_auth: Any, config: ForwardingConfig | None) -> None:
     """``/v1/admin/sinks`` and ``/v1/admin/deliveries[/replay|/skip]`` (``admin_auth``: the admin token)."""
     errs = m.errors(400, 401, 429, 503)
 
-    @app.get(
+    @m.admin_get(
+        app,
+        admin_auth,
         "/v1/admin/sinks",
+        m.Sinks,
         summary="Every sink with its deliveries by state",
         description="Configured sinks (kind, role, ordering, event types) with counts per delivery state and "
         "the age of the oldest pending delivery; sinks no longer configured that still have rows are listed too.",
-        dependencies=[admin_auth],
-        response_model=None,
-        responses={200: {"model": m.Sinks}, **errs},
     )
     def admin_sinks() -> dict[str, Any]:
         return sinks_view(storage, config)
 
-    @app.get(
+    @m.admin_get(
+        app,
+        admin_auth,
         "/v1/admin/deliveries",
+        m.Deliveries,
         summary="Deliveries, oldest first",
         description="Filter by sink, state, store or event; page on with the last `id` as `after`.",
-        dependencies=[admin_auth],
-        response_model=None,
-        responses={200: {"model": m.Deliveries}, **errs},
     )
     def admin_deliveries(
+        page: Annotated[m.Page, _DELIVERIES_PAGE],
         sink: Annotated[str | None, _q("only this sink (its name in hub.toml)")] = None,
         state: Annotated[str | None, _q(f"only this state: {', '.join(DELIVERY_STATES)}")] = None,
         store: Annotated[str | None, _q("only this store")] = None,
         event_id: Annotated[str | None, _q("only this event")] = None,
-        after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="deliveries with an id after this")] = 0,
-        limit: Annotated[int, Query(ge=1, le=10_000, description="rows at most")] = 100,
     ) -> dict[str, Any]:
         sel = selector(sink=sink, state=state, store_id=store, event_id=event_id)
-        return {"deliveries": [delivery_dict(d) for d in list_deliveries(storage, sel, after=after, limit=limit)]}
+        rows = list_deliveries(storage, sel, after=page.after, limit=page.limit)
+        return {"deliveries": [delivery_dict(d) for d in rows]}
 
     @app.post(
         "/v1/admin/deliveries/replay",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -16,7 +17,7 @@ from prometheus_client.registry import Collector
 
 from .books import sync_lag_s
 from .sinks import Outcome
-from .storage import SinkCounts, Storage
+from .storage import DeriveError, SinkCounts, Storage, StoreSummary
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Prometheus conventions (issue 13): no `*_created` series next to every counter, ages as `*_age_seconds`.
@@ -30,6 +31,102 @@ def _age(iso: str | None, now: float) -> float:
     return max(0.0, now - datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
 
 
+# The gauges read from the database: key -> (name, help, labels). Order is the order of the scrape.
+_GAUGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "open": (
+        "storesync_deliveries",
+        "Open deliveries per sink and state (pending, in_flight, dead)",
+        ("sink", "state"),
+    ),
+    "dead": ("storesync_dead_letters", "Dead-lettered deliveries per sink", ("sink",)),
+    "pending": ("storesync_pending_deliveries", "Pending + in-flight deliveries per sink", ("sink",)),
+    "oldest": (
+        "storesync_oldest_pending_age_seconds",
+        "Age of the oldest pending delivery per sink (the sink's delivery lag)",
+        ("sink",),
+    ),
+    "sink_lag": (
+        "storesync_sink_delivery_lag_seconds",
+        "Wait of the oldest event not yet delivered to the sink (pending or in flight); 0 when caught up",
+        ("sink",),
+    ),
+    "acked": ("storesync_store_acked_through", "Highest seq stored per store (newest epoch)", ("store",)),
+    "seen": ("storesync_store_last_seen_age_seconds", "Seconds since the store's last burst", ("store",)),
+    "lag": ("storesync_store_open_deliveries", "Deliveries of the store not yet done (delivery lag)", ("store",)),
+    "underived": (
+        "storesync_store_underived_records",
+        "Stored records whose events are not derived yet",
+        ("store",),
+    ),
+    "derive": (
+        "storesync_derive_errors",
+        "Stored records whose events could not be derived (open, not yet re-derived), by store and reason",
+        ("store", "reason"),
+    ),
+    "fallbacks": ("storesync_time_fallbacks", "Records whose POS time was not trusted and fell back", ("store",)),
+    "backlog": (
+        "storesync_store_backlog_records",
+        "Records the store's agent holds beyond its last burst",
+        ("store",),
+    ),
+    "sync_lag": (
+        "storesync_store_sync_lag_seconds",
+        "How long the store's oldest record not yet at the hub has waited (0: none waiting)",
+        ("store",),
+    ),
+    "blocked": (
+        "storesync_store_blocked",
+        "1 while the store's agent reports its sync blocked (e.g. outbox damaged), by store and reason code",
+        ("store", "code"),
+    ),
+}
+
+
+class _StoreTables(NamedTuple):
+    """What one scrape reads of the stores, in one snapshot."""
+
+    stores: list[StoreSummary]
+    by_store: dict[str, int]
+    behind: list[tuple[str, int, int, int]]
+    errors: list[DeriveError]
+    fell_back: dict[str, int]
+
+
+def _sink_samples(g: dict[str, GaugeMetricFamily], counts: list[SinkCounts], now: float) -> None:
+    for c in counts:
+        for state in ("pending", "in_flight", "dead"):
+            g["open"].add_metric([c.sink, state], c.counts.get(state, 0))
+        g["dead"].add_metric([c.sink], c.counts.get("dead", 0))
+        g["pending"].add_metric([c.sink], c.counts.get("pending", 0) + c.counts.get("in_flight", 0))
+        g["oldest"].add_metric([c.sink], _age(c.oldest_pending_at, now))
+        g["sink_lag"].add_metric([c.sink], _age(c.oldest_pending_at, now))
+
+
+def _store_samples(g: dict[str, GaugeMetricFamily], t: _StoreTables, now: float) -> None:
+    by_reason: dict[tuple[str, str], int] = {}
+    for e in t.errors:
+        by_reason[(e.store_id, e.code)] = by_reason.get((e.store_id, e.code), 0) + 1
+    for (store_id, code), n in sorted(by_reason.items()):
+        g["derive"].add_metric([store_id, code], n)
+    under: dict[str, int] = {}
+    for store_id, _epoch, derived, acked_through in t.behind:
+        under[store_id] = under.get(store_id, 0) + acked_through - derived
+    for s in t.stores:
+        g["acked"].add_metric([s.store_id], s.acked_through)
+        if s.last_seen_at:
+            g["seen"].add_metric([s.store_id], _age(s.last_seen_at, now))
+        g["lag"].add_metric([s.store_id], t.by_store.get(s.store_id, 0))
+        g["underived"].add_metric([s.store_id], under.get(s.store_id, 0))
+        g["fallbacks"].add_metric([s.store_id], t.fell_back.get(s.store_id, 0))
+        if s.backlog is not None:
+            if s.backlog.get("blocked"):
+                g["blocked"].add_metric([s.store_id, str(s.backlog["blocked"])], 1)
+            g["backlog"].add_metric([s.store_id], int(s.backlog.get("pending") or 0))
+            waited = sync_lag_s(s.backlog, s.last_seen_at, now)
+            if waited is not None:
+                g["sync_lag"].add_metric([s.store_id], waited)
+
+
 class _StorageCollector(Collector):
     """Gauges read from the database on each scrape."""
 
@@ -39,112 +136,21 @@ class _StorageCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         now = time.time()
-        open_ = GaugeMetricFamily(
-            "storesync_deliveries",
-            "Open deliveries per sink and state (pending, in_flight, dead)",
-            labels=["sink", "state"],
-        )
-        dead = GaugeMetricFamily("storesync_dead_letters", "Dead-lettered deliveries per sink", labels=["sink"])
-        pending = GaugeMetricFamily(
-            "storesync_pending_deliveries", "Pending + in-flight deliveries per sink", labels=["sink"]
-        )
-        oldest = GaugeMetricFamily(
-            "storesync_oldest_pending_age_seconds",
-            "Age of the oldest pending delivery per sink (the sink's delivery lag)",
-            labels=["sink"],
-        )
-        sink_lag = GaugeMetricFamily(
-            "storesync_sink_delivery_lag_seconds",
-            "Wait of the oldest event not yet delivered to the sink (pending or in flight); 0 when caught up",
-            labels=["sink"],
-        )
-        acked = GaugeMetricFamily(
-            "storesync_store_acked_through", "Highest seq stored per store (newest epoch)", labels=["store"]
-        )
-        seen = GaugeMetricFamily(
-            "storesync_store_last_seen_age_seconds", "Seconds since the store's last burst", labels=["store"]
-        )
-        lag = GaugeMetricFamily(
-            "storesync_store_open_deliveries", "Deliveries of the store not yet done (delivery lag)", labels=["store"]
-        )
-        underived = GaugeMetricFamily(
-            "storesync_store_underived_records", "Stored records whose events are not derived yet", labels=["store"]
-        )
-        derive = GaugeMetricFamily(
-            "storesync_derive_errors",
-            "Stored records whose events could not be derived (open, not yet re-derived), by store and reason",
-            labels=["store", "reason"],
-        )
-        fallbacks = GaugeMetricFamily(
-            "storesync_time_fallbacks", "Records whose POS time was not trusted and fell back", labels=["store"]
-        )
-        backlog = GaugeMetricFamily(
-            "storesync_store_backlog_records", "Records the store's agent holds beyond its last burst", labels=["store"]
-        )
-        sync_lag = GaugeMetricFamily(
-            "storesync_store_sync_lag_seconds",
-            "How long the store's oldest record not yet at the hub has waited (0: none waiting)",
-            labels=["store"],
-        )
-        blocked = GaugeMetricFamily(
-            "storesync_store_blocked",
-            "1 while the store's agent reports its sync blocked (e.g. outbox damaged), by store and reason code",
-            labels=["store", "code"],
-        )
+        g = {key: GaugeMetricFamily(name, doc, labels=list(labels)) for key, (name, doc, labels) in _GAUGES.items()}
         with self.storage.snapshot() as tx:
             counts = tx.sink_counts(include_done=False)
-            stores = tx.store_summaries()
-            by_store = tx.open_by_store()
-            behind = tx.forward_lag()
-            errors = tx.derive_errors(open_only=True)
-            fell_back = tx.time_fallback_counts()
-        by_reason: dict[tuple[str, str], int] = {}
-        for e in errors:
-            by_reason[(e.store_id, e.code)] = by_reason.get((e.store_id, e.code), 0) + 1
-        for (store_id, code), n in sorted(by_reason.items()):
-            derive.add_metric([store_id, code], n)
+            tables = _StoreTables(
+                tx.store_summaries(),
+                tx.open_by_store(),
+                tx.forward_lag(),
+                tx.derive_errors(open_only=True),
+                tx.time_fallback_counts(),
+            )
         known = {c.sink for c in counts}
         counts += [SinkCounts(name, {}, None) for name in self.sinks if name not in known]
-        for c in counts:
-            for state in ("pending", "in_flight", "dead"):
-                open_.add_metric([c.sink, state], c.counts.get(state, 0))
-            dead.add_metric([c.sink], c.counts.get("dead", 0))
-            pending.add_metric([c.sink], c.counts.get("pending", 0) + c.counts.get("in_flight", 0))
-            oldest.add_metric([c.sink], _age(c.oldest_pending_at, now))
-            sink_lag.add_metric([c.sink], _age(c.oldest_pending_at, now))
-        under: dict[str, int] = {}
-        for store_id, _epoch, derived, acked_through in behind:
-            under[store_id] = under.get(store_id, 0) + acked_through - derived
-        for s in stores:
-            acked.add_metric([s.store_id], s.acked_through)
-            if s.last_seen_at:
-                seen.add_metric([s.store_id], _age(s.last_seen_at, now))
-            lag.add_metric([s.store_id], by_store.get(s.store_id, 0))
-            underived.add_metric([s.store_id], under.get(s.store_id, 0))
-            fallbacks.add_metric([s.store_id], fell_back.get(s.store_id, 0))
-            if s.backlog is not None:
-                if s.backlog.get("blocked"):
-                    blocked.add_metric([s.store_id, str(s.backlog["blocked"])], 1)
-                backlog.add_metric([s.store_id], int(s.backlog.get("pending") or 0))
-                waited = sync_lag_s(s.backlog, s.last_seen_at, now)
-                if waited is not None:
-                    sync_lag.add_metric([s.store_id], waited)
-        yield from (
-            open_,
-            dead,
-            pending,
-            oldest,
-            sink_lag,
-            acked,
-            seen,
-            lag,
-            underived,
-            derive,
-            fallbacks,
-            backlog,
-            sync_lag,
-            blocked,
-        )
+        _sink_samples(g, counts, now)
+        _store_samples(g, tables, now)
+        yield from g.values()
 
 
 class _WithoutStores(Collector):

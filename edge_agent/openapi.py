@@ -80,6 +80,9 @@ _WHAT = {
 }
 
 
+_GUARDED = (400, 401, 403, 413, 415, 421)
+
+
 def _answers(*codes: int, ok: dict[str, Any] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for code in codes:
@@ -95,12 +98,6 @@ def _op(op_id: str, summary: str, description: str, responses: dict[str, Any], *
 
 def agent_openapi() -> dict[str, Any]:
     """The document (a fresh dict each call)."""
-    txn = inline_schema(Transaction)
-    capture_body = {"oneOf": [txn, {"type": "array", "items": txn, "maxItems": 5000}]}
-    guarded = (400, 401, 403, 413, 415, 421)
-    not_ready = _answers(503)
-    not_ready["503"]["description"] = "Not ready: `reasons` names each (not enrolled, outbox not writable, ...)"
-    not_ready["503"]["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -122,97 +119,115 @@ def agent_openapi() -> dict[str, Any]:
             }
         },
         "security": [{}, {"registerToken": []}],
-        "paths": {
-            "/v1/transactions": {
-                "post": _op(
-                    "capture",
-                    "Store one transaction or an array of them (answers after the commit)",
-                    "Validates, numbers, chains and signs each transaction into the outbox and answers only "
-                    "once it is on disk: 201 `{seq, duplicate: false}`, 200 `{seq, duplicate: true}` for a "
-                    "retry of a stored one (same register_id and txn_id). An array is answered 200 with one "
-                    "result per item.",
-                    _answers(200, 201, 409, 422, *guarded, 503, 507),
-                    requestBody=json_body(capture_body),
-                )
-            },
-            "/v1/status": {
-                "get": _op(
-                    "status",
-                    "The agent's sync status",
-                    "Pending records, oldest waiting, last sync and its result, blocked reason, receipt, clock, "
-                    "drop imports, and `catch_up` (rate and ETA while a backlog drains).",
-                    _answers(200, *guarded, 503, ok=_STATUS),
-                )
-            },
-            "/v1/sync": {
-                "post": _op(
-                    "sync_now",
-                    "Sync now",
-                    "Starts a sync pass at once (also retries a blocked outbox). Answers 202 before it runs.",
-                    _answers(202, *guarded, 503),
-                    requestBody=json_body({"type": "object"}, required=False),
-                )
-            },
-            "/v1/imports": {
-                "get": _op(
-                    "imports",
-                    "Drop-folder imports",
-                    "The drop folder, the running import with its progress and the recent imports.",
-                    _answers(200, *guarded),
-                )
-            },
-            "/v1/imports/{sha}/retry": {
-                "post": _op(
-                    "retry_import",
-                    "Import a rejected drop file again",
-                    "Moves the rejected file back into the drop folder with a retry ticket.",
-                    _answers(202, 404, *guarded, 503),
-                    parameters=[
-                        {
-                            "name": "sha",
-                            "in": "path",
-                            "required": True,
-                            "description": "SHA-256 (hex) of the rejected file, from GET /v1/imports",
-                            "schema": {"type": "string"},
-                        }
-                    ],
-                    requestBody=json_body({"type": "object"}, required=False),
-                )
-            },
-            "/healthz": {
-                "get": _op(
-                    "healthz",
-                    "Liveness",
-                    '`{"ok": true}` while the process serves; needs no token (only the Host check).',
-                    _answers(200, 421),
-                    security=[{}],
-                )
-            },
-            "/readyz": {
-                "get": _op(
-                    "readyz",
-                    "Readiness: would a sale posted now be stored?",
-                    "200 when the outbox writer runs, the outbox and its folder are writable, the schema is "
-                    "the one this agent writes and the agent is enrolled; else 503 naming every reason.",
-                    {**_answers(200, *guarded, ok=_READY), **not_ready},
-                )
-            },
-            "/metrics": {
-                "get": _op(
-                    "metrics",
-                    "Prometheus metrics (text format)",
-                    "`storesync_capture_seconds` (histogram: request received to committed answer), "
-                    "`storesync_capture_records_total`, `storesync_pending_records`, "
-                    "`storesync_oldest_pending_record_age_seconds`, `storesync_last_ack_age_seconds`, "
-                    "`storesync_sync_blocked`, `storesync_outbox_last_seq`, `storesync_build_info`.",
+        "paths": {**_work_paths(), **_monitor_paths()},
+    }
+
+
+def _work_paths() -> dict[str, Any]:
+    """What registers and staff do: capture, status, sync now, the drop imports."""
+    txn = inline_schema(Transaction)
+    capture_body = {"oneOf": [txn, {"type": "array", "items": txn, "maxItems": 5000}]}
+    guarded = _GUARDED
+    return {
+        "/v1/transactions": {
+            "post": _op(
+                "capture",
+                "Store one transaction or an array of them (answers after the commit)",
+                "Validates, numbers, chains and signs each transaction into the outbox and answers only "
+                "once it is on disk: 201 `{seq, duplicate: false}`, 200 `{seq, duplicate: true}` for a "
+                "retry of a stored one (same register_id and txn_id). An array is answered 200 with one "
+                "result per item.",
+                _answers(200, 201, 409, 422, *guarded, 503, 507),
+                requestBody=json_body(capture_body),
+            )
+        },
+        "/v1/status": {
+            "get": _op(
+                "status",
+                "The agent's sync status",
+                "Pending records, oldest waiting, last sync and its result, blocked reason, receipt, clock, "
+                "drop imports, and `catch_up` (rate and ETA while a backlog drains).",
+                _answers(200, *guarded, 503, ok=_STATUS),
+            )
+        },
+        "/v1/sync": {
+            "post": _op(
+                "sync_now",
+                "Sync now",
+                "Starts a sync pass at once (also retries a blocked outbox). Answers 202 before it runs.",
+                _answers(202, *guarded, 503),
+                requestBody=json_body({"type": "object"}, required=False),
+            )
+        },
+        "/v1/imports": {
+            "get": _op(
+                "imports",
+                "Drop-folder imports",
+                "The drop folder, the running import with its progress and the recent imports.",
+                _answers(200, *guarded),
+            )
+        },
+        "/v1/imports/{sha}/retry": {
+            "post": _op(
+                "retry_import",
+                "Import a rejected drop file again",
+                "Moves the rejected file back into the drop folder with a retry ticket.",
+                _answers(202, 404, *guarded, 503),
+                parameters=[
                     {
-                        "200": {
-                            "description": "Prometheus text exposition format 0.0.4",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        },
-                        **{k: v for k, v in _answers(*guarded, 503).items()},
+                        "name": "sha",
+                        "in": "path",
+                        "required": True,
+                        "description": "SHA-256 (hex) of the rejected file, from GET /v1/imports",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                requestBody=json_body({"type": "object"}, required=False),
+            )
+        },
+    }
+
+
+def _monitor_paths() -> dict[str, Any]:
+    """What monitors read: liveness, readiness, metrics."""
+    guarded = _GUARDED
+    not_ready = _answers(503)
+    not_ready["503"]["description"] = "Not ready: `reasons` names each (not enrolled, outbox not writable, ...)"
+    not_ready["503"]["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+    return {
+        "/healthz": {
+            "get": _op(
+                "healthz",
+                "Liveness",
+                '`{"ok": true}` while the process serves; needs no token (only the Host check).',
+                _answers(200, 421),
+                security=[{}],
+            )
+        },
+        "/readyz": {
+            "get": _op(
+                "readyz",
+                "Readiness: would a sale posted now be stored?",
+                "200 when the outbox writer runs, the outbox and its folder are writable, the schema is "
+                "the one this agent writes and the agent is enrolled; else 503 naming every reason.",
+                {**_answers(200, *guarded, ok=_READY), **not_ready},
+            )
+        },
+        "/metrics": {
+            "get": _op(
+                "metrics",
+                "Prometheus metrics (text format)",
+                "`storesync_capture_seconds` (histogram: request received to committed answer), "
+                "`storesync_capture_records_total`, `storesync_pending_records`, "
+                "`storesync_oldest_pending_record_age_seconds`, `storesync_last_ack_age_seconds`, "
+                "`storesync_sync_blocked`, `storesync_outbox_last_seq`, `storesync_build_info`.",
+                {
+                    "200": {
+                        "description": "Prometheus text exposition format 0.0.4",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
                     },
-                )
-            },
+                    **{k: v for k, v in _answers(*guarded, 503).items()},
+                },
+            )
         },
     }

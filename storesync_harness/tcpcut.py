@@ -87,6 +87,8 @@ class TcpCut:
             except OSError:
                 _reset(client)
                 continue
+            for sock in (client, upstream):  # forward small writes at once, as the ends expect (no Nagle wait)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._guard:
                 self._live.update((client, upstream))
             for src, dst in ((client, upstream), (upstream, client)):

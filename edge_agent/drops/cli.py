@@ -54,6 +54,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             outbox,
             DropFolders(drop_folder(cfg, args.drop_dir)),
             workers=args.workers,
+            key_file=cfg.key_path,
             progress_every=args.progress,
             say=lambda text: print(text, file=sys.stderr, flush=True),
         )

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
@@ -27,13 +27,13 @@ from sync_protocol.clock import now_iso
 from sync_protocol.record import file_timeline
 
 from .._exceptions import DropRejected, ImportInterrupted
-from ..store import Outbox, Stored
+from ..store import Outbox, Prepared, Stored
 from ..store import imports as ledger
 from ..store.imports import COUNTERS, DONE, DUPLICATE, REJECTED, RUNNING
 from . import load
 from .folders import DropFolders, move, send_back, take_ticket
 from .formats import Checkpoint
-from .pipeline import CHUNK_ITEMS, ChunkResult, make_pool, read_chunks
+from .pipeline import CHUNK_ITEMS, ChunkResult, PoolSigner, make_pool, read_chunks
 from .report import (
     STATUS_DUPLICATE,
     STATUS_REJECTED,
@@ -50,6 +50,7 @@ from .report import (
 log = logging.getLogger("edge_agent.drops")
 
 PARALLEL_MIN_BYTES = 2 << 20  # smaller files are read in this process (no pool start-up cost)
+COMMIT_ITEMS = 4000  # lines (JSON Lines) or transactions (CSV) per SQLite commit: one fsync each
 PROGRESS_EVERY = 5.0
 WORKERS = 2
 
@@ -77,14 +78,21 @@ class Importer:
         outbox: An outbox opened with the signing key; used only by the importing thread.
         folders: Where files end up.
         workers: Reader processes (0: read in this process).
-        chunk_items: Lines (JSON Lines) or transactions (CSV) per chunk and per commit.
-        inflight: Chunks read ahead at most.
+        chunk_items: Lines (JSON Lines) or transactions (CSV) per chunk and per commit (one fsync, with
+            the chunk's checkpoint).
+        read_items: At most this many of a chunk's lines or transactions are read by one worker
+            task, so the workers share the reading of a chunk.
+        inflight: Worker tasks read ahead at most (at least a chunk's worth more are kept reading).
+        key_file: The signing key's file: with reader processes, they load it and sign the records'
+            chain values in parallel (:class:`~edge_agent.drops.pipeline.PoolSigner`); without it,
+            or when the file is read in this process, this process signs.
         on_chunk: Called after each committed chunk (the sync scheduler's nudge).
         progress_every: Seconds between progress lines.
         say: Also receives each progress and summary line (the CLI prints them).
 
     Attributes:
-        stats: CPU seconds spent reading chunks and the readers' peak RSS (KiB), for benchmarks.
+        stats: CPU seconds the reader processes spent reading chunks and signing, and their peak RSS
+            (KiB), for benchmarks.
     """
 
     def __init__(
@@ -93,8 +101,10 @@ class Importer:
         folders: DropFolders,
         *,
         workers: int = WORKERS,
-        chunk_items: int = CHUNK_ITEMS,
+        chunk_items: int = COMMIT_ITEMS,
+        read_items: int = CHUNK_ITEMS,
         inflight: int = 4,
+        key_file: Path | None = None,
         on_chunk: Callable[[], None] | None = None,
         progress_every: float = PROGRESS_EVERY,
         say: Callable[[str], None] | None = None,
@@ -103,7 +113,9 @@ class Importer:
         self.folders = folders.ensure()
         self.workers = workers
         self.chunk_items = chunk_items
+        self.read_items = read_items
         self.inflight = inflight
+        self.key_file = key_file
         self.on_chunk = on_chunk
         self.progress_every = progress_every
         self.say = say
@@ -241,7 +253,9 @@ class Importer:
             writer = ErrorsWriter(err_final, resume_at=row["errors_size"])
         counts = {c: int(row[c]) for c in COUNTERS}
         remaining = path.stat().st_size - (start.offset if start else 0)
-        pool = make_pool(self.workers) if self.workers > 0 and remaining >= PARALLEL_MIN_BYTES else None
+        pool = None
+        if self.workers > 0 and remaining >= PARALLEL_MIN_BYTES:
+            pool = make_pool(self.workers, self.key_file)
         try:
             self._chunks(row, path, fmt, start, counts, writer, pool)
         except BaseException:
@@ -269,40 +283,77 @@ class Importer:
         offset_before = start.offset if start else 0
         last_said = began
         size = max(1, int(row["size"]))
-        for res in read_chunks(str(path), fmt, start, pool=pool, inflight=self.inflight, chunk_items=self.chunk_items):
-            if writer is None:  # pragma: no cover - the errors file was committed: nothing is left to read
-                raise RuntimeError(f"import {row['id']}: data after the errors file was committed")
-            book = _Bookkeeping(res, counts, writer)
-            ledger.store_chunk(
-                self.outbox,
-                res.good,
-                import_id=row["id"],
-                origin=origin,
-                now=now_iso(local=True),
-                bookkeeping=book,
-                batch=batch,
-            )
-            counts.update(book.counts)
-            self.stats["reader_cpu_s"] += res.cpu_s
-            self.stats["reader_max_rss_kb"] = max(self.stats["reader_max_rss_kb"], res.max_rss_kb)
-            if self.on_chunk is not None and book.new:
-                try:
-                    self.on_chunk()
-                except Exception:
-                    log.exception("on_chunk hook failed")
+        key = self.outbox.signing_key
+        signer = PoolSigner(pool, key, self.workers) if pool is not None and self.key_file and key else None
+        piece = min(self.read_items, self.chunk_items)
+        per_commit = -(-self.chunk_items // piece)  # worker tasks per commit
+        inflight = max(self.inflight, per_commit + self.workers + 1)  # workers keep reading during a commit
+        group: list[ChunkResult] = []
+        chunks = read_chunks(str(path), fmt, start, pool=pool, inflight=inflight, chunk_items=piece)
+        for res in _then_none(chunks):
+            if res is not None:
+                group.append(res)
+                if len(group) < per_commit:
+                    continue
+            if not group:
+                break
+            end = self._commit(row, group, counts, writer, origin, batch, signer)
+            group = []
             now = time.monotonic()
             if now - last_said >= self.progress_every:
                 last_said = now
                 rate = (counts["rows"] - rows_before) / max(now - began, 1e-9)
-                byte_rate = (res.end.offset - offset_before) / max(now - began, 1e-9)
-                eta = (size - res.end.offset) / byte_rate if byte_rate > 0 else None
+                byte_rate = (end - offset_before) / max(now - began, 1e-9)
+                eta = (size - end) / byte_rate if byte_rate > 0 else None
                 self._tell(
-                    f"import {row['name']}: {counts['rows']} rows ({100 * res.end.offset // size}%), "
+                    f"import {row['name']}: {counts['rows']} rows ({100 * end // size}%), "
                     f"{rate:,.0f} rows/s, ETA {_eta(eta)}, "
                     f"{counts['accepted']} accepted, {counts['duplicates']} duplicates, {counts['rejected']} rejected"
                 )
             if self.stop_requested:
                 raise ImportInterrupted(row["name"])
+
+    def _commit(
+        self,
+        row: dict[str, Any],
+        group: list[ChunkResult],
+        counts: dict[str, int],
+        writer: ErrorsWriter | None,
+        origin: str,
+        batch: dict[str, Any],
+        signer: PoolSigner | None,
+    ) -> int:
+        """Store one chunk (the results of consecutive worker tasks) and its checkpoint in ONE SQLite commit.
+
+        Returns:
+            The checkpoint's byte offset.
+        """
+        if writer is None:  # pragma: no cover - the errors file was committed: nothing is left to read
+            raise RuntimeError(f"import {row['id']}: data after the errors file was committed")
+        book = _Bookkeeping(group, counts, writer)
+        ledger.store_chunk(
+            self.outbox,
+            [item for res in group for item in res.good],
+            import_id=row["id"],
+            origin=origin,
+            now=now_iso(local=True),
+            bookkeeping=book,
+            batch=batch,
+            signer=signer,
+        )
+        counts.update(book.counts)
+        for res in group:
+            self.stats["reader_cpu_s"] += res.cpu_s
+            self.stats["reader_max_rss_kb"] = max(self.stats["reader_max_rss_kb"], res.max_rss_kb)
+        if signer is not None:
+            self.stats["reader_cpu_s"] += signer.cpu_s
+            signer.cpu_s = 0.0
+        if self.on_chunk is not None and book.new:
+            try:
+                self.on_chunk()
+            except Exception:
+                log.exception("on_chunk hook failed")
+        return group[-1].end.offset
 
     def _finish(
         self,
@@ -387,6 +438,12 @@ class Importer:
             n += 1
 
 
+def _then_none(items: Iterator[ChunkResult]) -> Iterator[ChunkResult | None]:
+    """The items, then None (the end: the last, partial chunk is committed)."""
+    yield from items
+    yield None
+
+
 def _eta(seconds: float | None) -> str:
     if seconds is None:
         return "?"
@@ -395,45 +452,61 @@ def _eta(seconds: float | None) -> str:
 
 
 class _Bookkeeping:
-    """Runs inside a chunk's SQLite transaction: writes its error lines, returns the import row's new values."""
+    """Runs inside a commit's SQLite transaction: writes its error lines, returns the import row's new values.
 
-    def __init__(self, res: ChunkResult, counts: dict[str, int], writer: ErrorsWriter) -> None:
-        self.res, self.counts, self.writer = res, dict(counts), writer
+    The error lines go to the errors file in file order: each worker task's reader errors, then the
+    conflicts found when storing its transactions.
+    """
+
+    def __init__(self, group: list[ChunkResult], counts: dict[str, int], writer: ErrorsWriter) -> None:
+        self.group, self.counts, self.writer = group, dict(counts), writer
         self.new = 0
 
     def __call__(self, stored: list[Stored]) -> dict[str, Any]:
-        res, c = self.res, self.counts
+        c = self.counts
         wrote = False
-        if res.errors:
-            self.writer.write_lines(res.errors, res.error_lines)
-            wrote = True
-        conflicts = 0
-        for item, out in zip(res.good, stored, strict=True):
-            if out.conflict:
-                conflicts += 1
-                rec: dict[str, Any] = {
-                    "line": item.first_line,
-                    "field": "txn_id",
-                    "reason": f"{item.register_id}/{item.txn_id} is already stored as seq {out.seq} with "
-                    "different content; the outbox keeps the first",
-                    "row": redact_row(item.raw) if isinstance(item.raw, str) else redact_csv_row(item.raw[0]),
-                }
-                if isinstance(item.raw, list) and len(item.raw) > 1:
-                    rec["rows"] = [redact_csv_row(r) for r in item.raw]
-                self.writer.write_lines(json.dumps(rec, ensure_ascii=False).encode("utf-8") + b"\n", 1)
+        at = 0
+        for res in self.group:
+            outcomes = stored[at : at + len(res.good)]
+            at += len(res.good)
+            if res.errors:
+                self.writer.write_lines(res.errors, res.error_lines)
                 wrote = True
-            elif out.duplicate:
-                c["duplicates"] += 1
-            else:
-                self.new += 1
+            conflicts = 0
+            for item, out in zip(res.good, outcomes, strict=True):
+                if out.conflict:
+                    conflicts += 1
+                    self.writer.write_lines(_conflict_line(item, out), 1)
+                    wrote = True
+                elif out.duplicate:
+                    c["duplicates"] += 1
+                else:
+                    self.new += 1
+                    c["accepted"] += 1
+            c["rows"] += res.rows
+            c["transactions"] += res.transactions
+            c["rejected"] += res.rejected + conflicts
+        if at != len(stored):  # pragma: no cover - store_chunk returns one outcome per item
+            raise RuntimeError("internal error: outcomes do not match the chunks")
         if wrote:
             self.writer.flush()
-        c["rows"] += res.rows
-        c["transactions"] += res.transactions
-        c["rejected"] += res.rejected + conflicts
-        c["accepted"] += self.new
-        return {**c, "checkpoint_offset": res.end.offset, "checkpoint_line": res.end.line,
+        end = self.group[-1].end
+        return {**c, "checkpoint_offset": end.offset, "checkpoint_line": end.line,
                 "errors_size": self.writer.tell()}  # fmt: skip
+
+
+def _conflict_line(item: Prepared, out: Stored) -> bytes:
+    """The errors-file line of a transaction whose key is stored with other content."""
+    rec: dict[str, Any] = {
+        "line": item.first_line,
+        "field": "txn_id",
+        "reason": f"{item.register_id}/{item.txn_id} is already stored as seq {out.seq} with "
+        "different content; the outbox keeps the first",
+        "row": redact_row(item.raw) if isinstance(item.raw, str) else redact_csv_row(item.raw[0]),
+    }
+    if isinstance(item.raw, list) and len(item.raw) > 1:
+        rec["rows"] = [redact_csv_row(r) for r in item.raw]
+    return json.dumps(rec, ensure_ascii=False).encode("utf-8") + b"\n"
 
 
 def retry(outbox: Outbox, folders: DropFolders, sha256: str) -> Path:

@@ -9,6 +9,13 @@ unchecked fast encoder ``plain_dumps`` writes its canonical form; the chunk stor
 chunk against ``make_body``) and the errors-file lines of the bad ones. Results come back in
 chunk order with at most ``inflight`` chunks outstanding, so memory stays bounded whatever the size.
 
+The same workers also sign for the importing process when it gives them the signing key's file
+(:class:`PoolSigner`): the importing process numbers and chains every record
+(:func:`edge_agent.store.records.append`), and the Ed25519 signatures of those chain values, the
+largest part of its work, are made by the workers in parallel. Each worker loads the key from its
+file (mode 0600, checked as at agent start) and refuses to sign when it is not the key the importing
+process stores with.
+
 Should a reader ever read past a planned boundary (the plan and the reader disagree), that chunk's
 result says so (``overran``); the chunks planned after it are dropped and planning restarts where
 the reader actually stopped, so nothing is lost or read twice either way.
@@ -32,8 +39,10 @@ from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
+from sync_protocol import keys
 from sync_protocol.canonical import plain_dumps
 
 from ..store import Prepared, txn_digest
@@ -206,16 +215,83 @@ def pool_start_method(os_name: str = os.name) -> str:
     return "spawn" if os_name == "nt" else "forkserver"
 
 
-def make_pool(workers: int) -> Executor:
+def make_pool(workers: int, key_file: Path | None = None) -> Executor:
     """A process pool for :func:`read_chunks` (forkserver: safe in a threaded agent).
 
+    With ``key_file`` each worker loads the signing key from it, for :class:`PoolSigner`.
     Workers exit on their own when the importing process dies (``kill -9`` included), which a
     process pool does not do by itself.
     """
     ctx = multiprocessing.get_context(pool_start_method())
     if ctx.get_start_method() == "forkserver":
-        ctx.set_forkserver_preload(["edge_agent.drops.pipeline"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_watch, initargs=(os.getpid(),))
+        # Nothing preloaded: the fork server stays a bare interpreter (~10 MB instead of ~40 MB with the
+        # readers' modules), and each worker imports what it needs itself, once per import.
+        ctx.set_forkserver_preload([])
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(), key_file)
+    )
+
+
+_key: keys.Ed25519PrivateKey | None = None  # a worker's signing key (PoolSigner)
+_key_error: str | None = None
+
+
+def _init_worker(owner: int, key_file: Path | None) -> None:
+    global _key, _key_error
+    _watch(owner)
+    if key_file is not None:
+        try:
+            _key = keys.load_private_key(key_file)
+        except Exception as exc:  # the worker still reads; sign_values says why it cannot sign
+            _key_error = f"{type(exc).__name__}: {exc}"
+
+
+def sign_values(key_id: str, values: list[bytes]) -> tuple[list[bytes], float]:
+    """Sign chain values with this worker's key (runs in a worker process); also returns the CPU seconds.
+
+    Raises:
+        RuntimeError: the worker has no key, or not the key with ``key_id``.
+    """
+    if _key is None:
+        raise RuntimeError(f"reader worker has no signing key ({_key_error or 'none given'})")
+    if keys.key_id(_key) != key_id:
+        raise RuntimeError("the key file holds another key than the importing process signs with")
+    began = time.process_time()
+    sign = _key.sign
+    return [sign(v) for v in values], time.process_time() - began
+
+
+class PoolSigner:
+    """Signs chain values in the pool's workers (a :data:`edge_agent.store.records.Signer`).
+
+    The values are split in one part per worker; the parts' signatures come back in order, and the
+    last signature of each part is verified with ``key``'s public key.
+
+    Args:
+        pool: A pool made by :func:`make_pool` with the key's file.
+        key: The key the importing process stores with (only its public half is used here).
+        parts: How many parts to split a batch in (the number of workers).
+    """
+
+    def __init__(self, pool: Executor, key: keys.Ed25519PrivateKey, parts: int) -> None:
+        self.pool, self.parts = pool, max(1, parts)
+        self.key_id, self.public = keys.key_id(key), key.public_key()
+        self.cpu_s = 0.0  # the workers' CPU seconds spent signing
+
+    def __call__(self, values: list[bytes]) -> list[bytes]:
+        if not values:
+            return []
+        step = -(-len(values) // self.parts)
+        cuts = [values[i : i + step] for i in range(0, len(values), step)]
+        futures = [self.pool.submit(sign_values, self.key_id, part) for part in cuts]
+        out: list[bytes] = []
+        for part, fut in zip(cuts, futures, strict=True):
+            sigs, cpu_s = fut.result()
+            self.cpu_s += cpu_s
+            if len(sigs) != len(part) or not keys.verify(self.public, sigs[-1], part[-1]):
+                raise RuntimeError("a reader worker returned a wrong signature")
+            out.extend(sigs)
+        return out
 
 
 def _watch(owner: int) -> None:

@@ -71,6 +71,8 @@ class DropWatcher:
         rescan: Seconds between full scans of the folder.
         on_chunk: Called after each committed chunk (the sync scheduler's nudge).
         workers: Reader processes per import.
+        key_file: The signing key's file, for the reader processes to sign with (see
+            :class:`~edge_agent.drops.importer.Importer`); None: the import thread signs.
     """
 
     def __init__(
@@ -83,12 +85,14 @@ class DropWatcher:
         rescan: float = RESCAN_S,
         on_chunk: Callable[[], None] | None = None,
         workers: int = WORKERS,
+        key_file: Path | None = None,
     ) -> None:
         self.folders = DropFolders(folder.absolute()).ensure()
         self._open = open_outbox
         self.settle, self.poll, self.rescan = settle, poll, rescan
         self._on_chunk = on_chunk
         self._workers = workers
+        self._key_file = key_file
         self._lock = threading.Lock()
         self._noticed: set[Path] = set()
         self._wake = threading.Event()
@@ -132,7 +136,9 @@ class DropWatcher:
             log.exception("drop watcher: cannot open the outbox; file drops are not imported")
             return
         try:
-            importer = Importer(outbox, self.folders, workers=self._workers, on_chunk=self._on_chunk)
+            importer = Importer(
+                outbox, self.folders, workers=self._workers, key_file=self._key_file, on_chunk=self._on_chunk
+            )
             self._importer = importer
             self._loop(importer)
         finally:

@@ -36,7 +36,7 @@ from typing import Any
 
 from .._exceptions import ConfigError
 from ._db import Db
-from .records import Prepared, Stored, append
+from .records import Prepared, Signer, Stored, append
 
 COLUMNS = (
     "id", "sha256", "name", "path", "folder", "dest_name", "format", "status", "result", "reason", "rows",
@@ -127,6 +127,7 @@ def store_chunk(
     now: str,
     bookkeeping: Callable[[list[Stored]], dict[str, Any]],
     batch: dict[str, Any] | None = None,
+    signer: Signer | None = None,
 ) -> list[Stored]:
     """Store a chunk's transactions and move the import's checkpoint, in ONE SQLite transaction.
 
@@ -134,7 +135,8 @@ def store_chunk(
     the caller rejects the item). ``bookkeeping`` runs inside the transaction with the outcomes and
     returns the import-row columns to set (counts, checkpoint, errors size), so the records and the
     checkpoint are committed together or not at all. Every record of the chunk is captured at ``now`` and
-    carries ``batch``, the file's own timeline.
+    carries ``batch``, the file's own timeline. ``signer`` signs the chain values (see
+    :func:`edge_agent.store.records.append`; by the signing key in this thread when None).
 
     Raises:
         NotEnrolled: before enrollment, or when the agent was enrolled again with another key.
@@ -144,7 +146,7 @@ def store_chunk(
     if key is None:
         raise ConfigError("outbox opened without the signing key; import is not possible")
     with db.transaction() as conn:
-        out = append(conn, key, items, origin, captured_at=now, batch=batch)
+        out = append(conn, key, items, origin, captured_at=now, batch=batch, signer=signer)
         _set(conn, import_id, {**bookkeeping(out), "updated_at": now})
     return out
 

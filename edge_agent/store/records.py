@@ -11,7 +11,7 @@ duplicate (same content) or a conflict (other content: nothing is stored for it)
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -26,6 +26,9 @@ from sync_protocol.transaction import Transaction
 from .._exceptions import NotEnrolled, StorageError
 
 _LOOKUP_BATCH = 400  # keys per query (800 parameters, far below SQLite's limit)
+
+Signer = Callable[[list[bytes]], list[bytes]]
+"""Signs chain values with the writer's key, one signature per value, in order (see :func:`append`)."""
 
 
 class Prepared(NamedTuple):
@@ -76,8 +79,13 @@ def append(
     *,
     captured_at: str | None = None,
     batch: dict[str, Any] | None = None,
+    signer: Signer | None = None,
 ) -> list[Stored]:
     """Number, chain, sign and insert ``items``; call inside a ``BEGIN IMMEDIATE`` transaction.
+
+    Every item is numbered and chained here first, in order; then the chain values are signed (by
+    ``key`` in this thread, or all at once by ``signer``: a drop import hands them to its reader
+    processes, which load the same key from its file); then the rows are inserted.
 
     Args:
         conn: The connection, in its write transaction.
@@ -86,13 +94,17 @@ def append(
         origins: One origin for all items, or one per item (``api``, ``cli``, ``file:<name>``).
         captured_at: The capture time of every record; None stamps each record with the time it is made.
         batch: The drop file's timeline (``sync_protocol.record.file_timeline``), put in every body.
+        signer: Signs the chain values instead of ``key.sign`` (one signature per value, in order);
+            the last signature it returns is verified with ``key``'s public key before anything is
+            inserted.
 
     Returns:
         One :class:`Stored` per item, in order.
 
     Raises:
         NotEnrolled: before enrollment, or when the agent was enrolled again with another key.
-        StorageError: when the writer epoch is missing or the body would not be canonical.
+        StorageError: when the writer epoch is missing, the body would not be canonical, or
+            ``signer`` returned a wrong signature or count.
         apsw.Error: when SQLite fails (the caller's transaction rolls back).
     """
     meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('store_id', 'epoch', 'key_id')"))
@@ -110,8 +122,8 @@ def append(
     # Keys stored before, in one query per chunk; then keys stored by these items.
     fresh = _stored_keys(conn, items)
     rows: list[tuple[Any, ...]] = []
+    values: list[bytes] = []
     out: list[Stored] = []
-    sign = key.sign
     for i, it in enumerate(items):
         k = (it.register_id, it.txn_id)
         found = fresh.get(k)
@@ -127,19 +139,32 @@ def append(
         except RuntimeError as exc:
             raise StorageError(str(exc)) from None
         value = _chain.link(prev, body)
-        rows.append((epoch, seq, it.register_id, it.txn_id, it.kind, at, origin, body, it.txn_hash, value, sign(value)))
+        rows.append((epoch, seq, it.register_id, it.txn_id, it.kind, at, origin, body, it.txn_hash, value))
+        values.append(value)
         fresh[k] = (seq, it.txn_hash)
         prev = value
         out.append(Stored(seq))
     if rows:
+        sigs = _signatures(key, values, signer)
         conn.executemany(
             "INSERT INTO outbox (epoch, seq, register_id, txn_id, kind, captured_at, origin, body, txn_hash, "
             "chain, sig) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
+            [(*row, sig) for row, sig in zip(rows, sigs, strict=True)],
         )
     if seq != start_seq:
         conn.execute("UPDATE writers SET head_seq = ?, head_chain = ? WHERE epoch = ?", (seq, prev, epoch))
     return out
+
+
+def _signatures(key: keys.Ed25519PrivateKey, values: list[bytes], signer: Signer | None) -> list[bytes]:
+    """One Ed25519 signature per chain value: by ``key`` here, or by ``signer`` (its last one checked)."""
+    if signer is None:
+        sign = key.sign
+        return [sign(v) for v in values]
+    sigs = signer(values)
+    if len(sigs) != len(values) or not keys.verify(key.public_key(), sigs[-1], values[-1]):
+        raise StorageError("internal error: the import's signer returned a wrong signature; nothing was stored")
+    return sigs
 
 
 def _stored_keys(conn: apsw.Connection, items: Sequence[Prepared]) -> dict[tuple[str, str], tuple[int, str]]:

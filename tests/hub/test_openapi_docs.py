@@ -10,9 +10,12 @@ from __future__ import annotations
 import re
 
 import httpx
-from pydantic import BaseModel
+import pytest
+from pydantic import BaseModel, ValidationError
 
 from cloud_hub import api_models as m
+from cloud_hub import books
+from cloud_hub.storage import DeriveError, TimeFallback
 from storesync_harness.pos import Pos
 from storesync_harness.processes import Agent, Hub
 from sync_protocol.wire import ErrorBody
@@ -91,3 +94,15 @@ def test_real_answers_match_the_documented_models(hub: Hub, agent: Agent) -> Non
         ErrorBody.model_validate(missing.json())
         refused = httpx.get(hub.url + "/v1/admin/stores", timeout=10)
         assert refused.status_code == 401 and ErrorBody.model_validate(refused.json()).error == "unauthenticated"
+
+
+def test_answers_of_stored_records_match_the_models_built_from_the_records() -> None:
+    """Derive errors and time fallbacks are empty lists in the hub above: their views are checked here, on records."""
+    fallback = TimeFallback(
+        1, "S1", 1, 7, "R1", "T7", "2031-01-01T00:00:00", "2026-12-02T05:00:00.000Z", "capture-fallback", "future", "x"
+    )
+    error = DeriveError(2, "S1", 1, 8, "invalid_transaction: no lines", "2026-12-02T05:00:00.000Z")
+    m.Fallbacks.model_validate({"fallbacks": [books.fallback_dict(fallback)]})
+    m.DeriveErrors.model_validate({"derive_errors": [books.derive_error_dict(error)]})
+    with pytest.raises(ValidationError, match="extra"):
+        m.FallbackItem.model_validate({**books.fallback_dict(fallback), "card": "x"})

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import edge_agent
@@ -92,3 +97,36 @@ def check_openapi(agent: Agent) -> None:
         assert all(r.get("description") for r in op["responses"].values())
     assert "registerToken" in doc["components"]["securitySchemes"]
     assert "text/plain" in doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+
+
+def _make_unwritable(path: Path) -> Callable[[], None]:
+    """Make ``path`` unwritable even for root (the immutable attribute), or by mode for other users.
+
+    Returns the function that undoes it.
+    """
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o444)
+        return lambda: path.chmod(mode)
+    tool = shutil.which("chattr")
+    if tool is None:
+        pytest.skip("chattr is not installed: root cannot be refused a write without it")
+    done = subprocess.run([tool, "+i", str(path)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"this file system has no immutable attribute: {done.stderr.strip()}")
+    return lambda: subprocess.run([tool, "-i", str(path)], check=True)
+
+
+def test_readyz_names_an_outbox_that_is_not_writable_and_recovers(hub: Hub, agent: Agent) -> None:
+    outbox = agent.data_dir / "outbox.db"
+    assert httpx.get(agent.url + "/readyz", timeout=10).status_code == 200
+    undo = _make_unwritable(outbox)
+    try:
+        answer = httpx.get(agent.url + "/readyz", timeout=10)
+    finally:
+        undo()
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["retry-after"] == "5"
+    assert answer.json()["reasons"] == [f"{outbox} is not writable"]
+    again = httpx.get(agent.url + "/readyz", timeout=10)
+    assert again.status_code == 200 and again.json()["status"] == "ready", again.text

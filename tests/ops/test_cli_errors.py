@@ -263,3 +263,23 @@ def test_every_flag_has_help() -> None:
     assert missing == []
     assert agent_cli("--version").stdout.startswith("edge-agent ")
     assert hub_cli("--version").stdout.startswith("cloud-hub ")
+
+
+def test_a_bug_is_exit_70_in_one_line_and_storesync_debug_shows_the_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from storesync_runtime.cli import DEBUG_ENV, EXIT_INTERNAL, run
+
+    def bug() -> int:
+        return {}["missing"]
+
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
+    assert EXIT_INTERNAL == 70
+    assert run("edge-agent", bug, handlers=(), json_mode=True) == 70
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"ok": False, "error": "internal", "message": json.loads(out)["message"], "exit_code": 70}
+    assert err.startswith("edge-agent: error: internal error (KeyError at test_cli_errors.py:")
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    monkeypatch.setenv(DEBUG_ENV, "1")
+    assert run("edge-agent", bug, handlers=()) == 70
+    assert "Traceback (most recent call last)" in capsys.readouterr().err

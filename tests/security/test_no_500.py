@@ -152,8 +152,18 @@ def test_malformed_signature_headers_give_401_and_one_log_line(hub: Hub) -> None
         ("/v1/admin/deliveries?after=" + str(2**64), "after"),
         ("/v1/admin/deliveries?limit=0", "limit"),
         ("/v1/admin/deliveries?sink=" + "x" * 500, "sink"),
+        ("/v1/admin/time-fallbacks?limit=1001", "limit"),
     ],
-    ids=["after-float", "after-2^64", "limit-negative", "epoch-2^70", "deliveries-after-2^64", "limit-0", "sink-long"],
+    ids=[
+        "after-float",
+        "after-2^64",
+        "limit-negative",
+        "epoch-2^70",
+        "deliveries-after-2^64",
+        "limit-0",
+        "sink-long",
+        "fallbacks-limit-1001",
+    ],
 )
 def test_admin_parameters_out_of_range_are_400_naming_the_parameter(hub: Hub, path: str, param: str) -> None:
     hub.add_store("S1")
