@@ -18,7 +18,7 @@ from typing import Any
 
 import uvicorn
 
-from storesync_runtime import heap, sdnotify
+from storesync_runtime import sdnotify, serving
 from sync_protocol import keys
 
 from ._exceptions import AgentError, ConfigError
@@ -132,6 +132,7 @@ def _server(config: AgentConfig, app: Any, say: Callable[[str], None]) -> _Serve
             # (docs/performance.md). Without them (not installable) uvicorn's pure-Python pair runs.
             http=_HTTP,
             loop=_LOOP,
+            timeout_keep_alive=serving.KEEP_ALIVE_S,  # the POS closes an idle connection first
         ),
         say,
     )
@@ -197,7 +198,7 @@ def run_agent(
         watcher.start()
     # systemd's watchdog is pinged only while the outbox writer thread is alive and the server serves.
     watchdog = sdnotify.Watchdog(lambda: writer.alive() and server.started and not server.should_exit).start()
-    heap.freeze_startup()  # start-up objects out of the collector: shorter GC pauses at capture
+    serving.freeze_startup()  # start-up objects out of the collector: shorter GC pauses at capture
     try:
         server.run()
     except SystemExit as exc:  # uvicorn exits when it cannot bind

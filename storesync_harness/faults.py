@@ -1,11 +1,12 @@
 """``python -m storesync_harness.faults``: run the fault harness and print its report.
 
 The full run (``make faults``): 200 crash trials, two rounds of every proxy fault, the 72-hour
-long outage (259,200 records), and 50 power cuts (agent and hub on the power-cut VFS) plus the
-``synchronous=OFF`` controls, which must lose acknowledged sales. ``--quick`` is the size of ``make test``
-(tests/faults/test_harness_quick.py): one crash trial of every kind, one round of every proxy fault, a
-20,000-record outage. Exit code 0 only when nothing was lost, duplicated or broken, and every control did
-lose something.
+long outage (259,200 records), 50 power cuts (agent and hub on the power-cut VFS) plus the
+``synchronous=OFF`` controls, which must lose acknowledged sales, and 20 drop-import trials (a
+franchise file killed or power-cut mid-import, :mod:`storesync_harness.droptrials`). ``--quick``
+is the size of ``make test`` for the crash matrix (tests/faults/test_harness_quick.py): one crash
+trial of every kind, one round of every proxy fault, a 20,000-record outage. Exit code 0 only when
+nothing was lost, duplicated or broken, and every control did lose something.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .crashmatrix import CRASH_KINDS, MatrixResult, run_matrix
+from .droptrials import DropRunResult, run_drop_trials
 from .invariants import Verdict
 from .longoutage import HOURS_72, OutageResult, run_long_outage
 from .powerloss import PowerResult, run_power_cuts
@@ -42,7 +44,12 @@ def _verdict_lines(v: Verdict) -> list[str]:
     return lines
 
 
-def format_report(matrix: MatrixResult | None, outage: OutageResult | None, power: Sequence[PowerResult] = ()) -> str:
+def format_report(
+    matrix: MatrixResult | None,
+    outage: OutageResult | None,
+    power: Sequence[PowerResult] = (),
+    drops: DropRunResult | None = None,
+) -> str:
     """The report as plain text."""
     lines = ["StoreSync fault harness report", "=" * 31]
     if matrix is not None:
@@ -81,10 +88,23 @@ def format_report(matrix: MatrixResult | None, outage: OutageResult | None, powe
                 + ("RED as it must be (the harness sees loss)" if not run.durable else "GREEN - NOT SENSITIVE")
             )
         lines += [f"  ! {f}" for f in run.failures[:10] if not run.sync_off]
-    ok = (matrix is None or matrix.ok) and (outage is None or outage.ok) and power_ok(power)
+    if drops is not None:
+        lines += drops.lines()
+    ok = _all_ok(matrix, outage, power, drops)
     passed = "PASS - nothing lost or duplicated, content and signatures intact, events once per sink"
     lines.append("RESULT: " + (passed if ok else "FAIL"))
     return "\n".join(lines)
+
+
+def _all_ok(
+    matrix: MatrixResult | None, outage: OutageResult | None, power: Sequence[PowerResult], drops: DropRunResult | None
+) -> bool:
+    return (
+        (matrix is None or matrix.ok)
+        and (outage is None or outage.ok)
+        and power_ok(power)
+        and (drops is None or drops.ok)
+    )
 
 
 def power_ok(power: Sequence[PowerResult]) -> bool:
@@ -107,7 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="python -m storesync_harness.faults", description=__doc__)
     parser.add_argument(
-        "--quick", action="store_true", help="make test size: one crash trial per kind, 20,000-record outage"
+        "--quick",
+        action="store_true",
+        help="make test size: one crash trial per kind, 20,000-record outage, 2 drop trials",
     )
     parser.add_argument(
         "--trials", type=int, default=None, help=f"crash trials (default 200, quick {len(CRASH_KINDS)})"
@@ -116,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=None, help=f"long-outage records (default {HOURS_72})")
     parser.add_argument("--seed", type=int, default=None, help="seed (default: from the clock, printed)")
     parser.add_argument("--power-cuts", type=int, default=None, help="power cuts (default 50, quick 10)")
+    parser.add_argument("--drop-trials", type=int, default=None, help="drop-import trials (default 20, quick 2)")
     parser.add_argument("--skip-matrix", action="store_true")
     parser.add_argument("--skip-power", action="store_true")
     parser.add_argument("--skip-outage", action="store_true")
@@ -140,9 +163,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.skip_power:
             cuts = args.power_cuts if args.power_cuts is not None else (10 if args.quick else 50)
             power = run_power(root / "power", cuts, seed, say)
-    print(format_report(matrix, outage, power), flush=True)
-    ok = (matrix is None or matrix.ok) and (outage is None or outage.ok) and power_ok(power)
-    return 0 if ok else 1
+        drop_trials = args.drop_trials if args.drop_trials is not None else (2 if args.quick else 20)
+        drops = None
+        if drop_trials > 0:
+            max_bytes = 2_600_000 if args.quick else 4_000_000
+            drops = run_drop_trials(root / "drops", drop_trials, seed=seed, max_bytes=max_bytes, progress=say)
+    print(format_report(matrix, outage, power, drops), flush=True)
+    return 0 if _all_ok(matrix, outage, power, drops) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,5 +9,6 @@ import each other:
 * :mod:`.logfmt`: one log format per service, text or JSON.
 * :mod:`.proclock`: the exclusive lock a running agent, import or SQLite hub holds on its data folder.
 * :mod:`.sdnotify`: systemd readiness, watchdog and stopping messages.
+* :mod:`.serving`: how the services serve (start-up heap out of the collector, keep-alive).
 * :mod:`.audit_cli`: ``storesync verify-export``, the offline check of an audit export.
 """

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from storesync_runtime import heap, sdnotify
+from storesync_runtime import sdnotify, serving
 from storesync_runtime.proclock import ProcessLock
 
 from .. import deliveries
@@ -132,6 +132,7 @@ def _serve(args: argparse.Namespace, config: HubConfig, settings: HubSettings) -
             access_log=False,
             log_config=None,
             http="h11",
+            timeout_keep_alive=serving.KEEP_ALIVE_S,  # the client closes an idle connection first
             proxy_headers=False,  # X-Forwarded-For only from trusted_proxies (cloud_hub/ratelimit.py)
             ssl_context_factory=(lambda *_: tls.context) if tls is not None else None,
         )
@@ -144,7 +145,7 @@ def _serve(args: argparse.Namespace, config: HubConfig, settings: HubSettings) -
             tls.maybe_reload()
 
     async def run() -> None:
-        heap.freeze_startup()  # start-up objects out of the collector: shorter GC pauses per burst
+        serving.freeze_startup()  # start-up objects out of the collector: shorter GC pauses per burst
         task = asyncio.create_task(server.serve(sockets=[listener]))
         while not server.started and not task.done():
             await asyncio.sleep(0.02)

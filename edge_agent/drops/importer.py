@@ -51,6 +51,7 @@ log = logging.getLogger("edge_agent.drops")
 
 PARALLEL_MIN_BYTES = 2 << 20  # smaller files are read in this process (no pool start-up cost)
 COMMIT_ITEMS = 4000  # lines (JSON Lines) or transactions (CSV) per SQLite commit: one fsync each
+LOCAL_SIGN_SHARE = 0.5  # of a commit's signatures made by this process while the readers make the rest
 PROGRESS_EVERY = 5.0
 WORKERS = 2
 
@@ -284,7 +285,9 @@ class Importer:
         last_said = began
         size = max(1, int(row["size"]))
         key = self.outbox.signing_key
-        signer = PoolSigner(pool, key, self.workers) if pool is not None and self.key_file and key else None
+        signer = None
+        if pool is not None and self.key_file and key:
+            signer = PoolSigner(pool, key, self.workers, local_share=LOCAL_SIGN_SHARE)
         piece = min(self.read_items, self.chunk_items)
         per_commit = -(-self.chunk_items // piece)  # worker tasks per commit
         inflight = max(self.inflight, per_commit + self.workers + 1)  # workers keep reading during a commit

@@ -264,26 +264,31 @@ def sign_values(key_id: str, values: list[bytes]) -> tuple[list[bytes], float]:
 class PoolSigner:
     """Signs chain values in the pool's workers (a :data:`edge_agent.store.records.Signer`).
 
-    The values are split in one part per worker; the parts' signatures come back in order, and the
-    last signature of each part is verified with ``key``'s public key.
+    The values are split in one part per worker, plus a share signed in this process meanwhile (it
+    would otherwise wait: the workers first finish the pieces they were given to read); the parts'
+    signatures come back in order, and the last signature of each worker's part is verified with
+    ``key``'s public key.
 
     Args:
         pool: A pool made by :func:`make_pool` with the key's file.
-        key: The key the importing process stores with (only its public half is used here).
-        parts: How many parts to split a batch in (the number of workers).
+        key: The key the importing process stores with.
+        parts: How many parts to give the workers (the number of workers).
+        local_share: The fraction of each batch (its end) signed here with ``key``.
     """
 
-    def __init__(self, pool: Executor, key: keys.Ed25519PrivateKey, parts: int) -> None:
-        self.pool, self.parts = pool, max(1, parts)
+    def __init__(self, pool: Executor, key: keys.Ed25519PrivateKey, parts: int, local_share: float = 0.0) -> None:
+        self.pool, self.parts, self.key = pool, max(1, parts), key
+        self.local_share = min(max(local_share, 0.0), 1.0)
         self.key_id, self.public = keys.key_id(key), key.public_key()
         self.cpu_s = 0.0  # the workers' CPU seconds spent signing
 
     def __call__(self, values: list[bytes]) -> list[bytes]:
-        if not values:
-            return []
-        step = -(-len(values) // self.parts)
-        cuts = [values[i : i + step] for i in range(0, len(values), step)]
+        remote = values[: len(values) - int(len(values) * self.local_share)]
+        step = max(1, -(-len(remote) // self.parts))
+        cuts = [remote[i : i + step] for i in range(0, len(remote), step)]
         futures = [self.pool.submit(sign_values, self.key_id, part) for part in cuts]
+        sign = self.key.sign
+        local = [sign(v) for v in values[len(remote) :]]
         out: list[bytes] = []
         for part, fut in zip(cuts, futures, strict=True):
             sigs, cpu_s = fut.result()
@@ -291,7 +296,7 @@ class PoolSigner:
             if len(sigs) != len(part) or not keys.verify(self.public, sigs[-1], part[-1]):
                 raise RuntimeError("a reader worker returned a wrong signature")
             out.extend(sigs)
-        return out
+        return out + local
 
 
 def _watch(owner: int) -> None:

@@ -47,7 +47,7 @@ def test_the_workers_sign_every_stored_record(env, fmt: str, monkeypatch: pytest
     summary = imp.import_file(src)
     assert summary.accepted == len(want) and summary.rejected == len(df.bad)
     assert sorted(stored_keys(outbox)) == sorted(want)
-    assert sum(signed) == len(want) and len(signed) > 1  # every record signed by the workers, one call per commit
+    assert sum(signed) == len(want) and len(signed) > 1  # every chain value went to the PoolSigner, one call per commit
     public = key.public_key()
     rows = outbox.query("SELECT chain, sig FROM outbox ORDER BY seq")
     assert len(rows) == len(want) and all(keys.verify(public, bytes(sig), bytes(chain)) for chain, sig in rows)
