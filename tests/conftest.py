@@ -30,6 +30,7 @@ RUN_FIRST = (
     "tests/installers/test_install_scratch.py",
     "tests/docs/test_readme_walkthrough.py",
     "tests/faults/test_harness_quick.py",
+    "tests/faults/test_drop_trials.py",
     "tests/postgres/test_hub_on_postgres.py",
     "tests/faults/test_powerloss.py",
     "tests/faults/test_clock_steps.py",
