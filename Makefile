@@ -17,10 +17,11 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 # The suite waits on real processes far more than it computes: two workers (pytest-xdist) fill the two cores.
-# TEST_WORKERS=0 runs it in one process.
+# Tests go to the workers one at a time, the long ones first (tests/conftest.py RUN_FIRST), so neither
+# worker is left alone with a long test at the end. TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 1 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

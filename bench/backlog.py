@@ -52,7 +52,7 @@ def _capture_for(port: int, seconds: float | None, until: Any = None, prefix: st
         t.start()
     t0 = time.perf_counter()
     while True:
-        time.sleep(0.5)
+        time.sleep(min(0.5, seconds) if seconds is not None else 0.5)
         if seconds is not None and time.perf_counter() - t0 >= seconds:
             break
         if until is not None and until():
@@ -63,8 +63,8 @@ def _capture_for(port: int, seconds: float | None, until: Any = None, prefix: st
     return [x * 1000 for x in lat], len(errors)
 
 
-def bench_backlog(root: Path, records: int, emit: Any) -> None:
-    """Emit the ``backlog`` figure."""
+def bench_backlog(root: Path, records: int, emit: Any, idle_s: float = 5.0) -> None:
+    """Emit the ``backlog`` figure (``idle_s``: how long the baseline captures with the hub down)."""
     hub = Hub.create(root / "hub-backlog").start()
     agent: Agent | None = None
     try:
@@ -95,7 +95,7 @@ def bench_backlog(root: Path, records: int, emit: Any) -> None:
         assert agent.proc is not None
         pid = agent.proc.pid
         with sampled(agent=pid) as s_idle:
-            idle_lat, idle_err = _capture_for(agent.port, 5.0, prefix="I")
+            idle_lat, idle_err = _capture_for(agent.port, idle_s, prefix="I")
         hub.start()
         status = httpx.Client(timeout=30)
 

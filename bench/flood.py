@@ -106,9 +106,18 @@ def _stores(n_quiet: int, bursts: int, records: int) -> tuple[list[SimStore], Si
 
 
 def run_once(
-    root: Path, quiet: list[SimStore], flooder: SimStore | None, records: int, gap: float, conns: int
+    root: Path,
+    quiet: list[SimStore],
+    flooder: SimStore | None,
+    records: int,
+    gap: float,
+    conns: int,
+    settle_s: float = 1.0,
 ) -> dict[str, Any]:
-    """One fresh hub; the quiet stores' bursts, with the flooder running alongside when given."""
+    """One fresh hub; the quiet stores' bursts, with the flooder running alongside when given.
+
+    ``settle_s``: the wait for the sender processes to be up, and for the flood to be on, before timing starts.
+    """
     work = root / f"flood-{uuid.uuid4().hex[:8]}"
     hub = Hub.create(work / "hub", None, "--log-level", "warning")
     hub.env = {"CLOUD_HUB_RATE_ENROLL_BURST": "1000", "CLOUD_HUB_RATE_ENROLL_PER_MIN": "6000"}  # one source
@@ -127,11 +136,11 @@ def run_once(
             flood = ctx.Process(target=_flood, args=(hub.url, flooder.bursts(records), conns, go, stop, f_out))
             flood.start()
         sender.start()
-        time.sleep(1.0)
+        time.sleep(settle_s)
         load_before = os.getloadavg()[0]
         go.set()
         if flood is not None:
-            time.sleep(1.0)  # the flood is on before the quiet stores' first burst is timed
+            time.sleep(settle_s)  # the flood is on before the quiet stores' first burst is timed
         result = q_out.get(timeout=900)
         stop.set()
         flooded = f_out.get(timeout=120) if flood is not None else None
@@ -151,12 +160,20 @@ def run_once(
 
 
 def bench_flood(
-    root: Path, emit: Any, *, quiet: int = 8, bursts: int = 30, records: int = 20, gap: float = 0.05, conns: int = 8
+    root: Path,
+    emit: Any,
+    *,
+    quiet: int = 8,
+    bursts: int = 30,
+    records: int = 20,
+    gap: float = 0.05,
+    conns: int = 8,
+    settle_s: float = 1.0,
 ) -> dict[str, Any]:
     """Baseline run, then the flooded run; one figure to ``emit``."""
     stores, flooder = _stores(quiet, bursts, records)
-    base = run_once(root, stores, None, records, gap, conns)
-    flooded = run_once(root, stores, flooder, records, gap, conns)
+    base = run_once(root, stores, None, records, gap, conns, settle_s)
+    flooded = run_once(root, stores, flooder, records, gap, conns, settle_s)
     codes = (flooded["flood"] or {}).get("codes", {})
     ratio = round(flooded["p99_ms"] / base["p99_ms"], 2) if base["p99_ms"] else None
     figure = {

@@ -60,7 +60,7 @@ def _pos_client(port: int, register: str, n: int, go: Any, out: Any) -> None:
     out.put((lat, errors, start, end))
 
 
-def bench_capture(root: Path, txns: int, clients: int = 4, peer: bool = True) -> None:
+def bench_capture(root: Path, txns: int, clients: int = 4, peer: bool = True, fsync_s: float = 2.0) -> None:
     """Capture by 4 POS clients, beside the NATS peer and the SQLite fsync ceiling measured in this run."""
     hub = Hub.create(root / "hub").start()
     try:
@@ -82,7 +82,7 @@ def bench_capture(root: Path, txns: int, clients: int = 4, peer: bool = True) ->
     tx_per_s = len(lat) / wall
     with sampled() as s_base:
         nats = nats_peer(txns, clients) if peer else None
-        fsync = sqlite_fsync_ceiling(root, seconds=2.0)
+        fsync = sqlite_fsync_ceiling(root, seconds=fsync_s)
     commit_p99 = fsync["commit_p99_ms"]
     emit({
         "bench": "capture", "clients": clients, "transactions": len(lat), "errors": errors,
@@ -136,10 +136,13 @@ def table() -> None:
             print(flood.table_line(f))
 
 
+# The smallest counts that still run every code path of every benchmark (several bursts, both clients, every
+# sink, every fleet scenario): tests/bench/test_bench_quick.py runs them so they cannot rot; no figure of a
+# quick run means anything about speed.
 QUICK = {
-    "records": 2_000, "naive_records": 200, "capture_txns": 400, "backlog_records": 3_000, "drop_rows": 3_000,
-    "drop_orders": 600, "delivery_events": 300, "fleet_stores": 6, "fleet_records": 40, "fleet_burst": 20,
-    "flood_quiet": 3, "flood_bursts": 8,
+    "records": 600, "naive_records": 20, "capture_txns": 200, "backlog_records": 1_000, "drop_rows": 1_000,
+    "drop_orders": 200, "delivery_events": 100, "fleet_stores": 2, "fleet_records": 20, "fleet_burst": 10,
+    "flood_quiet": 1, "flood_bursts": 4, "sample_s": 0.3,
 }  # fmt: skip
 
 
@@ -160,6 +163,9 @@ def main() -> int:
     ap.add_argument("--fleet-burst", type=int, default=100, help="records per burst of the fleet benchmark")
     ap.add_argument("--flood-quiet", type=int, default=8, help="quiet stores beside the flooding store")
     ap.add_argument("--flood-bursts", type=int, default=30, help="bursts per quiet store of the flood benchmark")
+    ap.add_argument(
+        "--sample-s", type=float, default=1.0, help="fixed sampling windows: ×2 fsync ceiling, ×5 idle capture"
+    )
     ap.add_argument("--no-peer", action="store_true", help="skip the NATS peer (no NATS server on 127.0.0.1:4222)")
     ap.add_argument("--keep", action="store_true", help="keep the data folder")
     args = ap.parse_args()
@@ -174,13 +180,13 @@ def main() -> int:
         if "ceilings" in args.which:
             ceilings.all_ceilings(root, emit, quick=args.quick)
         if "capture" in args.which:
-            bench_capture(root, args.capture_txns, peer=not args.no_peer)
+            bench_capture(root, args.capture_txns, peer=not args.no_peer, fsync_s=min(2.0, args.sample_s * 2))
         if "catchup" in args.which:
             catchup.bench_catchup(root, args.records, args.naive_records, emit)
         if "catchup-split" in args.which:
             catchup.bench_catchup(root, args.records, args.naive_records, emit, split=True)
         if "backlog" in args.which:
-            backlog.bench_backlog(root, args.backlog_records, emit)
+            backlog.bench_backlog(root, args.backlog_records, emit, idle_s=args.sample_s * 5)
         if "drops" in args.which:
             drops.bench_drops(root, args.drop_rows, args.drop_orders, 2, emit)
         if "delivery" in args.which:
@@ -189,7 +195,8 @@ def main() -> int:
         if "fleet" in args.which:
             fleet.bench_fleet(root, emit, stores=args.fleet_stores, records=args.fleet_records, burst=args.fleet_burst)
         if "flood" in args.which:
-            flood.bench_flood(root, emit, quiet=args.flood_quiet, bursts=args.flood_bursts)
+            settle = min(1.0, args.sample_s)
+            flood.bench_flood(root, emit, quiet=args.flood_quiet, bursts=args.flood_bursts, settle_s=settle)
     table()
     return 0
 

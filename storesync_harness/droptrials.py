@@ -575,7 +575,14 @@ def _run_rig(
         rig.ensure_up()
         if power:
             rig.agent.stop()
-        result.final.append(rig.full_check(t.journal))
+        final = rig.full_check(t.journal)
+        result.final.append(final)
+        if progress is not None:  # printed now too: a run cut short by a time limit still shows it
+            verify = "OK" if final.agent_verify_ok else "FAILED"
+            sinks = "; ".join(final.event_lines())
+            progress(
+                f"drop trials {'power' if power else 'kill'} rig final: {final.counts()}; {sinks}; verify {verify}"
+            )
 
 
 def run_drop_trials(

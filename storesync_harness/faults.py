@@ -4,8 +4,9 @@ The full run (``make faults``): 200 crash trials, two rounds of every proxy faul
 long outage (259,200 records), 50 power cuts (agent and hub on the power-cut VFS) plus the
 ``synchronous=OFF`` controls, which must lose acknowledged sales, and 20 drop-import trials (a
 franchise file killed or power-cut mid-import, :mod:`storesync_harness.droptrials`). ``--quick``
-is the CI size. Exit code 0 only when nothing was lost, duplicated or broken, and every control
-did lose something.
+is the size of ``make test`` for the crash matrix (tests/faults/test_harness_quick.py): one crash
+trial of every kind, one round of every proxy fault, a 20,000-record outage. Exit code 0 only when
+nothing was lost, duplicated or broken, and every control did lose something.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .crashmatrix import MatrixResult, run_matrix
+from .crashmatrix import CRASH_KINDS, MatrixResult, run_matrix
 from .droptrials import DropRunResult, run_drop_trials
 from .invariants import Verdict
 from .longoutage import HOURS_72, OutageResult, run_long_outage
@@ -126,9 +127,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="python -m storesync_harness.faults", description=__doc__)
     parser.add_argument(
-        "--quick", action="store_true", help="CI size: 30 crash trials, 20,000-record outage, 2 drop trials"
+        "--quick",
+        action="store_true",
+        help="make test size: one crash trial per kind, 20,000-record outage, 2 drop trials",
     )
-    parser.add_argument("--trials", type=int, default=None, help="crash trials (default 200, quick 30)")
+    parser.add_argument(
+        "--trials", type=int, default=None, help=f"crash trials (default 200, quick {len(CRASH_KINDS)})"
+    )
     parser.add_argument("--proxy-rounds", type=int, default=None, help="rounds of every proxy fault (default 2)")
     parser.add_argument("--records", type=int, default=None, help=f"long-outage records (default {HOURS_72})")
     parser.add_argument("--seed", type=int, default=None, help="seed (default: from the clock, printed)")
@@ -141,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per trial")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
-    trials = args.trials if args.trials is not None else (30 if args.quick else 200)
+    trials = args.trials if args.trials is not None else (len(CRASH_KINDS) if args.quick else 200)
     rounds = args.proxy_rounds if args.proxy_rounds is not None else (1 if args.quick else 2)
     records = args.records if args.records is not None else (20_000 if args.quick else HOURS_72)
     seed = args.seed if args.seed is not None else int(time.time()) % 100_000

@@ -38,9 +38,12 @@ from .processes import Agent, Hub
 
 STORE = "S1"
 # Two sinks, so "exactly one event per sink" is checked per sink: an archive and a stream, both jsonl files.
+# lease_s: a delivery claimed by a hub that was killed is delivered again after this (the product default is 60 s;
+# the crash and power-cut trials kill the hub mid-delivery, and only the redelivery matters, not its delay).
 HUB_TOML = """
 [delivery]
 poll_s = 0.2
+lease_s = 5
 
 [[sinks]]
 name = "archive"
