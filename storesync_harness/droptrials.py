@@ -47,7 +47,7 @@ from edge_agent.store import Outbox
 
 from .dropcases import FORMATS, SUFFIX, DropCase, write_case
 from .invariants import PosJournal, Verdict, agent_verify, canonical_digest, judge
-from .powercut import Spec, Trigger, arm
+from .powercut import Spec, Trigger, arm, start_armed, tally_cut
 from .rig import AGENT_ENV, Rig
 
 log = logging.getLogger(__name__)
@@ -462,10 +462,7 @@ def _power_spec(point: str, rng: random.Random, case: DropCase, report: Path) ->
 def _power_cut(t: _Trials, case: DropCase, point: str, spec: Spec) -> None:
     """Start the agent armed; wait for the cut, or SIGKILL it (un-synced pages lost) at a random moment."""
     agent, result = t.rig.agent, t.result
-    arm(agent, spec)
-    try:
-        agent.start()
-    except RuntimeError:  # the power went while it started
+    if not start_armed(agent, spec):  # the power went while it started
         result.cut_points[point] += 1
         result.cuts += 1
         agent.proc = None
@@ -480,13 +477,13 @@ def _power_cut(t: _Trials, case: DropCase, point: str, spec: Spec) -> None:
         if point == "kill" and t.acknowledged(case.path.name) is not None:
             break
         time.sleep(0.01)
-    if proc.poll() is None:
+    went_down = proc.poll() is not None
+    if not went_down:
         _sigkill(_descendants(proc.pid))
         agent.kill()
-        result.cut_points[point if point == "kill" else f"{point}:missed"] += 1
     else:
-        result.cut_points[point] += 1
         agent.proc = None
+    tally_cut(result.cut_points, point, went_down=went_down)
     result.cuts += 1
 
 

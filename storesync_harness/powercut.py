@@ -39,6 +39,7 @@ import runpy
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -385,6 +386,33 @@ def wrap(service: Any) -> None:
 def arm(service: Any, spec: Spec) -> None:
     """Set the spec the service's next start uses."""
     service.env[ENV] = spec.to_json()
+
+
+def _reports(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def start_armed(service: Any, spec: Spec) -> bool:
+    """Start ``service`` with ``spec`` armed; False when the power went already while it started.
+
+    Raises:
+        RuntimeError: the service failed to start and no cut was reported (a real failure).
+    """
+    arm(service, spec)
+    before = _reports(Path(str(spec.report)))
+    try:
+        service.start()
+    except RuntimeError:
+        if _reports(Path(str(spec.report))) > before:
+            return False
+        raise
+    return True
+
+
+def tally_cut(points: Counter[str], point: str, *, went_down: bool) -> None:
+    """Count one cut at ``point``: as struck when the process went down by the trigger (or the point is a
+    plain ``kill``), else as ``point:missed`` (the trigger never came and the process was killed instead)."""
+    points[point if went_down or point == "kill" else f"{point}:missed"] += 1
 
 
 if __name__ == "__main__":  # pragma: no cover

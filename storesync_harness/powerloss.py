@@ -44,7 +44,7 @@ import httpx
 from edge_agent.store import Outbox
 
 from .invariants import PosJournal, Verdict, agent_verify, canonical_digest, judge, sent_digest, txn_key
-from .powercut import Spec, Trigger, arm
+from .powercut import Spec, Trigger, arm, start_armed, tally_cut
 from .rig import AGENT_ENV, HUB_TOML, STORE, PosDriver, Rig
 
 log = logging.getLogger(__name__)
@@ -179,23 +179,6 @@ def _survivors(journal: PosJournal, bodies: list[str]) -> tuple[int, int, int]:
     return len(acked), lost, mismatched
 
 
-def _reports(path: Path) -> int:
-    return len(path.read_text().splitlines()) if path.exists() else 0
-
-
-def _start_armed(service: Any, spec: Spec) -> bool:
-    """Start with the trigger armed; False when the power went already while it started."""
-    arm(service, spec)
-    before = _reports(Path(str(spec.report)))
-    try:
-        service.start()
-    except RuntimeError:
-        if _reports(Path(str(spec.report))) > before:
-            return False
-        raise
-    return True
-
-
 def _cut_target(rig: Rig, target: str, rng: random.Random, point: str, result: PowerResult) -> None:
     service = rig.agent if target == "agent" else rig.hub
     if service.proc is None:  # the cut came during start-up
@@ -203,12 +186,12 @@ def _cut_target(rig: Rig, target: str, rng: random.Random, point: str, result: P
         result.cuts += 1
         return
     wait = rng.uniform(0.2, 1.0) if point == "kill" else 6.0
-    if not _wait_exit(service.proc, wait):
+    went_down = _wait_exit(service.proc, wait)
+    if not went_down:
         service.kill()
-        result.points[point if point == "kill" else f"{point}:missed"] += 1
     else:
-        result.points[point] += 1
         service.proc = None
+    tally_cut(result.points, point, went_down=went_down)
     result.cuts += 1
 
 
@@ -216,7 +199,7 @@ def _agent_trial(rig: Rig, pos: PosDriver, rng: random.Random, point: str, spec:
     rig.agent.stop()  # graceful: the OS writes everything back
     offline = spec.sync_off or rng.random() < 0.5  # offline: the outbox alone holds what was acknowledged
     rig.proxy.set_mode("refuse" if offline else "pass")
-    if _start_armed(rig.agent, spec):
+    if start_armed(rig.agent, spec):
         pos.resume()
     _cut_target(rig, "agent", rng, point, result)
     pos.pause()
@@ -242,7 +225,7 @@ def _hub_head(rig: Rig) -> int:
 
 def _hub_trial(rig: Rig, pos: PosDriver, rng: random.Random, point: str, spec: Spec, result: PowerResult) -> None:
     rig.hub.stop()
-    if _start_armed(rig.hub, spec):
+    if start_armed(rig.hub, spec):
         pos.resume()
     _cut_target(rig, "hub", rng, point, result)
     rig.proxy.set_mode("refuse")  # the agent must not refill the hub before its head is read
